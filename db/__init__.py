@@ -1,0 +1,36 @@
+"""A database layer for Python applications: SQLAlchemy 2, repositories, units of work, migrations.
+
+    from db import Database
+    database = Database()                      # DATABASE_URL, else the SQLite file db/data/app.db
+    with database.unit_of_work() as uow:
+        ...                                    # commit on success, rollback on an exception
+"""
+
+from db.errors import (
+    Conflict,
+    DatabaseError,
+    DatabaseUnavailable,
+    InvalidFilter,
+    NotFound,
+    StaleVersion,
+    TransientError,
+    ValidationError,
+)
+from db.repositories import BaseRepository, InMemoryRepository, Page
+from db.session import Database, UnitOfWork
+
+__all__ = [
+    "BaseRepository",
+    "Conflict",
+    "Database",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "InMemoryRepository",
+    "InvalidFilter",
+    "NotFound",
+    "Page",
+    "StaleVersion",
+    "TransientError",
+    "UnitOfWork",
+    "ValidationError",
+]

@@ -1,0 +1,103 @@
+"""The declarative base every model derives from.
+
+- A constraint naming convention, so that Alembic's autogenerate and batch migrations produce the same
+  names on SQLite, PostgreSQL and MariaDB (an unnamed constraint cannot be dropped portably).
+- A type map in which ``datetime`` is always timezone-aware UTC, stored with microseconds on every engine,
+  and comes back aware on SQLite and MariaDB too (their column types have no time zone).
+- A short repr that shows the class and primary key only: never a column that could hold a secret.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, MetaData, Numeric, String, Uuid, inspect
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, declared_attr
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A datetime that is stored as UTC and always read back timezone-aware.
+
+    A naive datetime is refused: its zone is unknowable, and guessing is how audit timestamps go wrong.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime refused: pass a timezone-aware datetime (UTC preferred)")
+        value = value.astimezone(dt.UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+TYPE_ANNOTATION_MAP: dict[Any, Any] = {
+    dt.datetime: UTCDateTime(),
+    uuid.UUID: Uuid(),
+    str: String(255),
+    Decimal: Numeric(18, 4),
+    dict[str, Any]: JSON(),
+    int: BigInteger(),
+}
+
+
+def secret_columns(model: type[Any]) -> frozenset[str]:
+    """Names of the columns marked ``info={"secret": True}``: never filtered, sorted, logged or shown."""
+    return frozenset(column.key for column in inspect(model).columns if column.info.get("secret"))
+
+
+# MariaDB's default collation compares case- and trailing-space-insensitively, so 'Ada' = 'ada' there and
+# nowhere else. Binary collation makes equality, uniqueness and ordering the same on all three engines.
+# A model that sets its own ``__table_args__`` ends the tuple with ``TABLE_OPTIONS``.
+TABLE_OPTIONS: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
+class ReprMixin:
+    """``<User 0192f0c4-...>``: the class and the primary key, read without touching the database."""
+
+    def __repr__(self) -> str:
+        state = inspect(self)
+        ident = state.identity
+        if ident is None:
+            keys = [column.key for column in state.mapper.primary_key]
+            ident = tuple(state.dict.get(key) for key in keys)
+        shown = ident[0] if len(ident) == 1 else ident
+        return f"<{type(self).__name__} {'transient' if shown is None else shown}>"
+
+
+class Base(ReprMixin, DeclarativeBase):
+    """The declarative base of every model in ``db.models``."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = TYPE_ANNOTATION_MAP
+
+    @declared_attr.directive
+    def __table_args__(cls) -> dict[str, Any]:
+        return dict(TABLE_OPTIONS)

@@ -1,0 +1,213 @@
+"""Everything that differs between SQLite, PostgreSQL and MariaDB lives here, and only here.
+
+- engine options and connection set-up for each backend;
+- which driver errors are transient (worth retrying) and how driver errors become ``db.errors``;
+- the atomic upsert statement, and NULL ordering.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event, exc
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.sql import ColumnElement, Insert
+from sqlalchemy.sql.schema import Table
+
+from db import errors
+
+DEFAULT_SQLITE_PATH = Path(__file__).resolve().parent / "data" / "app.db"
+
+# Drivers this layer is tested with; a bare ``postgresql://`` would otherwise pick psycopg2.
+_DEFAULT_DRIVERS = {"postgresql": "psycopg", "postgres": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
+
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+_PG_TRANSIENT = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
+_MYSQL_TRANSIENT = {1213, 1205}  # deadlock, lock wait timeout
+_MYSQL_STRICT_MODE = (
+    "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
+)
+
+
+def resolve_url(url: str | URL | None) -> URL:
+    """The URL from the argument, else ``DATABASE_URL``, else the SQLite file ``db/data/app.db``."""
+    raw = url if url is not None else os.environ.get("DATABASE_URL") or None
+    if raw is None:
+        return make_url(f"sqlite:///{DEFAULT_SQLITE_PATH}")
+    try:
+        parsed = make_url(raw)
+    except exc.ArgumentError:
+        raise errors.DatabaseUnavailable(f"not a database URL: {_redact(str(raw))}") from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgres":
+        backend = "postgresql"
+    if not driver and backend in _DEFAULT_DRIVERS:
+        parsed = parsed.set(drivername=f"{backend}+{_DEFAULT_DRIVERS[backend]}")
+    if backend in ("mysql", "mariadb") and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed
+
+
+def _redact(text: str) -> str:
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)
+
+
+def engine_options(url: URL, options: Mapping[str, Any]) -> dict[str, Any]:
+    """create_engine keyword arguments for this backend, overridable by the caller's options."""
+    base: dict[str, Any] = {"hide_parameters": True}  # bound values (hashes, tokens) never reach logs or errors
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        base["connect_args"] = {"timeout": options.get("busy_timeout", 5.0), "check_same_thread": False}
+    else:
+        base.update(pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800, pool_timeout=30)
+    if backend == "postgresql":
+        base["connect_args"] = {"options": "-c timezone=UTC", "connect_timeout": 10}
+    if backend in ("mysql", "mariadb"):
+        base["connect_args"] = {
+            "init_command": f"SET SESSION sql_mode='{_MYSQL_STRICT_MODE}', time_zone='+00:00'",
+            "connect_timeout": 10,
+        }
+    own = {key: value for key, value in options.items() if key != "busy_timeout"}
+    return base | own
+
+
+def prepare_sqlite_file(url: URL) -> None:
+    """Create the directory of a SQLite file on demand (never for ``:memory:``)."""
+    database = url.database
+    if url.get_backend_name() == "sqlite" and database and database != ":memory:" and not database.startswith(
+        "file:"
+    ):
+        Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
+def install_sqlite_transactions(engine: Engine, *, busy_timeout: float) -> None:
+    """SQLAlchemy, not pysqlite, begins transactions: SAVEPOINT and real isolation then work.
+
+    pysqlite's own transaction handling defers BEGIN until the first write and breaks SAVEPOINT; this is
+    SQLAlchemy's documented recipe. A unit of work asks for ``BEGIN IMMEDIATE`` (execution option
+    ``sqlite_begin``) so that a read-then-write transaction takes the write lock up front and waits on the busy
+    timeout instead of failing with "database is locked" at its first write.
+    """
+    in_memory = engine.url.database in (None, "", ":memory:")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Serialization failures, deadlocks, lock timeouts and a busy SQLite file: a retry may succeed."""
+    if isinstance(error, errors.TransientError):
+        return True
+    original = error.orig if isinstance(error, exc.DBAPIError) else error
+    sqlstate = getattr(original, "sqlstate", None)
+    if sqlstate in _PG_TRANSIENT:
+        return True
+    code = getattr(original, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED):
+        return True
+    args = getattr(original, "args", ())
+    if type(original).__module__.startswith("pymysql") and args and args[0] in _MYSQL_TRANSIENT:
+        return True
+    return isinstance(original, Exception) and "database is locked" in str(original)
+
+
+def constraint_name(error: exc.DBAPIError) -> str | None:
+    """The violated constraint's name where the driver tells it, else None."""
+    diag = getattr(error.orig, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    if name:
+        return str(name)
+    message = str(error.orig)
+    for pattern in (r"for key '(?:[^'.]*\.)?([^']+)'", r"CONSTRAINT `([^`]+)`", r"constraint failed: ([\w., ]+)"):
+        match = re.search(pattern, message)
+        if match:
+            return match.group(1)
+    return None
+
+
+def translate(error: exc.SQLAlchemyError, *, entity: str) -> errors.DatabaseError:
+    """A driver error as a ``db.errors`` error. The message never repeats bound values."""
+    if isinstance(error, exc.DBAPIError):
+        if is_transient(error):
+            return errors.TransientError(f"{entity}: transient database error ({type(error.orig).__name__})")
+        if isinstance(error, exc.IntegrityError):
+            return _integrity_conflict(error, entity)
+        if isinstance(error, exc.DataError):
+            return errors.ValidationError(f"{entity}: a value was refused by the database (out of range or "
+                                          "wrong type)")
+        if isinstance(error, exc.OperationalError) and error.connection_invalidated:
+            return errors.DatabaseUnavailable(f"{entity}: the database connection was lost")
+        if isinstance(error, exc.OperationalError | exc.InterfaceError):
+            return errors.DatabaseUnavailable(f"{entity}: {type(error.orig).__name__} from the database")
+    if isinstance(error, exc.StatementError) and isinstance(error.orig, ValueError | TypeError):
+        return errors.ValidationError(f"{entity}: {error.orig}")
+    return errors.DatabaseError(f"{entity}: {type(error).__name__} from the database")
+
+
+def _integrity_conflict(error: exc.IntegrityError, entity: str) -> errors.Conflict:
+    name = constraint_name(error)
+    message = str(error.orig).lower()
+    if "foreign key" in message or (name or "").startswith("fk_"):
+        kind = "refers to a missing row or is still referred to"
+    elif "not null" in message or "cannot be null" in message:
+        kind = "is required"
+    else:
+        kind = "already exists"
+    where = f" ({name})" if name else ""
+    return errors.Conflict(f"{entity}{where}: {kind}", entity=entity, constraint=name)
+
+
+def upsert_for(
+    backend: str, table: Table, values: Mapping[str, Any], match: Sequence[str], updates: Mapping[str, Any]
+) -> Insert:
+    """``INSERT … ON CONFLICT (match) DO UPDATE`` (SQLite, PostgreSQL) or ``… ON DUPLICATE KEY UPDATE``.
+
+    ``updates`` maps a column to ``EXCLUDED`` (take the value that was to be inserted) or to an expression.
+    """
+    if backend in ("mysql", "mariadb"):
+        my_stmt = mysql.insert(table).values(dict(values))
+        return my_stmt.on_duplicate_key_update(
+            {key: my_stmt.inserted[key] if _is_excluded(value) else value for key, value in updates.items()}
+        )
+    dialect_insert = postgresql.insert if backend == "postgresql" else sqlite.insert
+    stmt = dialect_insert(table).values(dict(values))
+    set_ = {key: stmt.excluded[key] if _is_excluded(value) else value for key, value in updates.items()}
+    if not set_:
+        return stmt.on_conflict_do_nothing(index_elements=list(match))
+    return stmt.on_conflict_do_update(index_elements=list(match), set_=set_)
+
+
+EXCLUDED = object()
+
+
+def _is_excluded(value: Any) -> bool:
+    return value is EXCLUDED
+
+
+def nulls_smallest(column: ColumnElement[Any], *, descending: bool, backend: str) -> ColumnElement[Any]:
+    """Order so that NULL sorts as the smallest value on every engine.
+
+    SQLite and MariaDB already do so; PostgreSQL treats NULL as the largest, so it is told explicitly.
+    """
+    ordered = column.desc() if descending else column.asc()
+    if backend == "postgresql":
+        return ordered.nulls_last() if descending else ordered.nulls_first()
+    return ordered

@@ -1,0 +1,72 @@
+"""The errors a caller of the database layer sees.
+
+Every repository method raises these and never a raw driver exception. Messages name the entity and the
+field or constraint; they never carry a value that could be a secret (a password, a token, a hash).
+"""
+
+from __future__ import annotations
+
+
+class DatabaseError(Exception):
+    """Base class of every error raised by the database layer."""
+
+
+class NotFound(DatabaseError):
+    """The entity asked for does not exist (or is soft-deleted)."""
+
+    def __init__(self, entity: str, ident: object) -> None:
+        super().__init__(f"{entity} {ident} not found")
+        self.entity = entity
+        self.ident = ident
+
+
+class Conflict(DatabaseError):
+    """A unique or foreign-key constraint, or a domain invariant, refused the change."""
+
+    def __init__(self, message: str, *, entity: str | None = None, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.entity = entity
+        self.constraint = constraint
+
+
+class StaleVersion(Conflict):
+    """An optimistic-locking check failed: somebody else changed the row since it was read."""
+
+    def __init__(self, entity: str, ident: object) -> None:
+        super().__init__(
+            f"{entity} {ident} was changed by another transaction; reload it and try again", entity=entity
+        )
+        self.ident = ident
+
+
+class InvalidFilter(DatabaseError):
+    """A filter, sort key, operator, value or cursor was refused before any SQL ran."""
+
+
+class ValidationError(DatabaseError):
+    """A value does not satisfy a rule of the model (length, type, range, policy)."""
+
+    def __init__(self, message: str, *, field: str | None = None, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.rule = rule
+
+
+class TransientError(DatabaseError):
+    """A failure that may succeed when retried: serialization failure, deadlock, lock timeout, busy file."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database could not be reached or opened."""
+
+
+__all__ = [
+    "Conflict",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "InvalidFilter",
+    "NotFound",
+    "StaleVersion",
+    "TransientError",
+    "ValidationError",
+]

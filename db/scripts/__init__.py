@@ -1,0 +1,1 @@
+"""Operations scripts: each module does one thing and is runnable as ``python -m db.scripts.<name>``."""

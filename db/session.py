@@ -1,0 +1,189 @@
+"""``Database``: the engine, sessions, units of work and retried transactions.
+
+Nothing here connects or creates anything at import time: the engine is built on first use.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, exc
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import dialects, errors
+from db.repositories.base_repository import BaseRepository
+
+T = TypeVar("T")
+RepoT = TypeVar("RepoT", bound=BaseRepository[Any])
+
+DEFAULT_ATTEMPTS = 5
+
+
+class UnitOfWork:
+    """One session, one transaction, and the repositories that share them.
+
+    Repositories are built on first access. ``actor`` and ``context`` (IP address, user agent, request id)
+    describe who acts and from where, for the audit trail.
+    """
+
+    def __init__(self, session: Session, *, actor: Any = None) -> None:
+        self.session = session
+        self.actor = actor
+        self.context: dict[str, Any] = {}
+        self._repositories: dict[type[BaseRepository[Any]], BaseRepository[Any]] = {}
+
+    def repository(self, repository_class: type[RepoT]) -> RepoT:
+        """The unit of work's instance of ``repository_class``, created on first use."""
+        if repository_class not in self._repositories:
+            self._repositories[repository_class] = repository_class(self.session)
+        return self._repositories[repository_class]  # type: ignore[return-value]
+
+    def flush(self) -> None:
+        self.session.flush()
+
+
+class Database:
+    """A database: ``Database()`` uses ``DATABASE_URL`` or, failing that, the SQLite file ``db/data/app.db``.
+
+    ``options`` are passed to ``sqlalchemy.create_engine`` (``echo=True``, ``pool_size=...``), except
+    ``busy_timeout`` (seconds a SQLite writer waits for the lock, default 5) and ``attempts`` (the default
+    number of tries of ``run_in_transaction``).
+    """
+
+    def __init__(self, url: str | URL | None = None, **options: Any) -> None:
+        self.url = dialects.resolve_url(url)
+        self.attempts: int = options.pop("attempts", DEFAULT_ATTEMPTS)
+        self._options = options
+        self._bound_connection: Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"Database({self.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def backend(self) -> str:
+        """``sqlite``, ``postgresql`` or ``mariadb``/``mysql``."""
+        return self.url.get_backend_name()
+
+    @cached_property
+    def engine(self) -> Engine:
+        dialects.prepare_sqlite_file(self.url)
+        engine = create_engine(self.url, **dialects.engine_options(self.url, self._options))
+        if self.backend == "sqlite":
+            dialects.install_sqlite_transactions(engine, busy_timeout=self._options.get("busy_timeout", 5.0))
+        return engine
+
+    @cached_property
+    def _sessions(self) -> sessionmaker[Session]:
+        if self._bound_connection is not None:
+            return sessionmaker(
+                bind=self._bound_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+            )
+        return sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    @cached_property
+    def _write_sessions(self) -> sessionmaker[Session]:
+        if self._bound_connection is not None:
+            return self._sessions
+        writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        return sessionmaker(bind=writer, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session: commit when the block ends, rollback and re-raise on an exception, always close."""
+        with self._sessions() as session:
+            with _translated("session"):
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+
+    @contextmanager
+    def unit_of_work(self, actor: Any = None) -> Iterator[UnitOfWork]:
+        """A unit of work: commit when the block ends, rollback and re-raise on an exception.
+
+        On SQLite it begins ``IMMEDIATE``: it holds the write lock from its first statement, so a
+        read-then-write never fails half-way with "database is locked".
+        """
+        with self._write_sessions() as session:
+            uow = UnitOfWork(session, actor=actor)
+            with _translated("unit of work"):
+                try:
+                    yield uow
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+
+    def run_in_transaction(
+        self, fn: Callable[[UnitOfWork], T], *, attempts: int | None = None, actor: Any = None
+    ) -> T:
+        """Call ``fn(uow)`` in a fresh unit of work, retrying transient failures with backoff and jitter.
+
+        Serialization failures, deadlocks, lock timeouts and a busy SQLite file are retried, each time in a new
+        unit of work, up to ``attempts`` tries; then ``TransientError`` is raised from the last failure.
+        Any other error propagates at once. ``fn`` may run more than once: keep side effects outside the
+        database (emails, HTTP calls) out of it.
+        """
+        tries = attempts if attempts is not None else self.attempts
+        if tries < 1:
+            raise errors.ValidationError("attempts must be at least 1", field="attempts")
+        last: BaseException | None = None
+        for attempt in range(tries):
+            try:
+                with self.unit_of_work(actor=actor) as uow:
+                    return fn(uow)
+            except (errors.TransientError, exc.DBAPIError) as error:
+                if not dialects.is_transient(error):
+                    raise
+                last = error
+                if attempt + 1 < tries:
+                    time.sleep(_backoff(attempt))
+        raise errors.TransientError(f"gave up after {tries} attempts: {last}") from last
+
+    @contextmanager
+    def isolated(self) -> Iterator[Database]:
+        """A ``Database`` whose every session joins one outer transaction, rolled back at the end.
+
+        For test suites: the code under test may commit freely (commits become SAVEPOINT releases) and
+        nothing it writes survives the block.
+        """
+        with self.engine.connect() as connection:
+            outer = connection.begin()
+            try:
+                yield self._bound_to(connection)
+            finally:
+                outer.rollback()
+
+    def _bound_to(self, connection: Connection) -> Database:
+        bound = copy.copy(self)
+        bound.__dict__.pop("_sessions", None)
+        bound.__dict__.pop("_write_sessions", None)
+        bound._bound_connection = connection
+        return bound
+
+    def dispose(self) -> None:
+        """Close every pooled connection. The Database can still be used: it reconnects on demand."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
+
+def _backoff(attempt: int, base: float = 0.02, cap: float = 1.0) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+@contextmanager
+def _translated(entity: str) -> Iterator[None]:
+    try:
+        yield
+    except exc.SQLAlchemyError as error:
+        raise dialects.translate(error, entity=entity) from error

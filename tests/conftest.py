@@ -1,0 +1,118 @@
+"""Test engines and isolation.
+
+Every test that takes ``database`` runs once per engine in ``TEST_ENGINES`` (default: sqlite, postgresql,
+mariadb), inside an outer transaction that is rolled back (sessions join it through SAVEPOINTs).
+
+- SQLite uses a file in a temporary directory: never ``db/data/app.db``.
+- PostgreSQL and MariaDB use the database named by ``TEST_POSTGRESQL_URL`` / ``TEST_MARIADB_URL`` (default: a
+  ``dblayer_test`` database on the local server, created on demand).
+- An unreachable server skips that engine's tests with a message, except under CI (``CI=true``), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+
+from db import Database
+from tests.models import TestBase
+
+ENGINES = ("sqlite", "postgresql", "mariadb")
+DEFAULT_SERVER_URLS = {
+    "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/dblayer_test",
+    "mariadb": "mariadb+pymysql://root@127.0.0.1:3306/dblayer_test",
+}
+APP_DB = Path(__file__).resolve().parents[1] / "db" / "data" / "app.db"
+
+
+def selected_engines() -> list[str]:
+    wanted = [name.strip() for name in os.environ.get("TEST_ENGINES", ",".join(ENGINES)).split(",") if name.strip()]
+    unknown = set(wanted) - set(ENGINES)
+    if unknown:
+        raise pytest.UsageError(f"TEST_ENGINES names unknown engines: {sorted(unknown)}")
+    return wanted
+
+
+def server_url(engine: str, database: str | None = None) -> URL:
+    url = make_url(os.environ.get(f"TEST_{engine.upper()}_URL", DEFAULT_SERVER_URLS[engine]))
+    return url.set(database=database) if database else url
+
+
+def ensure_server_database(url: URL) -> str | None:
+    """Create the database named in ``url`` if missing; return why the server is unusable, or None."""
+    backend = url.get_backend_name()
+    admin_db = "postgres" if backend == "postgresql" else None
+    admin = Database(url.set(database=admin_db), isolation_level="AUTOCOMMIT", poolclass=_null_pool())
+    try:
+        with admin.engine.connect() as connection:
+            name = url.database
+            if backend == "postgresql":
+                found = connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+                if not found:
+                    connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            else:
+                connection.exec_driver_sql(
+                    f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"
+                )
+    except Exception as error:  # noqa: BLE001 - any failure means "server not usable"
+        return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    finally:
+        admin.dispose()
+    return None
+
+
+def _null_pool() -> type:
+    from sqlalchemy.pool import NullPool
+
+    return NullPool
+
+
+def unavailable(engine: str, reason: str) -> None:
+    message = f"{engine} server not reachable ({reason}); start it or set TEST_{engine.upper()}_URL"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI requires {engine}: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def sqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sqlite")
+
+
+def engine_url(engine: str, sqlite_dir: Path, name: str = "dblayer_test") -> URL:
+    """A URL for a test database called ``name`` on ``engine`` (created on demand), or a skip/fail."""
+    if engine == "sqlite":
+        return make_url(f"sqlite:///{sqlite_dir / (name + '.db')}")
+    url = server_url(engine, name)
+    problem = ensure_server_database(url)
+    if problem:
+        unavailable(engine, problem)
+    return url
+
+
+@pytest.fixture(scope="session", params=selected_engines())
+def engine_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def session_database(engine_name: str, sqlite_dir: Path) -> Iterator[Database]:
+    """One Database per engine with the test tables freshly created."""
+    database = Database(engine_url(engine_name, sqlite_dir))
+    assert Path(database.url.database or "") != APP_DB
+    TestBase.metadata.drop_all(database.engine)
+    TestBase.metadata.create_all(database.engine)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def database(session_database: Database) -> Iterator[Database]:
+    """The engine's Database, isolated: everything the test writes is rolled back at its end."""
+    with session_database.isolated() as isolated:
+        yield isolated
