@@ -76,7 +76,10 @@ def secret_columns(model: type[Any]) -> frozenset[str]:
 # MariaDB's default collation compares case- and trailing-space-insensitively, so 'Ada' = 'ada' there and
 # nowhere else. Binary collation makes equality, uniqueness and ordering the same on all three engines.
 # A model that sets its own ``__table_args__`` ends the tuple with ``TABLE_OPTIONS``.
-TABLE_OPTIONS: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+TABLE_OPTIONS: dict[str, Any] = {
+    "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin",
+    "mariadb_charset": "utf8mb4", "mariadb_collate": "utf8mb4_bin",
+}
 
 
 class ReprMixin:
