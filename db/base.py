@@ -14,7 +14,7 @@ import uuid
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, MetaData, Numeric, String, Uuid, inspect
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Double, MetaData, Numeric, String, Uuid, inspect
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, declared_attr
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -36,6 +36,10 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    @property
+    def python_type(self) -> type[dt.datetime]:
+        return dt.datetime
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name in ("mysql", "mariadb"):
@@ -65,6 +69,7 @@ TYPE_ANNOTATION_MAP: dict[Any, Any] = {
     Decimal: Numeric(18, 4),
     dict[str, Any]: JSON(),
     int: BigInteger(),
+    float: Double(),  # not Float: that is single precision on MariaDB
 }
 
 
@@ -74,11 +79,12 @@ def secret_columns(model: type[Any]) -> frozenset[str]:
 
 
 # MariaDB's default collation compares case- and trailing-space-insensitively, so 'Ada' = 'ada' there and
-# nowhere else. Binary collation makes equality, uniqueness and ordering the same on all three engines.
+# nowhere else. A binary NO PAD collation ('a' != 'a ') makes equality, uniqueness and ordering the same on
+# all three engines.
 # A model that sets its own ``__table_args__`` ends the tuple with ``TABLE_OPTIONS``.
 TABLE_OPTIONS: dict[str, Any] = {
     "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin",
-    "mariadb_charset": "utf8mb4", "mariadb_collate": "utf8mb4_bin",
+    "mariadb_charset": "utf8mb4", "mariadb_collate": "utf8mb4_nopad_bin",
 }
 
 

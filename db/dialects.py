@@ -63,7 +63,7 @@ def engine_options(url: URL, options: Mapping[str, Any]) -> dict[str, Any]:
     backend = url.get_backend_name()
     if backend == "sqlite":
         base["connect_args"] = {"timeout": options.get("busy_timeout", 5.0), "check_same_thread": False}
-    else:
+    elif "poolclass" not in options:
         base.update(pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800, pool_timeout=30)
     if backend == "postgresql":
         base["connect_args"] = {"options": "-c timezone=UTC", "connect_timeout": 10}

@@ -46,7 +46,7 @@ def server_url(engine: str, database: str | None = None) -> URL:
 def ensure_server_database(url: URL) -> str | None:
     """Create the database named in ``url`` if missing; return why the server is unusable, or None."""
     backend = url.get_backend_name()
-    admin_db = "postgres" if backend == "postgresql" else None
+    admin_db = "postgres" if backend == "postgresql" else "mysql"
     admin = Database(url.set(database=admin_db), isolation_level="AUTOCOMMIT", poolclass=_null_pool())
     try:
         with admin.engine.connect() as connection:
@@ -86,13 +86,49 @@ def sqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def engine_url(engine: str, sqlite_dir: Path, name: str = "dblayer_test") -> URL:
     """A URL for a test database called ``name`` on ``engine`` (created on demand), or a skip/fail."""
-    if engine == "sqlite":
-        return make_url(f"sqlite:///{sqlite_dir / (name + '.db')}")
-    url = server_url(engine, name)
-    problem = ensure_server_database(url)
-    if problem:
-        unavailable(engine, problem)
-    return url
+    return TestDatabases(sqlite_dir).url(engine, name)
+
+
+class TestDatabases:
+    """One Database per engine with the test tables freshly created, made on first use."""
+
+    def __init__(self, sqlite_dir: Path) -> None:
+        self.sqlite_dir = sqlite_dir
+        self._made: dict[str, Database] = {}
+        self._problems: dict[str, str] = {}
+
+    def get(self, engine: str) -> Database:
+        if engine in self._problems:
+            unavailable(engine, self._problems[engine])
+        if engine not in self._made:
+            url = self.url(engine)
+            database = Database(url)
+            assert Path(database.url.database or "") != APP_DB
+            TestBase.metadata.drop_all(database.engine)
+            TestBase.metadata.create_all(database.engine)
+            self._made[engine] = database
+        return self._made[engine]
+
+    def url(self, engine: str, name: str = "dblayer_test") -> URL:
+        if engine == "sqlite":
+            return make_url(f"sqlite:///{self.sqlite_dir / (name + '.db')}")
+        url = server_url(engine, name)
+        problem = ensure_server_database(url)
+        if problem:
+            self._problems[engine] = problem
+            unavailable(engine, problem)
+        return url
+
+    def dispose(self) -> None:
+        for database in self._made.values():
+            database.dispose()
+
+
+@pytest.fixture(scope="session")
+def test_databases(sqlite_dir: Path) -> Iterator[TestDatabases]:
+    databases = TestDatabases(sqlite_dir)
+    yield databases
+    databases.dispose()
 
 
 @pytest.fixture(scope="session", params=selected_engines())
@@ -101,14 +137,9 @@ def engine_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def session_database(engine_name: str, sqlite_dir: Path) -> Iterator[Database]:
-    """One Database per engine with the test tables freshly created."""
-    database = Database(engine_url(engine_name, sqlite_dir))
-    assert Path(database.url.database or "") != APP_DB
-    TestBase.metadata.drop_all(database.engine)
-    TestBase.metadata.create_all(database.engine)
-    yield database
-    database.dispose()
+def session_database(engine_name: str, test_databases: TestDatabases) -> Database:
+    """The engine's Database with the test tables; writes through it are committed (see ``database``)."""
+    return test_databases.get(engine_name)
 
 
 @pytest.fixture

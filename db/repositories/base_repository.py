@@ -121,9 +121,10 @@ class BaseRepository(Generic[ModelT]):
         ``returning=True`` the instances in input order.
         """
         self.session.flush()
-        inserter = BulkInserter(self.model.__table__, self.session.connection(), self.entity)
         count = 0
         with self.session.begin_nested():
+            # The connection is taken inside the savepoint: that is what makes SQLAlchemy emit SAVEPOINT.
+            inserter = BulkInserter(self.model.__table__, self.session.connection(), self.entity)
             for batch in batched(rows, self.batch_size):
                 count += inserter.insert(batch, collect_ids=returning)
         if not returning:
@@ -462,6 +463,10 @@ def _same(column: Any, value: Any) -> ColumnElement[bool]:
 def _beyond(column: Any, value: Any, descending: bool) -> ColumnElement[bool]:
     if value is None:
         return false() if descending else column.is_not(None)  # type: ignore[no-any-return]
+    if isinstance(value, bool):  # SQL has no portable ordering comparison on booleans: False < True
+        if descending:
+            return or_(column.is_(None), column == false()) if value else column.is_(None)  # type: ignore[no-any-return]
+        return false() if value else column == true()  # type: ignore[no-any-return]
     if descending:
         return or_(column < value, column.is_(None))
     return column > value  # type: ignore[no-any-return]

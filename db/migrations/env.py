@@ -1,0 +1,170 @@
+"""Alembic's environment: which database, which metadata, and how a migration runs.
+
+The database is, in order:
+
+1. ``config.attributes["connection"]``: a Connection passed by the caller (``db.migrations.runner`` does so);
+   the caller owns it and closes it;
+2. ``config.attributes["url"]`` (``runner.alembic_config(url)``), else ``-x url=...`` on the command line;
+3. ``DATABASE_URL``, else the SQLite file ``db/data/app.db`` (``db.dialects.resolve_url``).
+
+Connections come from ``db.Database``, so SQLite gets the same pragmas (WAL, foreign keys, busy timeout) as the
+application and the file's directory is created on demand.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from logging.config import fileConfig
+from typing import Any, Literal
+
+from alembic import context
+from alembic.autogenerate.api import AutogenContext
+from alembic.runtime.environment import OnVersionApplyFn
+from alembic.runtime.migration import MigrationContext, MigrationInfo
+from sqlalchemy.engine import URL, Connection
+
+import db.models  # noqa: F401 - importing the package registers every model on Base.metadata
+from db.base import Base
+from db.migrations.runner import DanglingForeignKeys, MigrationError
+from db.session import Database
+
+config = context.config
+target_metadata = Base.metadata
+
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def _url() -> str | URL | None:
+    url: str | URL | None = config.attributes.get("url")
+    if url is None:
+        url = context.get_x_argument(as_dictionary=True).get("url")
+    return url
+
+
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Autogenerate renders this layer's own column types as ``db.base.UTCDateTime()``: import their module."""
+    module = type(obj).__module__
+    if type_ == "type" and (module == "db" or module.startswith("db.")):
+        autogen_context.imports.add(f"import {module}")
+    return False  # the default rendering
+
+
+def _configure(
+    connection: Connection | None = None, url: URL | None = None, on_version_apply: OnVersionApplyFn | None = None
+) -> None:
+    backend = (connection.dialect.name if connection is not None else url.get_backend_name() if url else "")
+    sqlite = backend == "sqlite"
+    context.configure(
+        connection=connection,
+        url=url if connection is None else None,
+        target_metadata=target_metadata,
+        compare_type=True,
+        render_as_batch=sqlite,  # SQLite's ALTER TABLE is limited: alter by copying the table
+        # SQLite does roll back DDL; one transaction around all the revisions makes an upgrade all-or-nothing,
+        # and lets the foreign-key check below roll it back.
+        transactional_ddl=True if sqlite else None,
+        render_item=_render_item,
+        on_version_apply=on_version_apply,
+        literal_binds=connection is None,
+        dialect_opts={"paramstyle": "named"} if connection is None else None,
+    )
+
+
+def run_migrations_offline() -> None:
+    """``alembic upgrade --sql``: write the SQL instead of running it (no foreign-key check is possible)."""
+    _configure(url=Database(_url()).url)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        if not isinstance(connection, Connection):
+            raise TypeError(f'config.attributes["connection"] must be a Connection, not {type(connection)}')
+        _run(connection)
+        return
+    database = Database(_url())
+    try:
+        with database.engine.connect() as owned:
+            _run(owned)
+    finally:
+        database.dispose()
+
+
+def _run(connection: Connection) -> None:
+    if connection.dialect.name != "sqlite":
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    # Why the foreign keys go off: a batch migration alters a SQLite table by copying it, dropping the original
+    # and renaming the copy. With foreign_keys=ON, dropping the original deletes its rows first, and that
+    # delete cascades (ON DELETE CASCADE) or nulls (SET NULL) every child row: data silently lost. So the
+    # migration runs with foreign keys OFF (the pragma is a no-op inside a transaction, hence before BEGIN),
+    # and PRAGMA foreign_key_check, before commit, refuses a migration that left a row pointing nowhere.
+    applied: list[MigrationInfo] = []
+
+    def record(ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]) -> None:
+        applied.append(step)
+
+    with _sqlite_foreign_keys_off(connection):
+        # IMMEDIATE: hold the write lock from the start, waiting on the busy timeout rather than failing midway.
+        _configure(connection.execution_options(sqlite_begin="IMMEDIATE"), on_version_apply=record)
+        with context.begin_transaction():
+            context.run_migrations()
+            if applied:
+                _check_foreign_keys(connection)
+
+
+def _pragma(connection: Connection, statement: str) -> list[Any]:
+    """Run a PRAGMA on the driver's connection, as is: SQLAlchemy would emit BEGIN before it (autobegin)."""
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(statement)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    if not _pragma(connection, "PRAGMA foreign_keys")[0][0]:
+        yield  # already off (the caller's choice): leave it so
+        return
+    if connection.in_transaction():
+        raise MigrationError(
+            "SQLite cannot turn foreign keys off inside a transaction, and a batch migration with them on "
+            "would delete child rows: migrate on a connection that has not begun a transaction"
+        )
+    _pragma(connection, "PRAGMA foreign_keys=OFF")
+    if _pragma(connection, "PRAGMA foreign_keys")[0][0]:
+        raise MigrationError("SQLite refused to turn foreign keys off; not migrating")
+    try:
+        yield
+    finally:
+        if connection.in_transaction():  # never hand a connection with foreign keys off back to the pool
+            connection.invalidate()
+        else:
+            _pragma(connection, "PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    rows = _pragma(connection, "PRAGMA foreign_key_check")
+    if rows:
+        counts = Counter(f"{table} -> {parent}" for table, _rowid, parent, _fkid in rows)
+        where = ", ".join(f"{pair}: {count}" for pair, count in sorted(counts.items()))
+        raise DanglingForeignKeys(
+            f"the migration left {len(rows)} row(s) referring to missing rows ({where}); rolled back"
+        )
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
