@@ -42,7 +42,10 @@ def resolve_url(url: str | URL | None) -> URL:
     try:
         parsed = make_url(raw)
     except exc.ArgumentError:
-        raise errors.DatabaseUnavailable(f"not a database URL: {_redact(str(raw))}") from None
+        # The text is not echoed: a malformed URL may still hold a password.
+        raise errors.DatabaseUnavailable(
+            "not a database URL (expected e.g. postgresql://user:password@host/name or sqlite:///path.db)"
+        ) from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend == "postgres":
         backend = "postgresql"
@@ -51,10 +54,6 @@ def resolve_url(url: str | URL | None) -> URL:
     if backend in ("mysql", "mariadb") and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     return parsed
-
-
-def _redact(text: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)
 
 
 def engine_options(url: URL, options: Mapping[str, Any]) -> dict[str, Any]:
