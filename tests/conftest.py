@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,31 @@ def database(session_database: Database) -> Iterator[Database]:
     """The engine's Database, isolated: everything the test writes is rolled back at its end."""
     with session_database.isolated() as isolated:
         yield isolated
+
+
+# --- a per-engine tally at the end of the run --------------------------------------------------------------
+
+_ENGINE_OF: dict[str, str] = {}
+_TALLY: dict[str, dict[str, int]] = {}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        _ENGINE_OF[item.nodeid] = str(params.get("engine_name") or params.get("backend") or "engine-free")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        outcome = "passed" if report.passed else "skipped" if report.skipped else "failed"
+        counts = _TALLY.setdefault(_ENGINE_OF.get(report.nodeid, "engine-free"), {})
+        counts[outcome] = counts.get(outcome, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    terminalreporter.section("tests per engine")
+    for engine in ("memory", *ENGINES, "engine-free"):
+        counts = _TALLY.get(engine)
+        if counts:
+            line = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("passed", "failed", "skipped"))
+            terminalreporter.write_line(f"{engine:>12}: {line}")

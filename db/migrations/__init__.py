@@ -1,2 +1,5 @@
-"""Schema migrations (Alembic): ``env.py``, the revision files in ``versions/``, and ``runner`` to run them from
-Python. From a shell: ``alembic upgrade head`` (see ``alembic.ini``) or ``python -m db``."""
+"""Schema migrations (Alembic): ``env.py``, the revision files in ``versions/``, and ``runner`` to run them.
+
+From Python: ``db.migrations.runner``. From a shell: ``python -m db``, or ``alembic upgrade head``
+(configured by ``alembic.ini``).
+"""

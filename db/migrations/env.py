@@ -7,8 +7,8 @@ The database is, in order:
 2. ``config.attributes["url"]`` (``runner.alembic_config(url)``), else ``-x url=...`` on the command line;
 3. ``DATABASE_URL``, else the SQLite file ``db/data/app.db`` (``db.dialects.resolve_url``).
 
-Connections come from ``db.Database``, so SQLite gets the same pragmas (WAL, foreign keys, busy timeout) as the
-application and the file's directory is created on demand.
+Connections come from ``db.Database``, so SQLite gets the same pragmas (WAL, foreign keys, busy timeout) as
+the application and the file's directory is created on demand.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL, Connection
 
 import db.models  # noqa: F401 - importing the package registers every model on Base.metadata
 from db.base import Base
-from db.migrations.runner import DanglingForeignKeys, MigrationError
+from db.migrations.runner import DanglingForeignKeysError, MigrationError
 from db.session import Database
 
 config = context.config
@@ -45,7 +45,7 @@ def _url() -> str | URL | None:
 
 
 def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
-    """Autogenerate renders this layer's own column types as ``db.base.UTCDateTime()``: import their module."""
+    """Autogenerate renders this layer's column types as ``db.base.UTCDateTime()``: import their module."""
     module = type(obj).__module__
     if type_ == "type" and (module == "db" or module.startswith("db.")):
         autogen_context.imports.add(f"import {module}")
@@ -53,7 +53,9 @@ def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str |
 
 
 def _configure(
-    connection: Connection | None = None, url: URL | None = None, on_version_apply: OnVersionApplyFn | None = None
+    connection: Connection | None = None,
+    url: URL | None = None,
+    on_version_apply: OnVersionApplyFn | None = None,
 ) -> None:
     backend = (connection.dialect.name if connection is not None else url.get_backend_name() if url else "")
     sqlite = backend == "sqlite"
@@ -101,18 +103,21 @@ def _run(connection: Connection) -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    # Why the foreign keys go off: a batch migration alters a SQLite table by copying it, dropping the original
-    # and renaming the copy. With foreign_keys=ON, dropping the original deletes its rows first, and that
-    # delete cascades (ON DELETE CASCADE) or nulls (SET NULL) every child row: data silently lost. So the
-    # migration runs with foreign keys OFF (the pragma is a no-op inside a transaction, hence before BEGIN),
-    # and PRAGMA foreign_key_check, before commit, refuses a migration that left a row pointing nowhere.
+    # Why the foreign keys go off: a batch migration alters a SQLite table by copying it, dropping the
+    # original and renaming the copy. With foreign_keys=ON, dropping the original first deletes its rows, and
+    # that delete cascades (ON DELETE CASCADE) or nulls (SET NULL) every child row: data silently lost. So
+    # the migration runs with foreign keys OFF (the pragma is a no-op inside a transaction, hence before
+    # BEGIN), and PRAGMA foreign_key_check, before commit, refuses a migration that left a row pointing
+    # nowhere: it raises, and the whole upgrade is rolled back.
     applied: list[MigrationInfo] = []
 
-    def record(ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]) -> None:
+    def record(
+        ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]
+    ) -> None:
         applied.append(step)
 
     with _sqlite_foreign_keys_off(connection):
-        # IMMEDIATE: hold the write lock from the start, waiting on the busy timeout rather than failing midway.
+        # IMMEDIATE: take the write lock at BEGIN, waiting on the busy timeout rather than failing midway.
         _configure(connection.execution_options(sqlite_begin="IMMEDIATE"), on_version_apply=record)
         with context.begin_transaction():
             context.run_migrations()
@@ -159,7 +164,7 @@ def _check_foreign_keys(connection: Connection) -> None:
     if rows:
         counts = Counter(f"{table} -> {parent}" for table, _rowid, parent, _fkid in rows)
         where = ", ".join(f"{pair}: {count}" for pair, count in sorted(counts.items()))
-        raise DanglingForeignKeys(
+        raise DanglingForeignKeysError(
             f"the migration left {len(rows)} row(s) referring to missing rows ({where}); rolled back"
         )
 
