@@ -97,14 +97,13 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session: commit when the block ends, rollback and re-raise on an exception, always close."""
-        with self._sessions() as session:
-            with _translated("session"):
-                try:
-                    yield session
-                    session.commit()
-                except BaseException:
-                    session.rollback()
-                    raise
+        with self._sessions() as session, _translated("session"):
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
 
     @contextmanager
     def unit_of_work(self, actor: Any = None) -> Iterator[UnitOfWork]:

@@ -62,7 +62,7 @@ class Versioned:
     version: Mapped[int] = mapped_column(default=1, sort_order=93)
 
     @declared_attr.directive
-    def __mapper_args__(cls) -> dict[str, Any]:
+    def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805 - declared_attr passes the class
         return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
 
 

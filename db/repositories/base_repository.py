@@ -12,16 +12,17 @@ errors only; bad filters, sort keys, cursors and values are refused before any S
 
 from __future__ import annotations
 
+import builtins
 import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import Any, ClassVar, Generic, Literal, TypeVar, cast, overload
 
 from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select, true, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import exists as sql_exists
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -33,9 +34,7 @@ from db.repositories import query_spec as qs
 from db.repositories.bulk import BulkInserter, batched
 
 ModelT = TypeVar("ModelT")
-P = ParamSpec("P")
-R = TypeVar("R")
-RepoSelf = TypeVar("RepoSelf", bound="BaseRepository[Any]")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +45,11 @@ class Page(Generic[ModelT]):
     next_cursor: str | None
 
 
-def translated(method: Callable[Concatenate[RepoSelf, P], R]) -> Callable[Concatenate[RepoSelf, P], R]:
+def translated(method: F) -> F:
     """Driver errors leave a repository method as ``db.errors`` errors, never raw."""
 
     @functools.wraps(method)
-    def wrapper(self: RepoSelf, /, *args: P.args, **kwargs: P.kwargs) -> R:
+    def wrapper(self: BaseRepository[Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         except StaleDataError:
@@ -58,7 +57,7 @@ def translated(method: Callable[Concatenate[RepoSelf, P], R]) -> Callable[Concat
         except sa_exc.SQLAlchemyError as error:
             raise dialects.translate(error, entity=self.entity) from error
 
-    return wrapper
+    return cast(F, wrapper)
 
 
 class BaseRepository(Generic[ModelT]):
@@ -178,7 +177,7 @@ class BaseRepository(Generic[ModelT]):
         limit: int | None = None,
         offset: int = 0,
         include_deleted: bool = False,
-    ) -> list[ModelT]:
+    ) -> builtins.list[ModelT]:
         policy = self.policy()
         qs.check_window(policy, limit=limit, offset=offset)
         keys = qs.parse_order(policy, order_by)
@@ -225,13 +224,13 @@ class BaseRepository(Generic[ModelT]):
         instance = self._resolve(instance_or_id)
         expected = fields.pop("version", None) if self._versioned else None
         self._check_writable(fields, allow_pk=False)
-        if expected is not None and expected != instance.version:  # type: ignore[attr-defined]
+        if expected is not None and expected != instance.version:
             raise StaleVersion(self.entity, self._pk_of(instance))
         with self.session.begin_nested():
             self.session.add(instance)
             for key, value in fields.items():
                 setattr(instance, key, value)
-        return instance
+        return instance  # type: ignore[no-any-return]
 
     @translated
     def update_many(self, filters: Mapping[str, Any], **fields: Any) -> int:
@@ -240,7 +239,7 @@ class BaseRepository(Generic[ModelT]):
         self._check_writable(fields, allow_pk=False)
         return self._bulk_update(criteria, dict(fields))
 
-    def _bulk_update(self, criteria: list[ColumnElement[bool]], values: dict[str, Any]) -> int:
+    def _bulk_update(self, criteria: builtins.list[ColumnElement[bool]], values: dict[str, Any]) -> int:
         table = self.model.__table__
         if "updated_at" in table.c and "updated_at" not in values:
             values["updated_at"] = utcnow()
@@ -266,7 +265,7 @@ class BaseRepository(Generic[ModelT]):
         with self.session.begin_nested():
             if self._soft and not hard:
                 self.session.add(instance)
-                instance.deleted_at = utcnow()  # type: ignore[attr-defined]
+                instance.deleted_at = utcnow()
             else:
                 self.session.delete(instance)
 
@@ -377,7 +376,7 @@ class BaseRepository(Generic[ModelT]):
             statement = statement.where(self.model.__table__.c.deleted_at.is_(None))
         if locking:
             statement = statement.with_for_update(read=True).execution_options(populate_existing=True)
-        return self.session.scalars(statement.limit(1)).first()  # type: ignore[no-any-return]
+        return self.session.scalars(statement.limit(1)).first()
 
     # --- helpers ---------------------------------------------------------------------------------------------
 
@@ -417,7 +416,7 @@ class BaseRepository(Generic[ModelT]):
             raise InvalidFilter(f"{self.entity}: refusing a bulk change without filters")
         return filters
 
-    def _where(self, filters: Mapping[str, Any] | None, include_deleted: bool) -> list[ColumnElement[bool]]:
+    def _where(self, filters: Mapping[str, Any] | None, include_deleted: bool) -> builtins.list[ColumnElement[bool]]:
         criteria = [self._sql(condition) for condition in qs.parse_filters(self.policy(), filters)]
         if self._soft and not include_deleted:
             criteria.append(self.model.__table__.c.deleted_at.is_(None))
@@ -462,11 +461,11 @@ def _same(column: Any, value: Any) -> ColumnElement[bool]:
 
 def _beyond(column: Any, value: Any, descending: bool) -> ColumnElement[bool]:
     if value is None:
-        return false() if descending else column.is_not(None)  # type: ignore[no-any-return]
+        return false() if descending else column.is_not(None)
     if isinstance(value, bool):  # SQL has no portable ordering comparison on booleans: False < True
         if descending:
-            return or_(column.is_(None), column == false()) if value else column.is_(None)  # type: ignore[no-any-return]
-        return false() if value else column == true()  # type: ignore[no-any-return]
+            return or_(column.is_(None), column == false()) if value else column.is_(None)
+        return false() if value else column == true()
     if descending:
         return or_(column < value, column.is_(None))
     return column > value  # type: ignore[no-any-return]

@@ -128,7 +128,7 @@ class BulkInserter:
             if key in keys or default is None or not default.is_callable or column.info.get(STATEMENT_DEFAULT):
                 continue
             names.append(key)
-            makers.append(self._fast_id() if _is_new_id(default.arg) else self._processed_call(key))
+            makers.append(self._fast_id() if _is_new_id(default.arg) else self._processed_call(key))  # type: ignore[attr-defined]
         return names, makers
 
     def _fast_id(self) -> Callable[[], Any]:
@@ -148,7 +148,7 @@ class BulkInserter:
         default = self.columns[key].default
         make = default.arg  # type: ignore[union-attr]
         process = self.columns[key].type._cached_bind_processor(self.dialect) or (lambda value: value)
-        return lambda: process(make(None))
+        return lambda: process(make(None))  # type: ignore[no-untyped-call]
 
     def _has_constant(self, key: str) -> bool:
         default = self.columns[key].default
@@ -182,7 +182,7 @@ def _picker(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, .
         return lambda row: (row[only],)
     if not keys:
         return lambda row: ()
-    return itemgetter(*keys)  # type: ignore[return-value]
+    return itemgetter(*keys)
 
 
 def _reorderer(compiled: Any, order: list[str]) -> Callable[[tuple[Any, ...]], Any]:

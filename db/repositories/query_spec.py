@@ -274,7 +274,7 @@ def decode_cursor(policy: FieldPolicy, keys: Sequence[SortKey], cursor: Any) -> 
     values = payload.get("v")
     if not isinstance(values, list) or len(values) != len(keys):
         raise refused
-    decoded = []
+    decoded: list[Any] = []
     for key, value in zip(keys, values, strict=True):
         if value is None:
             if key.field == policy.primary_key:

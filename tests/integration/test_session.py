@@ -176,9 +176,9 @@ def test_datetimes_round_trip_as_aware_utc(database: Database) -> None:
     with database.unit_of_work() as uow:
         again = counters(uow).list()[0]
         assert again.id == made.id
-    from tests.contract.conftest import WidgetRepository
-
     import datetime as dt
+
+    from tests.contract.conftest import WidgetRepository
 
     moment = dt.datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC)
     with database.unit_of_work() as uow:
