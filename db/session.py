@@ -8,10 +8,10 @@ from __future__ import annotations
 import copy
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import Engine, create_engine, exc
 from sqlalchemy.engine import URL, Connection
@@ -29,21 +29,44 @@ DEFAULT_ATTEMPTS = 5
 class UnitOfWork:
     """One session, one transaction, and the repositories that share them.
 
-    Repositories are built on first access. ``actor`` and ``context`` (IP address, user agent, request id)
-    describe who acts and from where, for the audit trail.
+    Repositories are attributes built on first access: the layer's own (``uow.users`` and so on, registered by
+    their modules) and an application's, registered with ``UnitOfWork.register("projects", ProjectRepository)``
+    or per database with ``Database(repositories={...})``. ``uow.repository(SomeRepository)`` works for any
+    repository class. ``actor`` and ``context`` (IP address, user agent, request id) describe who acts and
+    from where, for the audit trail.
     """
 
-    def __init__(self, session: Session, *, actor: Any = None) -> None:
+    registry: ClassVar[dict[str, type[BaseRepository[Any]]]] = {}
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        actor: Any = None,
+        repositories: Mapping[str, type[BaseRepository[Any]]] | None = None,
+    ) -> None:
         self.session = session
         self.actor = actor
         self.context: dict[str, Any] = {}
-        self._repositories: dict[type[BaseRepository[Any]], BaseRepository[Any]] = {}
+        self._names = {**self.registry, **(repositories or {})}
+        self._built: dict[type[BaseRepository[Any]], BaseRepository[Any]] = {}
+
+    @classmethod
+    def register(cls, name: str, repository_class: type[BaseRepository[Any]]) -> None:
+        """Make ``uow.<name>`` an instance of ``repository_class`` in every unit of work."""
+        cls.registry[name] = repository_class
 
     def repository(self, repository_class: type[RepoT]) -> RepoT:
         """The unit of work's instance of ``repository_class``, created on first use."""
-        if repository_class not in self._repositories:
-            self._repositories[repository_class] = repository_class(self.session)
-        return self._repositories[repository_class]  # type: ignore[return-value]
+        if repository_class not in self._built:
+            self._built[repository_class] = repository_class(self.session)
+        return self._built[repository_class]  # type: ignore[return-value]
+
+    def __getattr__(self, name: str) -> BaseRepository[Any]:
+        names = self.__dict__.get("_names", {})
+        if name not in names:
+            raise AttributeError(f"unit of work has no repository {name!r}; register it with UnitOfWork.register")
+        return self.repository(names[name])
 
     def flush(self) -> None:
         self.session.flush()
@@ -53,13 +76,15 @@ class Database:
     """A database: ``Database()`` uses ``DATABASE_URL`` or, failing that, the SQLite file ``db/data/app.db``.
 
     ``options`` are passed to ``sqlalchemy.create_engine`` (``echo=True``, ``pool_size=...``), except
-    ``busy_timeout`` (seconds a SQLite writer waits for the lock, default 5) and ``attempts`` (the default
-    number of tries of ``run_in_transaction``).
+    ``busy_timeout`` (seconds a SQLite writer waits for the lock, default 5), ``attempts`` (the default
+    number of tries of ``run_in_transaction``) and ``repositories`` (name → repository class, as attributes of
+    every unit of work).
     """
 
     def __init__(self, url: str | URL | None = None, **options: Any) -> None:
         self.url = dialects.resolve_url(url)
         self.attempts: int = options.pop("attempts", DEFAULT_ATTEMPTS)
+        self.repositories: dict[str, type[BaseRepository[Any]]] = dict(options.pop("repositories", None) or {})
         self._options = options
         self._bound_connection: Connection | None = None
 
@@ -113,7 +138,7 @@ class Database:
         read-then-write never fails half-way with "database is locked".
         """
         with self._write_sessions() as session:
-            uow = UnitOfWork(session, actor=actor)
+            uow = UnitOfWork(session, actor=actor, repositories=self.repositories)
             with _translated("unit of work"):
                 try:
                     yield uow

@@ -57,6 +57,16 @@ def test_repositories_are_built_once_per_unit_of_work(database: Database) -> Non
         assert uow.actor == "ada"
 
 
+def test_registered_repositories_are_attributes_of_the_unit_of_work(database: Database) -> None:
+    scoped = Database(database.url, repositories={"counters": CounterRepository})
+    with scoped.isolated() as isolated, isolated.unit_of_work() as uow:
+        assert isinstance(uow.counters, CounterRepository)
+        assert uow.counters is uow.repository(CounterRepository)
+        with pytest.raises(AttributeError, match="no repository 'nope'"):
+            _ = uow.nope
+    scoped.dispose()
+
+
 def test_run_in_transaction_returns_the_result(database: Database) -> None:
     assert database.run_in_transaction(lambda uow: counters(uow).create(name="a").name) == "a"
 
