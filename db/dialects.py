@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, exc
+from sqlalchemy import Engine, and_, event, exc, func
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.sql import ColumnElement, Insert
@@ -142,23 +142,55 @@ def constraint_name(error: exc.DBAPIError) -> str | None:
     return None
 
 
+_MYSQL_BAD_VALUE = {1048, 1264, 1292, 1364, 1366, 1406}  # NULL, out of range, bad value, no default, too long
+_MYSQL_UNREACHABLE = {1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013}
+
+
 def translate(error: exc.SQLAlchemyError, *, entity: str) -> errors.DatabaseError:
     """A driver error as a ``db.errors`` error. The message never repeats bound values."""
     if isinstance(error, exc.DBAPIError):
-        if is_transient(error):
-            return errors.TransientError(f"{entity}: transient database error ({type(error.orig).__name__})")
-        if isinstance(error, exc.IntegrityError):
-            return _integrity_conflict(error, entity)
-        if isinstance(error, exc.DataError):
-            return errors.ValidationError(f"{entity}: a value was refused by the database (out of range or "
-                                          "wrong type)")
-        if isinstance(error, exc.OperationalError) and error.connection_invalidated:
-            return errors.DatabaseUnavailable(f"{entity}: the database connection was lost")
-        if isinstance(error, exc.OperationalError | exc.InterfaceError):
-            return errors.DatabaseUnavailable(f"{entity}: {type(error.orig).__name__} from the database")
-    if isinstance(error, exc.StatementError) and isinstance(error.orig, ValueError | TypeError):
+        return _translate_driver_error(error, entity)
+    if isinstance(error, exc.StatementError) and isinstance(error.orig, ValueError | TypeError | OverflowError):
         return errors.ValidationError(f"{entity}: {error.orig}")
     return errors.DatabaseError(f"{entity}: {type(error).__name__} from the database")
+
+
+def _translate_driver_error(error: exc.DBAPIError, entity: str) -> errors.DatabaseError:
+    code = _mysql_code(error)
+    if is_transient(error):
+        return errors.TransientError(f"{entity}: transient database error ({type(error.orig).__name__})")
+    if _is_not_null_violation(error):
+        return errors.ValidationError(f"{entity}: a required field is missing", rule="required")
+    if isinstance(error, exc.IntegrityError):
+        return _integrity_conflict(error, entity)
+    if isinstance(error, exc.DataError) or code in _MYSQL_BAD_VALUE:
+        return errors.ValidationError(f"{entity}: a value was refused by the database (out of range or wrong type)")
+    if error.connection_invalidated or code in _MYSQL_UNREACHABLE or _is_unreachable(error):
+        return errors.DatabaseUnavailable(f"{entity}: the database is unavailable ({type(error.orig).__name__})")
+    return errors.DatabaseError(f"{entity}: {type(error.orig).__name__} from the database")
+
+
+def _mysql_code(error: exc.DBAPIError) -> int | None:
+    args = getattr(error.orig, "args", ())
+    if type(error.orig).__module__.startswith("pymysql") and args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def _is_not_null_violation(error: exc.DBAPIError) -> bool:
+    message = str(error.orig).lower()
+    return (
+        getattr(error.orig, "sqlstate", None) == "23502"
+        or _mysql_code(error) == 1048
+        or "not null constraint failed" in message
+    )
+
+
+def _is_unreachable(error: exc.DBAPIError) -> bool:
+    if type(error.orig).__module__.startswith("psycopg"):
+        return isinstance(error, exc.OperationalError)
+    message = str(error.orig).lower()
+    return "unable to open" in message or "disk i/o" in message
 
 
 def _integrity_conflict(error: exc.IntegrityError, entity: str) -> errors.Conflict:
@@ -166,8 +198,6 @@ def _integrity_conflict(error: exc.IntegrityError, entity: str) -> errors.Confli
     message = str(error.orig).lower()
     if "foreign key" in message or (name or "").startswith("fk_"):
         kind = "refers to a missing row or is still referred to"
-    elif "not null" in message or "cannot be null" in message:
-        kind = "is required"
     else:
         kind = "already exists"
     where = f" ({name})" if name else ""
@@ -182,9 +212,17 @@ def upsert_for(
     ``updates`` maps a column to ``EXCLUDED`` (take the value that was to be inserted) or to an expression.
     """
     if backend in ("mysql", "mariadb"):
+        # ON DUPLICATE KEY UPDATE fires on a clash with *any* unique key. Each assignment is guarded so that it
+        # only applies when the clash is on ``match``; otherwise the row is left as it was and the caller, not
+        # finding a row by ``match``, reports a Conflict, as SQLite and PostgreSQL do.
         my_stmt = mysql.insert(table).values(dict(values))
+        same_key = and_(*(table.c[key] == my_stmt.inserted[key] for key in match))
         return my_stmt.on_duplicate_key_update(
-            {key: my_stmt.inserted[key] if _is_excluded(value) else value for key, value in updates.items()}
+            {
+                key: func.if_(same_key, my_stmt.inserted[key] if _is_excluded(value) else value, table.c[key])
+                for key, value in updates.items()
+            }
+            or {match[0]: table.c[match[0]]}
         )
     dialect_insert = postgresql.insert if backend == "postgresql" else sqlite.insert
     stmt = dialect_insert(table).values(dict(values))
@@ -204,9 +242,11 @@ def _is_excluded(value: Any) -> bool:
 def nulls_smallest(column: ColumnElement[Any], *, descending: bool, backend: str) -> ColumnElement[Any]:
     """Order so that NULL sorts as the smallest value on every engine.
 
-    SQLite and MariaDB already do so; PostgreSQL treats NULL as the largest, so it is told explicitly.
+    SQLite and MariaDB already do so; PostgreSQL treats NULL as the largest, so it is told explicitly, and only
+    for nullable columns: ``NULLS FIRST`` on a NOT NULL column would stop PostgreSQL using a plain index. (Index a
+    nullable sort column on PostgreSQL with ``postgresql_nulls_first=True`` for the same reason.)
     """
     ordered = column.desc() if descending else column.asc()
-    if backend == "postgresql":
+    if backend == "postgresql" and getattr(column, "nullable", True):
         return ordered.nulls_last() if descending else ordered.nulls_first()
     return ordered

@@ -35,6 +35,12 @@ class UUIDPrimaryKey:
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id, sort_order=-100)
 
 
+def _created_at_or_now(context: Any) -> dt.datetime:
+    """A new row's ``updated_at`` is its ``created_at``: one instant, not two a few microseconds apart."""
+    created = context.get_current_parameters().get("created_at") if context is not None else None
+    return created if isinstance(created, dt.datetime) else utcnow()
+
+
 class Timestamps:
     """``created_at`` and ``updated_at`` in UTC, set by the layer (never by the database's clock)."""
 
@@ -42,7 +48,7 @@ class Timestamps:
         default=utcnow, info={STATEMENT_DEFAULT: True}, sort_order=90
     )
     updated_at: Mapped[dt.datetime] = mapped_column(
-        default=utcnow, onupdate=utcnow, info={STATEMENT_DEFAULT: True}, sort_order=91
+        default=_created_at_or_now, onupdate=utcnow, info={STATEMENT_DEFAULT: True}, sort_order=91
     )
 
 

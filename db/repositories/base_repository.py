@@ -29,7 +29,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from db import dialects
 from db.base import secret_columns
 from db.errors import Conflict, InvalidFilter, NotFound, StaleVersion, ValidationError
-from db.models.base import utcnow
+from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
 from db.repositories.bulk import BulkInserter, batched
 
@@ -56,6 +56,8 @@ def translated(method: F) -> F:
             raise StaleVersion(self.entity, "row") from None
         except sa_exc.SQLAlchemyError as error:
             raise dialects.translate(error, entity=self.entity) from error
+        except OverflowError:  # sqlite3 refuses an integer beyond 64 bits before SQLAlchemy can wrap it
+            raise ValidationError(f"{self.entity}: an integer is out of range") from None
 
     return cast(F, wrapper)
 
@@ -85,7 +87,7 @@ class BaseRepository(Generic[ModelT]):
             BaseRepository._policies[cls] = build_policy(cls.model, cls.filterable, cls.sortable)
         return BaseRepository._policies[cls]
 
-    @property
+    @functools.cached_property
     def _pk(self) -> Any:
         return sa_inspect(self.model).primary_key[0]
 
@@ -102,6 +104,7 @@ class BaseRepository(Generic[ModelT]):
     @translated
     def create(self, **fields: Any) -> ModelT:
         self._check_writable(fields, allow_pk=True)
+        self._check_required(fields)
         instance = self.model(**fields)
         with self.session.begin_nested():
             self.session.add(instance)
@@ -123,7 +126,9 @@ class BaseRepository(Generic[ModelT]):
         count = 0
         with self.session.begin_nested():
             # The connection is taken inside the savepoint: that is what makes SQLAlchemy emit SAVEPOINT.
-            inserter = BulkInserter(self.model.__table__, self.session.connection(), self.entity)
+            inserter = BulkInserter(
+                self.model.__table__, self.session.connection(), self.entity, protected=self._protected()
+            )
             for batch in batched(rows, self.batch_size):
                 count += inserter.insert(batch, collect_ids=returning)
         if not returning:
@@ -132,6 +137,10 @@ class BaseRepository(Generic[ModelT]):
 
     def _pk_value(self, raw: Any) -> Any:
         return uuid.UUID(hex=raw) if isinstance(raw, str) and self._pk.type.python_type is uuid.UUID else raw
+
+    def _protected(self) -> frozenset[str]:
+        """Fields the layer maintains and callers may not set: the version counter."""
+        return frozenset({"version"}) if self._versioned else frozenset()
 
     # --- read ------------------------------------------------------------------------------------------------
 
@@ -153,7 +162,7 @@ class BaseRepository(Generic[ModelT]):
 
     def _load_in_order(self, keys: Sequence[Any]) -> list[ModelT]:
         by_key: dict[Any, ModelT] = {}
-        for chunk in batched(keys, 500):
+        for chunk in batched(keys, 5_000):
             statement = select(self.model).where(self._pk.in_(chunk))
             by_key.update((self._pk_of(item), item) for item in self.session.scalars(statement))
         return [by_key[key] for key in keys if key in by_key]
@@ -226,10 +235,13 @@ class BaseRepository(Generic[ModelT]):
         self._check_writable(fields, allow_pk=False)
         if expected is not None and expected != instance.version:
             raise StaleVersion(self.entity, self._pk_of(instance))
-        with self.session.begin_nested():
-            self.session.add(instance)
-            for key, value in fields.items():
-                setattr(instance, key, value)
+        try:
+            with self.session.begin_nested():
+                self.session.add(instance)
+                for key, value in fields.items():
+                    setattr(instance, key, value)
+        except StaleDataError:
+            raise StaleVersion(self.entity, self._pk_of(instance)) from None
         return instance  # type: ignore[no-any-return]
 
     @translated
@@ -237,6 +249,8 @@ class BaseRepository(Generic[ModelT]):
         """Update every visible row that matches; returns how many matched."""
         criteria = self._where(self._required(filters), include_deleted=False)
         self._check_writable(fields, allow_pk=False)
+        if not fields:
+            raise ValidationError(f"{self.entity}: update_many needs at least one field to set")
         return self._bulk_update(criteria, dict(fields))
 
     def _bulk_update(self, criteria: builtins.list[ColumnElement[bool]], values: dict[str, Any]) -> int:
@@ -276,11 +290,9 @@ class BaseRepository(Generic[ModelT]):
         if self._soft and not hard:
             return self._bulk_update(criteria, {"deleted_at": utcnow()})
         self.session.flush()
+        statement = delete(self.model).where(*criteria).execution_options(synchronize_session="fetch")
         with self.session.begin_nested():
-            result = self.session.execute(delete(self.model.__table__).where(*criteria))
-        for instance in list(self.session.identity_map.values()):
-            if isinstance(instance, self.model):
-                self.session.expunge(instance)
+            result = self.session.execute(statement)
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     # --- upsert ----------------------------------------------------------------------------------------------
@@ -295,6 +307,7 @@ class BaseRepository(Generic[ModelT]):
         match = self._unique_key(match)
         fields = dict(values)
         self._check_writable(fields, allow_pk=True)
+        self._check_required(fields)
         missing = [key for key in match if key not in fields]
         if missing:
             raise ValidationError(f"{self.entity}.{missing[0]} is required to upsert", field=missing[0])
@@ -306,7 +319,11 @@ class BaseRepository(Generic[ModelT]):
         with self.session.begin_nested():
             self.session.execute(statement)
         found = select(self.model).where(*(self._column(k) == row[k] for k in match))
-        return self.session.scalars(found.execution_options(populate_existing=True)).one()  # type: ignore[no-any-return]
+        instance = self.session.scalars(found.execution_options(populate_existing=True)).one_or_none()
+        if instance is None:  # MariaDB: the insert clashed on another unique key and changed nothing
+            message = f"{self.entity}: upsert clashed on a unique key other than {list(match)}"
+            raise Conflict(message, entity=self.entity)
+        return instance  # type: ignore[no-any-return]
 
     def _upsert_updates(self, fields: Mapping[str, Any], match: Sequence[str]) -> dict[str, Any]:
         table = self.model.__table__
@@ -339,11 +356,15 @@ class BaseRepository(Generic[ModelT]):
 
     def _with_defaults(self, fields: dict[str, Any]) -> dict[str, Any]:
         row = dict(fields)
+        now = utcnow()
         for column in self.model.__table__.columns:
             default = column.default
             if column.key in row or default is None:
                 continue
-            row[column.key] = default.arg(None) if default.is_callable else default.arg
+            if column.info.get(STATEMENT_DEFAULT):
+                row[column.key] = now
+            else:
+                row[column.key] = default.arg(None) if default.is_callable else default.arg
         return row
 
     @translated
@@ -357,6 +378,7 @@ class BaseRepository(Generic[ModelT]):
         if not match:
             raise InvalidFilter(f"{self.entity}: get_or_create needs at least one field to match")
         self._check_writable(match, allow_pk=True)
+        match = self._coerced(match)
         found = self._find(match, locking=False)
         if found is not None:
             return found, False
@@ -369,6 +391,15 @@ class BaseRepository(Generic[ModelT]):
             if found is None:
                 raise
             return found, False
+
+    def _coerced(self, match: Mapping[str, Any]) -> dict[str, Any]:
+        """Match values checked like filter values, so a bad one is refused the same way on every engine."""
+        policy = self.policy()
+        return {
+            key: qs.coerce_value(policy, key, policy.types[key], value) if key in policy.types and value is not None
+            else value
+            for key, value in match.items()
+        }
 
     def _find(self, match: Mapping[str, Any], *, locking: bool) -> ModelT | None:
         statement = select(self.model).where(*(self._column(k) == v for k, v in match.items()))
@@ -411,6 +442,14 @@ class BaseRepository(Generic[ModelT]):
             if not allow_pk and columns[key].primary_key:
                 raise ValidationError(f"{self.entity}.{key} cannot be changed", field=key)
 
+    def _check_required(self, fields: Mapping[str, Any]) -> None:
+        table = self.model.__table__
+        for column in table.columns:
+            if column.key in fields or column.nullable or column.default is not None:
+                continue
+            if column.server_default is None and table.autoincrement_column is not column:
+                raise ValidationError(f"{self.entity}.{column.key} is required", field=column.key, rule="required")
+
     def _required(self, filters: Mapping[str, Any]) -> Mapping[str, Any]:
         if not filters:
             raise InvalidFilter(f"{self.entity}: refusing a bulk change without filters")
@@ -452,11 +491,20 @@ class BaseRepository(Generic[ModelT]):
         for position, key in enumerate(keys):
             equal = [_same(self._column(k.field), v) for k, v in zip(keys[:position], values, strict=False)]
             alternatives.append(and_(*equal, _beyond(self._column(key.field), values[position], key.descending)))
-        return or_(*alternatives)
+        return and_(_at_or_beyond(self._column(keys[0].field), values[0], keys[0].descending), or_(*alternatives))
 
 
 def _same(column: Any, value: Any) -> ColumnElement[bool]:
     return column.is_(None) if value is None else column == value  # type: ignore[no-any-return]
+
+
+def _at_or_beyond(column: Any, value: Any, descending: bool) -> ColumnElement[bool]:
+    """A redundant bound on the first sort key: it turns the OR of ``_after`` into an index range seek."""
+    if value is None or isinstance(value, bool):
+        return true()
+    if descending:
+        return or_(column <= value, column.is_(None)) if column.nullable else column <= value
+    return column >= value  # type: ignore[no-any-return]
 
 
 def _beyond(column: Any, value: Any, descending: bool) -> ColumnElement[bool]:

@@ -46,8 +46,11 @@ class _Plan:
 class BulkInserter:
     """Prepares and runs batches of row mappings for one table on one connection."""
 
-    def __init__(self, table: Table, connection: Connection, entity: str) -> None:
+    def __init__(
+        self, table: Table, connection: Connection, entity: str, *, protected: frozenset[str] = frozenset()
+    ) -> None:
         self.table = table
+        self.protected = protected
         self.connection = connection
         self.dialect: Dialect = connection.dialect
         self.entity = entity
@@ -84,7 +87,7 @@ class BulkInserter:
         return provided + plan.constants
 
     def _plan(self, keys: tuple[str, ...]) -> _Plan:
-        unknown = [key for key in keys if key not in self.columns]
+        unknown = [key for key in keys if key not in self.columns or key in self.protected]
         if unknown:
             raise ValidationError(f"{self.entity}: unknown field {unknown[0][:64]!r}", field=unknown[0][:64])
         per_row_columns, per_row = self._per_row_defaults(keys)
@@ -159,7 +162,11 @@ class BulkInserter:
         """A scalar default, or a per-statement one evaluated once for the whole ``create_many`` call."""
         if key not in self._statement_values:
             default = self.columns[key].default
-            value = default.arg(None) if default.is_callable else default.arg  # type: ignore[union-attr]
+            if self.columns[key].info.get(STATEMENT_DEFAULT):
+                # One instant for every per-statement column (created_at == updated_at on a new row).
+                value = self._statement_values.setdefault(STATEMENT_DEFAULT, default.arg(None))  # type: ignore[union-attr]
+            else:
+                value = default.arg(None) if default.is_callable else default.arg  # type: ignore[union-attr]
             process = self.columns[key].type._cached_bind_processor(self.dialect)
             self._statement_values[key] = process(value) if process else value
         return self._statement_values[key]

@@ -1,5 +1,593 @@
-"""Placeholder: InMemoryRepository is being written."""
-from typing import Any, Generic, TypeVar
-M = TypeVar("M")
-class InMemoryRepository(Generic[M]):
-    model: Any
+"""``InMemoryRepository``: a fake ``BaseRepository`` for unit tests, with the same methods and the same rules.
+
+A fake is configured like the real repository::
+
+    class FakeAccountRepository(InMemoryRepository[Account]):
+        model = Account
+        sortable = frozenset({"created_at", "name"})
+
+    store = InMemoryStore()
+    mine, theirs = FakeAccountRepository(store), FakeAccountRepository(store)  # two sessions, one database
+
+What is accepted and refused comes from the code the SQL repository uses (``build_policy``, ``query_spec``);
+filters, NULL ordering, keyset pages, soft delete, versions, upsert and the unique and foreign-key
+constraints follow the SQL repository's rules. Rows are stored as snapshots and every read hands out a fresh
+detached instance, as a database does: an instance whose version is behind the stored row is stale.
+
+Where it differs from the SQL repository, by design:
+
+- No session: no identity map and no transaction. A write is stored at once (all or nothing per call), two
+  reads of one row give two instances, ``for_update`` locks nothing, and there is nothing to roll back.
+  Instances behave as detached ones: changes made on an instance are saved with its next ``update`` in one
+  write (an instance still attached to a session gets them flushed first, as a separate version).
+- Values are checked as the strictest engine checks them: a string longer than its column, a NUL character,
+  NaN, a number out of range or a str for a UUID column is a ValidationError, though some engine stores it.
+  Decimals are rounded half up to the column's scale as PostgreSQL and MariaDB do.
+- ``contains``/``startswith`` fold case with ``str.lower`` (SQLite folds ASCII only) and strings sort by
+  code point (a PostgreSQL database with a linguistic collation sorts otherwise).
+- SQL-expression and server-side defaults are not evaluated: the column is left NULL (a Conflict where it
+  is NOT NULL).
+"""
+
+from __future__ import annotations
+
+import builtins
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Generic, Literal, TypeVar, cast, overload
+
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import configure_mappers, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.schema import CallableColumnDefault, Column, ScalarElementColumnDefault, Table
+
+from db.errors import Conflict, DatabaseError, InvalidFilter, NotFound, StaleVersion, ValidationError
+from db.models.base import STATEMENT_DEFAULT, utcnow
+from db.repositories import query_spec as qs
+from db.repositories.base_repository import Page, build_policy
+from db.repositories.memory_store import (
+    Changes,
+    InMemoryStore,
+    Key,
+    Row,
+    check_not_null,
+    fresh,
+    key_of,
+    to_stored,
+    unique_constraints,
+)
+
+ModelT = TypeVar("ModelT")
+
+
+class InMemoryRepository(Generic[ModelT]):
+    """In-memory repository over ``model``; see the module docstring."""
+
+    model: ClassVar[type[Any]]
+    filterable: ClassVar[frozenset[str] | None] = None
+    sortable: ClassVar[frozenset[str] | None] = None
+    _policies: ClassVar[dict[type[Any], qs.FieldPolicy]] = {}
+
+    def __init__(self, store: InMemoryStore | None = None) -> None:
+        self.store = store if store is not None else InMemoryStore()
+
+    # --- configuration -------------------------------------------------------------------------------------
+
+    @property
+    def entity(self) -> str:
+        return str(self.model.__tablename__)
+
+    @classmethod
+    def policy(cls) -> qs.FieldPolicy:
+        """Which fields may be filtered and sorted on: exactly as for ``BaseRepository``."""
+        if cls not in InMemoryRepository._policies:
+            InMemoryRepository._policies[cls] = build_policy(cls.model, cls.filterable, cls.sortable)
+        return InMemoryRepository._policies[cls]
+
+    @property
+    def _table(self) -> Table:
+        return cast(Table, self.model.__table__)
+
+    @property
+    def _pk(self) -> str:
+        return str(sa_inspect(self.model).primary_key[0].key)
+
+    @property
+    def _soft(self) -> bool:
+        return "deleted_at" in self._table.c
+
+    @property
+    def _versioned(self) -> bool:
+        return sa_inspect(self.model).version_id_col is not None
+
+    def _rows(self) -> dict[Key, Row]:
+        return self.store.rows(self._table.fullname)
+
+    # --- create ----------------------------------------------------------------------------------------------
+
+    def create(self, **fields: Any) -> ModelT:
+        self._check_writable(fields, allow_pk=True)
+        return self._load(self._insert({key: value for key, value in fields.items() if value is not None}))
+
+    def _insert(self, fields: Mapping[str, Any]) -> Row:
+        """Store one row (None fields left out beforehand take their defaults, as the ORM does)."""
+        with self.store.lock:
+            row = self._new_row(fields)
+            changes = Changes(self.store, self.entity)
+            changes.insert(self._table, row)
+            changes.apply()
+        return row
+
+    @overload
+    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[False] = False) -> int: ...
+    @overload
+    def create_many(
+        self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[True]
+    ) -> builtins.list[ModelT]: ...
+
+    def create_many(
+        self, rows: Iterable[Mapping[str, Any]], *, returning: bool = False
+    ) -> int | builtins.list[ModelT]:
+        """Insert any iterable of mappings; all or nothing. The rules are ``bulk.BulkInserter``'s."""
+        statement: dict[str, Any] = {}
+        stored: builtins.list[Row] = []
+        with self.store.lock:
+            changes = Changes(self.store, self.entity)
+            for raw in rows:
+                stored.append(self._bulk_row(raw, statement))
+                changes.insert(self._table, stored[-1])
+            changes.apply()
+        return [self._load(row) for row in stored] if returning else len(stored)
+
+    def _bulk_row(self, raw: Any, statement: dict[str, Any]) -> Row:
+        if not isinstance(raw, Mapping):
+            raise ValidationError(f"{self.entity}: each row must be a mapping of field to value")
+        unknown = [str(key)[:64] for key in raw if key not in self._table.c]
+        if unknown:
+            raise ValidationError(f"{self.entity}: unknown field {unknown[0]!r}", field=unknown[0])
+        for column in self._table.columns:
+            if column.key not in raw and self._required(column):
+                raise ValidationError(f"{self.entity}.{column.key} is required", field=column.key, rule="required")
+        return self._new_row(raw, statement)
+
+    def _required(self, column: Column[Any]) -> bool:
+        return not (column.nullable or column.default is not None or column.server_default is not None
+                    or column is self._table.autoincrement_column)
+
+    def _new_row(self, fields: Mapping[str, Any], statement: dict[str, Any] | None = None) -> Row:
+        """A complete row: the given values as stored, defaults for the rest; NULL in NOT NULL is a Conflict.
+
+        ``statement`` caches the defaults evaluated once per statement (``created_at`` in a bulk insert).
+        """
+        row: Row = {}
+        for column in self._table.columns:
+            if column.key in fields:
+                row[column.key] = to_stored(self.entity, column, fields[column.key])
+            else:
+                row[column.key] = to_stored(self.entity, column, self._default(column, statement))
+        check_not_null(self.entity, self._table, row)
+        return row
+
+    def _default(self, column: Column[Any], statement: dict[str, Any] | None) -> Any:
+        default = column.default
+        if isinstance(default, ScalarElementColumnDefault):
+            return default.arg
+        if isinstance(default, CallableColumnDefault):
+            if statement is None or not column.info.get(STATEMENT_DEFAULT):
+                return _call(default)
+            if column.key not in statement:
+                statement[column.key] = _call(default)
+            return statement[column.key]
+        if column is self._table.autoincrement_column:
+            return self.store.next_value(self._table, column.key)
+        return None  # no default, or a SQL expression the fake cannot evaluate
+
+    # --- read ------------------------------------------------------------------------------------------------
+
+    def get_by_id(self, ident: Any, *, include_deleted: bool = False, for_update: bool = False) -> ModelT | None:
+        """The row with this primary key, or None. ``for_update`` is accepted and has nothing to lock."""
+        row = self._rows().get((self._coerce_id(ident),))
+        if row is None or (not include_deleted and self._row_deleted(row)):
+            return None
+        return self._load(row)
+
+    def get_many(self, ids: Iterable[Any], *, include_deleted: bool = False) -> builtins.list[ModelT]:
+        """The rows with these primary keys, in the order asked, skipping the missing ones."""
+        keys = builtins.list(dict.fromkeys(self._coerce_id(ident) for ident in ids))
+        rows = self._rows()
+        found = [rows[(key,)] for key in keys if (key,) in rows]
+        return [self._load(row) for row in found if include_deleted or not self._row_deleted(row)]
+
+    def exists(self, **filters: Any) -> bool:
+        return bool(self._select(filters, include_deleted=False))
+
+    def count(self, filters: Mapping[str, Any] | None = None, *, include_deleted: bool = False) -> int:
+        return len(self._select(filters, include_deleted))
+
+    def list(
+        self,
+        *,
+        filters: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] = (),
+        limit: int | None = None,
+        offset: int = 0,
+        include_deleted: bool = False,
+    ) -> builtins.list[ModelT]:
+        policy = self.policy()
+        qs.check_window(policy, limit=limit, offset=offset)
+        keys = qs.parse_order(policy, order_by)
+        rows = _sorted(self._select(filters, include_deleted), keys)
+        end = None if limit is None else offset + limit
+        return [self._load(row) for row in rows[offset:end]]
+
+    def page(
+        self,
+        *,
+        filters: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] = (),
+        size: int = 50,
+        after: str | None = None,
+        include_deleted: bool = False,
+    ) -> Page[ModelT]:
+        """Keyset pagination with the SQL repository's semantics: strictly after the cursor's row."""
+        policy = self.policy()
+        qs.check_window(policy, size=size)
+        keys = qs.parse_order(policy, order_by)
+        rows = self._select(filters, include_deleted)
+        if after is not None:
+            values = qs.decode_cursor(policy, keys, after)
+            rows = [row for row in rows if _is_after(row, keys, values)]
+        rows = _sorted(rows, keys)[: size + 1]
+        if len(rows) <= size:
+            return Page([self._load(row) for row in rows], None)
+        last = rows[size - 1]
+        cursor = qs.encode_cursor(policy, keys, [last[key.field] for key in keys])
+        return Page([self._load(row) for row in rows[:size]], cursor)
+
+    def _select(self, filters: Mapping[str, Any] | None, include_deleted: bool) -> builtins.list[Row]:
+        conditions = qs.parse_filters(self.policy(), filters)
+        with self.store.lock:
+            rows = builtins.list(self._rows().values())
+        return [row for row in rows if (include_deleted or not self._row_deleted(row))
+                and all(matches(condition, row[condition.field]) for condition in conditions)]
+
+    # --- update ----------------------------------------------------------------------------------------------
+
+    def update(self, instance_or_id: Any, **fields: Any) -> ModelT:
+        """Change the given fields. A ``version`` among them is the version the caller last saw.
+
+        As with a session, changes made directly on the instance are saved too, an instance whose version is
+        behind the stored row raises StaleVersion (and is reloaded), and a call that changes nothing writes
+        nothing (no new version).
+        """
+        with self.store.lock:
+            instance = self._resolve(instance_or_id)
+            expected = fields.pop("version", None) if self._versioned else None
+            self._check_writable(fields, allow_pk=False)
+            if expected is not None and expected != instance.version:
+                raise StaleVersion(self.entity, self._pk_of(instance))
+            self._save(instance, fields)
+        return cast(ModelT, instance)
+
+    def _save(self, instance: Any, fields: Mapping[str, Any]) -> None:
+        """Set ``fields`` on the instance and store what changed since it was read, as a flush would."""
+        state = sa_inspect(instance)
+        for key, value in fields.items():
+            setattr(instance, key, value)
+        if state.key is None:  # never stored: a session would INSERT it
+            values = {key: value for key, value in state.dict.items() if key in self._table.c}
+            self._refresh(instance, self._insert({k: v for k, v in values.items() if v is not None}))
+            make_transient_to_detached(instance)
+            return
+        changed = {attr.key: attr.value for attr in state.attrs
+                   if attr.key in self._table.c and attr.history.has_changes()}
+        if not changed:
+            return
+        try:
+            row = self._store_changes(state.identity, _loaded(state, "version"), changed)
+        except DatabaseError:
+            self._refresh(instance, self._rows().get(state.identity))
+            raise
+        self._refresh(instance, row)
+
+    def _store_changes(self, key: Key, seen_version: Any, changed: Mapping[str, Any]) -> Row:
+        values = {name: to_stored(self.entity, self._table.c[name], value) for name, value in changed.items()}
+        stored = self._rows().get(key)
+        if stored is None or (self._versioned and stored["version"] != seen_version):
+            raise StaleVersion(self.entity, "row")
+        row = {**stored, **values, **self._on_update(values)}
+        if self._versioned and "version" not in values:
+            row["version"] = seen_version + 1
+        check_not_null(self.entity, self._table, row, values)
+        changes = Changes(self.store, self.entity)
+        changes.update(self._table, key, row)
+        changes.apply()
+        return row
+
+    def _on_update(self, values: Mapping[str, Any]) -> Row:
+        """``onupdate`` values (``updated_at``) of the columns an UPDATE does not set itself."""
+        updates: Row = {}
+        for column in self._table.columns:
+            default = column.onupdate
+            if column.key in values or default is None:
+                continue
+            if isinstance(default, CallableColumnDefault):
+                updates[column.key] = to_stored(self.entity, column, _call(default))
+            elif isinstance(default, ScalarElementColumnDefault):
+                updates[column.key] = to_stored(self.entity, column, default.arg)
+        return updates
+
+    def update_many(self, filters: Mapping[str, Any], **fields: Any) -> int:
+        """Update every visible row that matches; returns how many matched."""
+        with self.store.lock:
+            rows = self._select(self._required_filters(filters), include_deleted=False)
+            self._check_writable(fields, allow_pk=False)
+            return self._bulk_update(rows, fields)
+
+    def _bulk_update(self, rows: Sequence[Row], fields: Mapping[str, Any]) -> int:
+        values = {name: to_stored(self.entity, self._table.c[name], value) for name, value in fields.items()}
+        values.update(self._on_update(values))
+        if not values and not self._versioned:
+            raise DatabaseError(f"{self.entity}: an UPDATE needs at least one field to set")
+        if rows:
+            check_not_null(self.entity, self._table, values)
+        changes = Changes(self.store, self.entity)
+        for row in rows:
+            bumped = {"version": row["version"] + 1} if self._versioned else {}
+            changes.update(self._table, key_of(self._table, row), {**row, **values, **bumped})
+        changes.apply()
+        return len(rows)
+
+    # --- delete ----------------------------------------------------------------------------------------------
+
+    def delete(self, instance_or_id: Any, *, hard: bool = False) -> None:
+        """Soft-delete (set ``deleted_at``) where the model supports it, unless ``hard``."""
+        with self.store.lock:
+            instance = self._resolve(instance_or_id, include_deleted=hard)
+            if self._soft and not hard:
+                self._save(instance, {"deleted_at": utcnow()})
+            else:
+                self._remove(instance)
+
+    def _remove(self, instance: Any) -> None:
+        state = sa_inspect(instance)
+        if state.key is None:
+            raise DatabaseError(f"{self.entity}: cannot delete an instance that was never stored")
+        stored = self._rows().get(state.identity)
+        if stored is None or (self._versioned and stored["version"] != _loaded(state, "version")):
+            if stored is not None or self._versioned:
+                raise StaleVersion(self.entity, "row")
+            return  # already gone: a session only warns
+        changes = Changes(self.store, self.entity)
+        changes.delete(self._table, [state.identity])
+        changes.apply()
+
+    def delete_many(self, filters: Mapping[str, Any], *, hard: bool = False, include_deleted: bool = False) -> int:
+        """Delete every matching row (soft where supported, unless ``hard``); returns how many."""
+        with self.store.lock:
+            rows = self._select(self._required_filters(filters), include_deleted)
+            if self._soft and not hard:
+                return self._bulk_update(rows, {"deleted_at": utcnow()})
+            changes = Changes(self.store, self.entity)
+            changes.delete(self._table, [key_of(self._table, row) for row in rows])
+            changes.apply()
+            return len(rows)
+
+    # --- upsert ----------------------------------------------------------------------------------------------
+
+    def upsert(self, values: Mapping[str, Any], *, match: Sequence[str]) -> ModelT:
+        """Insert, or update the row whose ``match`` fields are equal (soft-deleted or not).
+
+        ``match`` must name a unique key. An update keeps ``id`` and ``created_at``, bumps ``version`` and
+        ``updated_at``, and brings back a soft-deleted row.
+        """
+        match = self._unique_key(match)
+        fields = dict(values)
+        self._check_writable(fields, allow_pk=True)
+        missing = [key for key in match if key not in fields]
+        if missing:
+            raise ValidationError(f"{self.entity}.{missing[0]} is required to upsert", field=missing[0])
+        with self.store.lock:
+            row = self._new_row(fields)
+            existing = self._holder(match, row)
+            changes = Changes(self.store, self.entity)
+            if existing is None:
+                changes.insert(self._table, row)
+            else:
+                row = {**existing, **self._upsert_updates(fields, match, row, existing)}
+                changes.update(self._table, key_of(self._table, existing), row)
+            changes.apply()
+        return self._load(row)
+
+    def _holder(self, match: Sequence[str], row: Row) -> Row | None:
+        """The stored row (deleted or not) that holds ``row``'s values of the unique key ``match``."""
+        wanted = [row[key] for key in match]
+        if any(value is None for value in wanted):
+            return None
+        with self.store.lock:
+            return next((stored for stored in self._rows().values()
+                         if [stored[key] for key in match] == wanted), None)
+
+    def _upsert_updates(self, fields: Mapping[str, Any], match: Sequence[str], row: Row, existing: Row) -> Row:
+        keep = {*match, self._pk, "created_at", "version", "deleted_at"}
+        updates = {key: row[key] for key in fields if key not in keep}
+        if "updated_at" in self._table.c:
+            updates["updated_at"] = row["updated_at"]
+        if self._versioned:
+            updates["version"] = existing["version"] + 1
+        if self._soft:
+            updates["deleted_at"] = None
+        return updates
+
+    def _unique_key(self, match: Sequence[str]) -> tuple[str, ...]:
+        if isinstance(match, str):
+            match = (match,)
+        wanted = frozenset(match)
+        if not wanted or wanted not in self._unique_keys():
+            raise InvalidFilter(f"{self.entity}: upsert must match on a unique key, not {sorted(wanted)!r}")
+        return tuple(match)
+
+    def _unique_keys(self) -> set[frozenset[str]]:
+        keys = {frozenset(column.key for column in self._table.primary_key.columns)}
+        return keys | {frozenset(columns) for _, columns in unique_constraints(self._table)}
+
+    def get_or_create(self, defaults: Mapping[str, Any] | None = None, **match: Any) -> tuple[ModelT, bool]:
+        """The visible row matching ``match`` (None matches NULL), or a new one from ``match`` and ``defaults``."""
+        if not match:
+            raise InvalidFilter(f"{self.entity}: get_or_create needs at least one field to match")
+        self._check_writable(match, allow_pk=True)
+        with self.store.lock:
+            found = self._find(match)
+            if found is not None:
+                return found, False
+            try:
+                return self.create(**match, **(defaults or {})), True
+            except Conflict as error:
+                if isinstance(error, StaleVersion):
+                    raise
+                found = self._find(match)
+                if found is None:
+                    raise
+                return found, False
+
+    def _find(self, match: Mapping[str, Any]) -> ModelT | None:
+        wanted = {key: to_stored(self.entity, self._table.c[key], value, compare=True)
+                  for key, value in match.items()}
+        for row in builtins.list(self._rows().values()):
+            if not self._row_deleted(row) and all(row[key] == value for key, value in wanted.items()):
+                return self._load(row)
+        return None
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+
+    def _load(self, row: Row) -> ModelT:
+        """A fresh detached instance of the row, as if just loaded by a session that has since closed."""
+        configure_mappers()  # attribute instrumentation is complete only once mappers are configured
+        instance = self.model.__mapper__.class_manager.new_instance()
+        self._refresh(instance, row)
+        make_transient_to_detached(instance)
+        return cast(ModelT, instance)
+
+    @staticmethod
+    def _refresh(instance: Any, row: Row | None) -> None:
+        """Reset the instance to the stored row, with no pending changes (as an expire and reload would)."""
+        for key, value in (row or {}).items():
+            set_committed_value(instance, key, fresh(value))
+
+    def _pk_of(self, instance: Any) -> Any:
+        return getattr(instance, self._pk)
+
+    def _is_deleted(self, instance: Any) -> bool:
+        return self._soft and instance.deleted_at is not None
+
+    def _row_deleted(self, row: Row) -> bool:
+        return self._soft and row["deleted_at"] is not None
+
+    def _coerce_id(self, ident: Any) -> Any:
+        policy = self.policy()
+        return qs.coerce_value(policy, policy.primary_key, policy.types[policy.primary_key], ident)
+
+    def _resolve(self, instance_or_id: Any, *, include_deleted: bool = False) -> Any:
+        if isinstance(instance_or_id, self.model):
+            if not include_deleted and self._is_deleted(instance_or_id):
+                raise NotFound(self.entity, self._pk_of(instance_or_id))
+            return instance_or_id
+        instance = self.get_by_id(instance_or_id, include_deleted=include_deleted)
+        if instance is None:
+            raise NotFound(self.entity, instance_or_id)
+        return instance
+
+    def _check_writable(self, fields: Mapping[str, Any], *, allow_pk: bool) -> None:
+        columns = self._table.c
+        for key in fields:
+            if key not in columns or (self._versioned and key == "version"):
+                raise ValidationError(f"{self.entity}: unknown field {str(key)[:64]!r}", field=str(key)[:64])
+            if not allow_pk and columns[key].primary_key:
+                raise ValidationError(f"{self.entity}.{key} cannot be changed", field=key)
+
+    def _required_filters(self, filters: Mapping[str, Any]) -> Mapping[str, Any]:
+        if not filters:
+            raise InvalidFilter(f"{self.entity}: refusing a bulk change without filters")
+        return filters
+
+
+# --- filters, order and keyset in Python, with SQL's semantics -----------------------------------------------
+
+_MATCHERS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "lte": operator.le,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "in": lambda value, operand: value in operand,
+    "not_in": lambda value, operand: value not in operand,
+    "between": lambda value, operand: operand[0] <= value <= operand[1],
+    "contains": lambda value, operand: operand.lower() in value.lower(),
+    "startswith": lambda value, operand: value.lower().startswith(operand.lower()),
+}
+
+
+def matches(condition: qs.Condition, value: Any) -> bool:
+    """Whether a stored value satisfies a parsed condition as SQL decides: NULL matches only ``isnull``
+    (and an empty ``not_in``, which is TRUE); ``contains``/``startswith`` are literal and case-insensitive."""
+    if condition.op == "isnull":
+        return (value is None) is condition.value
+    if condition.op == "not_in" and not condition.value:
+        return True
+    return value is not None and _MATCHERS[condition.op](value, condition.value)
+
+
+def _sorted(rows: Iterable[Row], keys: Sequence[qs.SortKey]) -> builtins.list[Row]:
+    """Rows in ``keys`` order with NULL as the smallest value (stable sorts, last key first)."""
+    result = builtins.list(rows)
+    for key in reversed(keys):
+        result.sort(key=_nulls_first(key.field), reverse=key.descending)
+    return result
+
+
+def _nulls_first(field: str) -> Callable[[Row], tuple[bool, Any]]:
+    def sort_key(row: Row) -> tuple[bool, Any]:
+        value = row[field]
+        return (False, 0) if value is None else (True, value)
+
+    return sort_key
+
+
+def _is_after(row: Row, keys: Sequence[qs.SortKey], values: Sequence[Any]) -> bool:
+    """``BaseRepository._after`` in Python: strictly after ``values`` in the order ``keys``."""
+    for key, value in zip(keys, values, strict=True):
+        if _beyond(row[key.field], value, key.descending):
+            return True
+        if not _same(row[key.field], value):
+            return False
+    return False
+
+
+def _same(stored: Any, value: Any) -> bool:
+    return stored is None if value is None else stored is not None and stored == value
+
+
+def _beyond(stored: Any, value: Any, descending: bool) -> bool:
+    if value is None:
+        return not descending and stored is not None
+    if descending:
+        return stored is None or stored < value
+    return stored is not None and stored > value
+
+
+def _call(default: CallableColumnDefault) -> Any:
+    """A Python-side callable default, called as SQLAlchemy would outside a statement (no context)."""
+    return cast(Callable[[Any], Any], default.arg)(None)
+
+
+def _loaded(state: Any, key: str) -> Any:
+    """The value of attribute ``key`` as last read from the store (before any change on the instance)."""
+    if key not in state.attrs:
+        return None
+    history = state.attrs[key].history
+    seen = history.deleted or history.unchanged
+    return seen[0] if seen else None
+
+
+__all__ = ["InMemoryRepository", "InMemoryStore", "matches"]

@@ -89,7 +89,6 @@ def constraint_name(table: Table, name: Any, columns: Iterable[str]) -> str:
     return name if isinstance(name, str) else f"{table.name}.{','.join(columns)}"
 
 
-@functools.cache
 def referencing(table: Table) -> tuple[ForeignKeyConstraint, ...]:
     """The foreign keys (of any table in the same metadata) that refer to ``table``."""
     return tuple(fk for other in table.metadata.tables.values() for fk in other.foreign_key_constraints
@@ -106,10 +105,9 @@ def _pick(row: Mapping[str, Any], columns: Iterable[str]) -> tuple[Any, ...] | N
     return None if any(value is None for value in values) else values
 
 
-def required(entity: str, table: Table, key: str) -> Conflict:
-    """A NOT NULL column left NULL, as the engines report it (an integrity error)."""
-    where = f"{table.name}.{key}"
-    return Conflict(f"{entity} ({where}): is required", entity=entity, constraint=where)
+def required(entity: str, table: Table, key: str) -> ValidationError:
+    """A NOT NULL column left NULL, as the repositories report it on every engine."""
+    return ValidationError(f"{entity}.{key} is required", field=key, rule="required")
 
 
 def check_not_null(
@@ -223,21 +221,27 @@ class Changes:
             raise Conflict(f"{self.entity} ({name}): already exists", entity=self.entity, constraint=name)
 
     def _check_refers(self, change: _TableChange) -> None:
-        """Every written row's foreign keys point at existing rows."""
-        written = change.written()
-        for fk in change.table.foreign_key_constraints if written else ():
-            wanted = {_pick(row, fk.column_keys) for row in written.values()} - {None}
-            if wanted - self._present(fk):
+        """Every inserted row, and every updated row whose foreign key changed, points at an existing row."""
+        stored = self.store.rows(change.table.fullname)
+        for fk in change.table.foreign_key_constraints:
+            wanted = {_pick(row, fk.column_keys) for row in change.inserted.values()}
+            wanted |= {_pick(row, fk.column_keys) for key, row in change.updated.items()
+                       if _pick(row, fk.column_keys) != _pick(stored[key], fk.column_keys)}
+            wanted.discard(None)
+            if wanted and wanted - self._present(fk):
                 raise self._fk_conflict(fk)
 
     def _check_referred(self, change: _TableChange) -> None:
-        """No remaining row refers to a row that was deleted (or whose referred key changed)."""
-        if not change.deleted and not change.updated:
-            return
+        """No remaining row refers to a row that was deleted, or whose referred key changed."""
         stored = self.store.rows(change.table.fullname)
-        for fk in referencing(change.table):
-            old = {_pick(stored[key], _referred_keys(fk)) for key in (*change.deleted, *change.updated)}
-            gone = old - {None} - self._present(fk)
+        for fk in referencing(change.table) if change.deleted or change.updated else ():
+            referred = _referred_keys(fk)
+            gone = {_pick(stored[key], referred) for key in change.deleted}
+            gone |= {_pick(stored[key], referred) for key, row in change.updated.items()
+                     if _pick(row, referred) != _pick(stored[key], referred)}
+            gone.discard(None)
+            if gone:
+                gone -= self._present(fk)
             if gone and any(_pick(row, fk.column_keys) in gone for row in self.rows(fk.table).values()):
                 raise self._fk_conflict(fk)
 
@@ -336,8 +340,11 @@ def _to_decimal(column: Column[Any], value: Any, compare: bool) -> Decimal:
     if not number.is_finite():
         raise _RefusedError(f"{_OUT_OF_RANGE}: not a finite number")
     scale, precision = getattr(column.type, "scale", None), getattr(column.type, "precision", None)
-    if isinstance(scale, int):
-        number = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+    try:
+        if isinstance(scale, int):
+            number = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+    except InvalidOperation:
+        raise _RefusedError(_OUT_OF_RANGE) from None
     if isinstance(precision, int) and abs(number) >= Decimal(10) ** (precision - (scale or 0)):
         raise _RefusedError(_OUT_OF_RANGE)
     return number

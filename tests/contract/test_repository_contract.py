@@ -484,3 +484,64 @@ def test_a_repository_cannot_allow_a_secret_field() -> None:
 
     with pytest.raises(TypeError):
         Leaky.policy()
+
+
+def test_a_missing_or_null_required_field_is_a_validation_error(widgets: Any) -> None:
+    with pytest.raises(ValidationError, match="name"):
+        widgets.create(quantity=1)
+    alpha = widgets.create(name="alpha")
+    with pytest.raises(ValidationError):
+        widgets.update(alpha.id, name=None)
+    with pytest.raises(ValidationError):
+        widgets.upsert({"name": "beta", "quantity": None}, match=["name"])
+    assert widgets.get_by_id(alpha.id).name == "alpha"
+
+
+def test_the_version_is_maintained_by_the_layer_not_the_caller(widgets: Any) -> None:
+    with pytest.raises(ValidationError):
+        widgets.create(name="alpha", version=7)
+    with pytest.raises(ValidationError):
+        widgets.create_many([{"name": "alpha", "version": 7}])
+    assert widgets.count() == 0
+
+
+def test_a_new_row_was_created_and_updated_at_the_same_instant(widgets: Any) -> None:
+    one = widgets.create(name="alpha")
+    widgets.create_many([{"name": "beta"}])
+    two = widgets.list(filters={"name": "beta"})[0]
+    assert one.created_at == one.updated_at
+    assert two.created_at == two.updated_at
+
+
+def test_bulk_hard_delete_leaves_other_loaded_rows_intact(gadgets: Any) -> None:
+    keep = gadgets.create(owner="o", code="keep")
+    gadgets.create(owner="o", code="drop")
+    assert gadgets.delete_many({"code": "drop"}, hard=True) == 1
+    gadgets.update(keep, label="still here")
+    assert gadgets.get_by_id(keep.id).label == "still here"
+    assert gadgets.count() == 1
+
+
+def test_update_many_needs_a_field_to_set(seeded: Any) -> None:
+    with pytest.raises(ValidationError):
+        seeded.update_many({"name": "alpha"})
+
+
+def test_an_integer_beyond_64_bits_is_a_validation_error(widgets: Any) -> None:
+    with pytest.raises(ValidationError):
+        widgets.create(name="alpha", quantity=2**70)
+    with pytest.raises(ValidationError):
+        widgets.create_many([{"name": "alpha", "quantity": 2**70}])
+
+
+def test_get_or_create_refuses_a_malformed_value_the_same_way_everywhere(widgets: Any) -> None:
+    with pytest.raises(InvalidFilter):
+        widgets.get_or_create(id="not-a-uuid", defaults={"name": "x"})
+
+
+def test_upsert_that_clashes_on_another_unique_key_is_a_conflict(widgets: Any) -> None:
+    first = widgets.create(name="alpha")
+    with pytest.raises(Conflict):
+        widgets.upsert({"id": first.id, "name": "gamma", "quantity": 9}, match=["name"])
+    assert widgets.get_by_id(first.id).quantity == 0
+    assert widgets.count() == 1
