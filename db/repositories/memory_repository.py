@@ -107,6 +107,7 @@ class InMemoryRepository(Generic[ModelT]):
 
     def create(self, **fields: Any) -> ModelT:
         self._check_writable(fields, allow_pk=True)
+        self._check_required(fields)
         return self._load(self._insert({key: value for key, value in fields.items() if value is not None}))
 
     def _insert(self, fields: Mapping[str, Any]) -> Row:
@@ -142,42 +143,54 @@ class InMemoryRepository(Generic[ModelT]):
     def _bulk_row(self, raw: Any, statement: dict[str, Any]) -> Row:
         if not isinstance(raw, Mapping):
             raise ValidationError(f"{self.entity}: each row must be a mapping of field to value")
-        unknown = [str(key)[:64] for key in raw if key not in self._table.c]
+        unknown = [str(key)[:64] for key in raw if key not in self._table.c or key in self._protected()]
         if unknown:
             raise ValidationError(f"{self.entity}: unknown field {unknown[0]!r}", field=unknown[0])
-        for column in self._table.columns:
-            if column.key not in raw and self._required(column):
-                raise ValidationError(f"{self.entity}.{column.key} is required", field=column.key, rule="required")
+        self._check_required(raw)
         return self._new_row(raw, statement)
+
+    def _protected(self) -> frozenset[str]:
+        """Fields the layer maintains and callers may not set: the version counter (``BaseRepository``'s)."""
+        return frozenset({"version"}) if self._versioned else frozenset()
+
+    def _check_required(self, fields: Mapping[str, Any]) -> None:
+        """A NOT NULL column without any default must be given (a given None is left to the NOT NULL check)."""
+        for column in self._table.columns:
+            if column.key not in fields and self._required(column):
+                raise ValidationError(f"{self.entity}.{column.key} is required", field=column.key, rule="required")
 
     def _required(self, column: Column[Any]) -> bool:
         return not (column.nullable or column.default is not None or column.server_default is not None
                     or column is self._table.autoincrement_column)
 
     def _new_row(self, fields: Mapping[str, Any], statement: dict[str, Any] | None = None) -> Row:
-        """A complete row: the given values as stored, defaults for the rest; NULL in NOT NULL is a Conflict.
+        """A complete row: the given values as stored, defaults for the rest; NULL in NOT NULL is refused.
 
-        ``statement`` caches the defaults evaluated once per statement (``created_at`` in a bulk insert).
+        Without ``statement`` defaults are evaluated as the ORM does for one INSERT: in column order, each
+        seeing the row's values before it (``updated_at`` takes ``created_at``). With it, the per-statement
+        defaults (``STATEMENT_DEFAULT``) all take the one instant cached there, as the bulk insert and the
+        upsert do: ``created_at == updated_at`` on a new row either way.
         """
-        row: Row = {}
+        values: dict[str, Any] = dict(fields)
         for column in self._table.columns:
-            if column.key in fields:
-                row[column.key] = to_stored(self.entity, column, fields[column.key])
-            else:
-                row[column.key] = to_stored(self.entity, column, self._default(column, statement))
+            if column.key not in values:
+                values[column.key] = self._default(column, statement, values)
+        row: Row = {column.key: to_stored(self.entity, column, values[column.key]) for column in self._table.columns}
         check_not_null(self.entity, self._table, row)
         return row
 
-    def _default(self, column: Column[Any], statement: dict[str, Any] | None) -> Any:
+    def _default(self, column: Column[Any], statement: dict[str, Any] | None, values: Mapping[str, Any]) -> Any:
         default = column.default
         if isinstance(default, ScalarElementColumnDefault):
             return default.arg
         if isinstance(default, CallableColumnDefault):
-            if statement is None or not column.info.get(STATEMENT_DEFAULT):
+            if statement is None:
+                return _call(default, _InsertContext(values))
+            if not column.info.get(STATEMENT_DEFAULT):
                 return _call(default)
-            if column.key not in statement:
-                statement[column.key] = _call(default)
-            return statement[column.key]
+            if STATEMENT_DEFAULT not in statement:
+                statement[STATEMENT_DEFAULT] = _call(default)
+            return statement[STATEMENT_DEFAULT]
         if column is self._table.autoincrement_column:
             return self.store.next_value(self._table, column.key)
         return None  # no default, or a SQL expression the fake cannot evaluate
@@ -322,13 +335,13 @@ class InMemoryRepository(Generic[ModelT]):
         with self.store.lock:
             rows = self._select(self._required_filters(filters), include_deleted=False)
             self._check_writable(fields, allow_pk=False)
+            if not fields:
+                raise ValidationError(f"{self.entity}: update_many needs at least one field to set")
             return self._bulk_update(rows, fields)
 
     def _bulk_update(self, rows: Sequence[Row], fields: Mapping[str, Any]) -> int:
         values = {name: to_stored(self.entity, self._table.c[name], value) for name, value in fields.items()}
         values.update(self._on_update(values))
-        if not values and not self._versioned:
-            raise DatabaseError(f"{self.entity}: an UPDATE needs at least one field to set")
         if rows:
             check_not_null(self.entity, self._table, values)
         changes = Changes(self.store, self.entity)
@@ -384,11 +397,12 @@ class InMemoryRepository(Generic[ModelT]):
         match = self._unique_key(match)
         fields = dict(values)
         self._check_writable(fields, allow_pk=True)
+        self._check_required(fields)
         missing = [key for key in match if key not in fields]
         if missing:
             raise ValidationError(f"{self.entity}.{missing[0]} is required to upsert", field=missing[0])
         with self.store.lock:
-            row = self._new_row(fields)
+            row = self._new_row(fields, {STATEMENT_DEFAULT: utcnow()})  # BaseRepository._with_defaults
             existing = self._holder(match, row)
             changes = Changes(self.store, self.entity)
             if existing is None:
@@ -436,6 +450,7 @@ class InMemoryRepository(Generic[ModelT]):
         if not match:
             raise InvalidFilter(f"{self.entity}: get_or_create needs at least one field to match")
         self._check_writable(match, allow_pk=True)
+        match = self._coerced(match)
         with self.store.lock:
             found = self._find(match)
             if found is not None:
@@ -449,6 +464,15 @@ class InMemoryRepository(Generic[ModelT]):
                 if found is None:
                     raise
                 return found, False
+
+    def _coerced(self, match: Mapping[str, Any]) -> dict[str, Any]:
+        """Match values checked like filter values (InvalidFilter), as ``BaseRepository._coerced`` does."""
+        policy = self.policy()
+        return {
+            key: qs.coerce_value(policy, key, policy.types[key], value) if key in policy.types and value is not None
+            else value
+            for key, value in match.items()
+        }
 
     def _find(self, match: Mapping[str, Any]) -> ModelT | None:
         wanted = {key: to_stored(self.entity, self._table.c[key], value, compare=True)
@@ -576,9 +600,20 @@ def _beyond(stored: Any, value: Any, descending: bool) -> bool:
     return stored is not None and stored > value
 
 
-def _call(default: CallableColumnDefault) -> Any:
-    """A Python-side callable default, called as SQLAlchemy would outside a statement (no context)."""
-    return cast(Callable[[Any], Any], default.arg)(None)
+class _InsertContext:
+    """What a context-taking default sees of its INSERT: the row's values so far (given ones, then defaults)."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.current_parameters = values
+
+    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> Mapping[str, Any]:
+        return self.current_parameters
+
+
+def _call(default: CallableColumnDefault, context: _InsertContext | None = None) -> Any:
+    """A Python-side callable default, called as SQLAlchemy would: with the statement's context, or None
+    where the SQL repository calls it outside a statement (the bulk insert, upsert and onupdate values)."""
+    return cast(Callable[[Any], Any], default.arg)(context)
 
 
 def _loaded(state: Any, key: str) -> Any:
