@@ -14,7 +14,7 @@ import uuid
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Double, MetaData, Numeric, String, Uuid, inspect
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Double, Integer, MetaData, Numeric, String, Uuid, inspect
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, declared_attr
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -68,7 +68,7 @@ TYPE_ANNOTATION_MAP: dict[Any, Any] = {
     str: String(255),
     Decimal: Numeric(18, 4),
     dict[str, Any]: JSON(),
-    int: BigInteger(),
+    int: BigInteger().with_variant(Integer(), "sqlite"),  # SQLite autoincrements INTEGER keys only
     float: Double(),  # not Float: that is single precision on MariaDB
 }
 

@@ -122,6 +122,8 @@ class BaseRepository(Generic[ModelT]):
         Ids, timestamps and other Python-side defaults are filled here. Returns the number of rows, or with
         ``returning=True`` the instances in input order.
         """
+        if returning and self.model.__table__.autoincrement_column is not None:
+            raise ValidationError(f"{self.entity}: returning=True needs primary keys made in Python (UUIDPrimaryKey)")
         self.session.flush()
         count = 0
         with self.session.begin_nested():
@@ -133,10 +135,23 @@ class BaseRepository(Generic[ModelT]):
                 count += inserter.insert(batch, collect_ids=returning)
         if not returning:
             return count
-        return self._load_in_order([self._pk_value(raw) for raw in inserter.inserted_ids])
+        ids = inserter.inserted_ids
+        if ids and all(isinstance(raw, str) for raw in ids):
+            return self._load_generated(ids)
+        return self._load_in_order(ids)
 
-    def _pk_value(self, raw: Any) -> Any:
-        return uuid.UUID(hex=raw) if isinstance(raw, str) and self._pk.type.python_type is uuid.UUID else raw
+    def _load_generated(self, hex_ids: builtins.list[str]) -> builtins.list[ModelT]:
+        """Rows whose UUIDv7 ids this call generated (as 32 hex digits), loaded in key ranges, in input order.
+
+        The ids are time-ordered, so a chunk of them spans a narrow range of the primary key index: a range scan
+        is cheaper than binding thousands of ids, and the hex form needs no conversion to look rows up.
+        """
+        by_hex: dict[str, ModelT] = {}
+        for chunk in batched(sorted(hex_ids), 5_000):
+            low, high = uuid.UUID(hex=chunk[0]), uuid.UUID(hex=chunk[-1])
+            statement = select(self.model).where(self._pk >= low, self._pk <= high)
+            by_hex.update((self._pk_of(item).hex, item) for item in self.session.scalars(statement))
+        return [by_hex[key] for key in hex_ids if key in by_hex]
 
     def _protected(self) -> frozenset[str]:
         """Fields the layer maintains and callers may not set: the version counter."""
