@@ -545,3 +545,17 @@ def test_upsert_that_clashes_on_another_unique_key_is_a_conflict(widgets: Any) -
         widgets.upsert({"id": first.id, "name": "gamma", "quantity": 9}, match=["name"])
     assert widgets.get_by_id(first.id).quantity == 0
     assert widgets.count() == 1
+
+
+def test_datetimes_at_the_edges_of_a_day_and_of_a_second_round_trip_exactly(widgets: Any, backend: Backend) -> None:
+    moments = [
+        dt.datetime(2026, 1, 1, 23, 59, 59, 999999, tzinfo=UTC),
+        dt.datetime(2026, 1, 2, 0, 0, 0, tzinfo=UTC),
+        dt.datetime(1999, 12, 31, 19, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+    ]
+    widgets.create_many({"name": f"m{i}", "released_at": moment} for i, moment in enumerate(moments))
+    backend.commit()
+    stored = [w.released_at for w in backend.other(WidgetRepository).list(order_by=["name"])]
+    assert stored == moments
+    assert all(moment.tzinfo is not None and moment.utcoffset() == dt.timedelta(0) for moment in stored)
+    assert [w.name for w in widgets.list(filters={"released_at__gte": moments[1]}, order_by=["name"])] == ["m1"]
