@@ -13,9 +13,11 @@ errors only; bad filters, sort keys, cursors and values are refused before any S
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
+import gc
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar, cast, overload
 
@@ -147,10 +149,11 @@ class BaseRepository(Generic[ModelT]):
         is cheaper than binding thousands of ids, and the hex form needs no conversion to look rows up.
         """
         by_hex: dict[str, ModelT] = {}
-        for chunk in batched(sorted(hex_ids), 5_000):
-            low, high = uuid.UUID(hex=chunk[0]), uuid.UUID(hex=chunk[-1])
-            statement = select(self.model).where(self._pk >= low, self._pk <= high)
-            by_hex.update((self._pk_of(item).hex, item) for item in self.session.scalars(statement))
+        with _collector_paused():
+            for chunk in batched(sorted(hex_ids), 5_000):
+                low, high = uuid.UUID(hex=chunk[0]), uuid.UUID(hex=chunk[-1])
+                statement = select(self.model).where(self._pk >= low, self._pk <= high)
+                by_hex.update((self._pk_of(item).hex, item) for item in self.session.scalars(statement))
         return [by_hex[key] for key in hex_ids if key in by_hex]
 
     def _protected(self) -> frozenset[str]:
@@ -507,6 +510,23 @@ class BaseRepository(Generic[ModelT]):
             equal = [_same(self._column(k.field), v) for k, v in zip(keys[:position], values, strict=False)]
             alternatives.append(and_(*equal, _beyond(self._column(key.field), values[position], key.descending)))
         return and_(_at_or_beyond(self._column(keys[0].field), values[0], keys[0].descending), or_(*alternatives))
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large batch of ORM objects is built.
+
+    Each object (instance, state, dict) is a tracked allocation, so building 100,000 of them runs the collector
+    hundreds of times over an ever larger heap: a quarter of the time. Nothing here makes cycles that need it;
+    reference counting still frees everything else at once, and the collector resumes when the block ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _same(column: Any, value: Any) -> ColumnElement[bool]:
