@@ -6,6 +6,7 @@ to a second, concurrent one (a second session on the database; a second fake sha
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
@@ -95,10 +96,8 @@ class SQLBackend(Backend):
         # inner ones with it, so a later session's savepoint may already be gone: the outer rollback that
         # follows undoes everything anyway.
         for session in reversed(self._sessions):
-            try:
+            with contextlib.suppress(exc.DBAPIError):
                 session.close()
-            except exc.DBAPIError:
-                pass
 
 
 @pytest.fixture(params=["memory", *selected_engines()])
