@@ -60,13 +60,39 @@ class DatabaseUnavailable(DatabaseError):
     """The database could not be reached or opened."""
 
 
+class AuthenticationError(DatabaseError):
+    """Login failed. One message for every reason (unknown email, wrong password, inactive, locked)."""
+
+    def __init__(self, message: str = "invalid email or password") -> None:
+        super().__init__(message)
+
+
+class PermissionDenied(DatabaseError):
+    """The unit of work's actor lacks the permission a privileged operation requires; nothing was written."""
+
+    def __init__(self, permission: str, actor: object = None) -> None:
+        who = "anonymous actor" if actor is None else f"actor {actor}"
+        super().__init__(f"{who} lacks permission {permission!r}")
+        self.permission = permission
+
+
+class TokenError(DatabaseError):
+    """A token is unknown, expired, already used or revoked. One message for every reason."""
+
+    def __init__(self, message: str = "invalid or expired token") -> None:
+        super().__init__(message)
+
+
 __all__ = [
+    "AuthenticationError",
     "Conflict",
     "DatabaseError",
     "DatabaseUnavailable",
     "InvalidFilter",
     "NotFound",
+    "PermissionDenied",
     "StaleVersion",
+    "TokenError",
     "TransientError",
     "ValidationError",
 ]

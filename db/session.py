@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sqlalchemy import Engine, create_engine, exc
 from sqlalchemy.engine import URL, Connection
@@ -19,6 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import dialects, errors
 from db.repositories.base_repository import BaseRepository
+from db.settings import Settings
+
+if TYPE_CHECKING:
+    from db.repositories.account_repository import AccountRepository
+    from db.repositories.admin_repository import AdminRepository
+    from db.repositories.audit_repository import AuditRepository
+    from db.repositories.user_repository import UserRepository
 
 T = TypeVar("T")
 RepoT = TypeVar("RepoT", bound=BaseRepository[Any])
@@ -44,12 +51,29 @@ class UnitOfWork:
         *,
         actor: Any = None,
         repositories: Mapping[str, type[BaseRepository[Any]]] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.session = session
-        self.actor = actor
-        self.context: dict[str, Any] = {}
         self._names = {**self.registry, **(repositories or {})}
         self._built: dict[type[BaseRepository[Any]], BaseRepository[Any]] = {}
+        # Repositories and the audit hooks read these from the session: they are built from the session alone.
+        session.info["actor"] = actor
+        session.info["context"] = {}
+        session.info["settings"] = settings or Settings()
+
+    @property
+    def actor(self) -> Any:
+        """Who acts in this unit of work (a user, or a label such as ``"system"``): recorded in the audit log."""
+        return self.session.info["actor"]
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """Where the request came from, for the audit log: set ``ip``, ``user_agent`` and ``request_id``."""
+        return self.session.info["context"]  # type: ignore[no-any-return]
+
+    @property
+    def settings(self) -> Settings:
+        return self.session.info["settings"]  # type: ignore[no-any-return]
 
     @classmethod
     def register(cls, name: str, repository_class: type[BaseRepository[Any]]) -> None:
@@ -71,20 +95,47 @@ class UnitOfWork:
     def flush(self) -> None:
         self.session.flush()
 
+    # The layer's own repositories (imported on first use: a repository module never imports this one).
+
+    @property
+    def users(self) -> UserRepository:
+        from db.repositories.user_repository import UserRepository
+
+        return self.repository(UserRepository)
+
+    @property
+    def accounts(self) -> AccountRepository:
+        from db.repositories.account_repository import AccountRepository
+
+        return self.repository(AccountRepository)
+
+    @property
+    def admin(self) -> AdminRepository:
+        from db.repositories.admin_repository import AdminRepository
+
+        return self.repository(AdminRepository)
+
+    @property
+    def audit(self) -> AuditRepository:
+        from db.repositories.audit_repository import AuditRepository
+
+        return self.repository(AuditRepository)
+
 
 class Database:
     """A database: ``Database()`` uses ``DATABASE_URL`` or, failing that, the SQLite file ``db/data/app.db``.
 
     ``options`` are passed to ``sqlalchemy.create_engine`` (``echo=True``, ``pool_size=...``), except
     ``busy_timeout`` (seconds a SQLite writer waits for the lock, default 5), ``attempts`` (the default
-    number of tries of ``run_in_transaction``) and ``repositories`` (name → repository class, as attributes of
-    every unit of work).
+    number of tries of ``run_in_transaction``), ``repositories`` (name → repository class, as attributes of
+    every unit of work) and ``settings`` (``db.settings.Settings``: password hashing, lockout, tokens).
     """
 
     def __init__(self, url: str | URL | None = None, **options: Any) -> None:
         self.url = dialects.resolve_url(url)
         self.attempts: int = options.pop("attempts", DEFAULT_ATTEMPTS)
         self.repositories: dict[str, type[BaseRepository[Any]]] = dict(options.pop("repositories", None) or {})
+        self.settings: Settings = options.pop("settings", None) or Settings()
         self._options = options
         self._bound_connection: Connection | None = None
 
@@ -138,7 +189,7 @@ class Database:
         read-then-write never fails half-way with "database is locked".
         """
         with self._write_sessions() as session:
-            uow = UnitOfWork(session, actor=actor, repositories=self.repositories)
+            uow = UnitOfWork(session, actor=actor, repositories=self.repositories, settings=self.settings)
             with _translated("unit of work"):
                 try:
                     yield uow

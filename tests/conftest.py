@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import URL, make_url
 
+import db.models  # noqa: F401 - registers every model on Base.metadata
 from db import Database
+from db.base import Base
+from db.migrations import runner
+from db.settings import Settings
 from tests.models import TestBase
 
 ENGINES = ("sqlite", "postgresql", "mariadb")
@@ -67,6 +71,16 @@ def ensure_server_database(url: URL) -> str | None:
     return None
 
 
+def reset_schema(database: Database) -> None:
+    """Drop every table, then build the application's schema through its migrations (triggers and seeds too)."""
+    with database.engine.begin() as connection:
+        existing = MetaData()
+        existing.reflect(connection)
+        existing.drop_all(connection)
+    runner.upgrade(database)
+    Base.metadata.create_all(database.engine)  # tables whose migration is still being written
+
+
 def _null_pool() -> type:
     from sqlalchemy.pool import NullPool
 
@@ -103,9 +117,9 @@ class TestDatabases:
             unavailable(engine, self._problems[engine])
         if engine not in self._made:
             url = self.url(engine)
-            database = Database(url)
+            database = Database(url, settings=Settings.for_tests())
             assert Path(database.url.database or "") != APP_DB
-            TestBase.metadata.drop_all(database.engine)
+            reset_schema(database)
             TestBase.metadata.create_all(database.engine)
             self._made[engine] = database
         return self._made[engine]

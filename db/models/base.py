@@ -72,4 +72,15 @@ class Versioned:
         return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
 
 
-__all__ = ["STATEMENT_DEFAULT", "SoftDelete", "Timestamps", "UUIDPrimaryKey", "Versioned", "new_id", "utcnow"]
+class Audited:
+    """Opt a model into the audit trail: every create, update and delete of it is recorded, in its transaction.
+
+    Columns marked ``info={"secret": True}`` are recorded as redacted; ``__audit_exclude__`` names columns left
+    out entirely (for example a counter that changes on every login).
+    """
+
+    __audit_exclude__: frozenset[str] = frozenset()
+
+
+__all__ = [
+    "Audited","STATEMENT_DEFAULT", "SoftDelete", "Timestamps", "UUIDPrimaryKey", "Versioned", "new_id", "utcnow"]

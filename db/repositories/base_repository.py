@@ -34,6 +34,7 @@ from db.errors import Conflict, InvalidFilter, NotFound, StaleVersion, Validatio
 from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
 from db.repositories.bulk import BulkInserter, batched
+from db.settings import Settings
 
 ModelT = TypeVar("ModelT")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,6 +78,11 @@ class BaseRepository(Generic[ModelT]):
         self.session = session
 
     # --- configuration -------------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The unit of work's settings (defaults when the repository is used on a bare session)."""
+        return self.session.info.get("settings") or Settings()
 
     @property
     def entity(self) -> str:

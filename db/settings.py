@@ -1,0 +1,36 @@
+"""Settings of the layer's own behaviour (password hashing, lockout, tokens, audit), per Database.
+
+    Database(url, settings=Settings(lockout_threshold=10))
+    Database(url, settings=Settings.for_tests())      # fast password hashing for test suites
+
+A unit of work hands its Database's settings to every repository (``repository.settings``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # argon2id. Defaults are above OWASP's minimum (m=19 MiB, t=2, p=1): 64 MiB, 3 passes, 4 lanes.
+    password_time_cost: int = 3
+    password_memory_cost_kib: int = 64 * 1024
+    password_parallelism: int = 4
+    password_min_length: int = 8
+    password_max_length: int = 128
+    lockout_threshold: int = 5
+    lockout_period: dt.timedelta = dt.timedelta(minutes=15)
+    token_ttl: dict[str, dt.timedelta] = field(
+        default_factory=lambda: {
+            "verify_email": dt.timedelta(days=2),
+            "password_reset": dt.timedelta(hours=1),
+        }
+    )
+
+    @classmethod
+    def for_tests(cls, **overrides: object) -> Settings:
+        """The cheapest argon2 parameters: for test suites only, never for real passwords."""
+        fast = cls(password_time_cost=1, password_memory_cost_kib=8, password_parallelism=1)
+        return replace(fast, **overrides)  # type: ignore[arg-type]
