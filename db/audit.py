@@ -1,24 +1,86 @@
-"""The audit trail's mechanics: what repositories and session hooks call to record changes and events.
+"""The audit trail's mechanics: recording changes and events, the hash chain, and its verification.
 
-The models live in ``db/models/log_audit.py`` and the queries in ``db/repositories/audit_repository.py``.
-Everything here writes in the caller's transaction: a change that rolls back leaves no entry.
+The models live in ``db/models/log_audit.py``, the queries in ``db/repositories/audit_repository.py``.
+Everything here writes in the caller's transaction, so a change that rolls back leaves no entry.
 
-Interface (stable; the implementation is being written):
+- Changes to models with the ``db.models.base.Audited`` mixin are recorded on flush (a session event), with
+  per-field old and new values; secret columns are recorded as changed but redacted.
+- ``record_event(session, "login.failure", ...)`` appends an activity event.
+- ``record_bulk(...)`` is what the repositories' bulk paths call: one entry per batch, listing the ids.
 
-- ``record_event(session, action, *, entity_type=None, entity_id=None, data=None, user_id=None)``: an activity
-  event such as ``login.success``, ``login.failure``, ``user.locked``, ``token.issued``, ``token.consumed`` or a
-  privileged operation ``admin.user.deactivate``. ``data`` must never hold a secret.
-- ``actor_of(session)``: who acts in this unit of work (``Database.unit_of_work(actor=...)``), as stored.
-- Changes to models with the ``db.models.base.Audited`` mixin are recorded automatically on flush; bulk paths
-  call ``record_bulk``.
+Appends lock the chain head row (``SELECT … FOR UPDATE``), so concurrent writers on PostgreSQL and MariaDB queue
+up behind each other instead of forking the chain; SQLite serializes writers anyway. The lock is held until the
+writer's transaction ends: audited writes are serialized, which is the price of a single linear chain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import event, insert, inspect, select, update
+from sqlalchemy.orm import Session, UOWTransaction
+
+from db.base import secret_columns
+from db.models.base import Audited, new_id, utcnow
+from db.models.log_audit import GENESIS_HASH, AuditChainHead, AuditEntry
+
+REDACTED = "[redacted]"
+HEAD_ID = 1
+_NOT_AUDITED_ON_UPDATE = frozenset({"updated_at", "version", "created_at"})
+_CONTENT_FIELDS = (
+    "seq", "id", "kind", "action", "entity_type", "entity_id", "actor", "ip", "user_agent", "request_id",
+    "changes", "data", "created_at",
+)
+
+
+# --- values and hashes -------------------------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """A value as plain JSON data, the same way on every engine (datetimes in UTC, ids and decimals as text)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat() if value.tzinfo else value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return jsonable(value.value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(item) for item in value]
+    return str(value)
+
+
+def canonical(value: Any) -> str:
+    """Canonical JSON text: sorted keys, no spaces, UTF-8. Stored as text, so it reads back byte for byte."""
+    return json.dumps(jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def entry_hash(prev_hash: str, content: Mapping[str, Any]) -> str:
+    return hashlib.sha256(f"{prev_hash}\n{canonical(content)}".encode()).hexdigest()
+
+
+def content_of(row: Any) -> dict[str, Any]:
+    """What an entry's hash covers: every column but the hashes themselves."""
+    getter = row.get if isinstance(row, Mapping) else lambda key: getattr(row, key)
+    return {key: getter(key) for key in _CONTENT_FIELDS}
+
+
+# --- appending ---------------------------------------------------------------------------------------------
 
 
 def actor_of(session: Session) -> str | None:
@@ -26,8 +88,54 @@ def actor_of(session: Session) -> str | None:
     actor = session.info.get("actor")
     if actor is None:
         return None
-    ident = getattr(actor, "id", actor)
-    return str(ident)[:64]
+    return str(getattr(actor, "id", actor))[:64]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    kind: str
+    action: str
+    entity_type: str | None = None
+    entity_id: str | None = None
+    changes: Any = None
+    data: Any = None
+
+
+def append(session: Session, records: Sequence[Record]) -> None:
+    """Add ``records`` to the end of the chain, in the session's transaction."""
+    if not records:
+        return
+    connection = session.connection()
+    head: Any = AuditChainHead.__table__
+    locked = select(head.c.seq, head.c.hash).where(head.c.id == HEAD_ID).with_for_update()
+    current = connection.execute(locked).first()
+    if current is None:
+        connection.execute(insert(head).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH))
+        current = connection.execute(locked).one()
+    seq, prev = int(current.seq), str(current.hash)
+    context, actor, now = session.info.get("context") or {}, actor_of(session), utcnow()
+    rows = []
+    for record in records:
+        seq += 1
+        row: dict[str, Any] = {
+            "seq": seq, "id": new_id(), "kind": record.kind, "action": record.action[:64],
+            "entity_type": record.entity_type, "entity_id": record.entity_id, "actor": actor,
+            "ip": _text(context.get("ip"), 45), "user_agent": _text(context.get("user_agent"), 512),
+            "request_id": _text(context.get("request_id"), 128),
+            "changes": None if record.changes is None else canonical(record.changes),
+            "data": None if record.data is None else canonical(record.data),
+            "created_at": now,
+        }
+        row["prev_hash"], row["hash"] = prev, entry_hash(prev, row)
+        prev = row["hash"]
+        rows.append(row)
+    entries: Any = AuditEntry.__table__
+    connection.execute(insert(entries), rows)
+    connection.execute(update(head).where(head.c.id == HEAD_ID).values(seq=seq, hash=prev))
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return None if value is None else str(value)[:limit]
 
 
 def record_event(
@@ -39,10 +147,115 @@ def record_event(
     data: Mapping[str, Any] | None = None,
     user_id: Any = None,
 ) -> None:
-    """Append an activity event to the audit log, in the session's transaction."""
-    return None
+    """Append an activity event (``login.success``, ``admin.user.deactivate``, ...). ``data`` holds no secret."""
+    details = dict(data or {})
+    if user_id is not None:
+        details["user_id"] = user_id
+    append(session, [Record("event", action, entity_type, _ident(entity_id), None, details or None)])
 
 
 def record_bulk(session: Session, table: str, action: str, ids: Sequence[Any], fields: Mapping[str, Any]) -> None:
-    """Append one entry for a bulk create/update/delete of an audited model, listing the ids."""
-    return None
+    """One entry for a bulk create/update/delete of an audited model, listing every id it touched."""
+    changes = {"ids": [str(ident) for ident in ids], "fields": dict(fields)}
+    append(session, [Record("change", action, table, None, changes)])
+
+
+def _ident(value: Any) -> str | None:
+    return None if value is None else str(value)[:64]
+
+
+# --- automatic change capture ------------------------------------------------------------------------------
+
+
+def is_audited(model: type[Any]) -> bool:
+    return isinstance(model, type) and issubclass(model, Audited)
+
+
+def redact(model: type[Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    secret = secret_columns(model)
+    return {key: REDACTED if key in secret and value is not None else value for key, value in values.items()}
+
+
+@event.listens_for(Session, "after_flush")
+def _record_flushed_changes(session: Session, _context: UOWTransaction) -> None:
+    records = [
+        *(_created(obj) for obj in session.new if is_audited(type(obj))),
+        *filter(None, (_updated(obj) for obj in session.dirty if is_audited(type(obj)))),
+        *(_deleted(obj) for obj in session.deleted if is_audited(type(obj))),
+    ]
+    append(session, records)
+
+
+def _columns(obj: Any) -> Iterable[str]:
+    excluded: frozenset[str] = getattr(type(obj), "__audit_exclude__", frozenset())
+    return [attr.key for attr in inspect(type(obj)).column_attrs if attr.key not in excluded]
+
+
+def _entity(obj: Any) -> tuple[str, str | None]:
+    # Not inspect(obj).identity: during after_flush a new object has no identity key yet.
+    key = inspect(type(obj)).primary_key_from_instance(obj)
+    return str(type(obj).__tablename__), _ident(key[0] if len(key) == 1 else key)
+
+
+def _created(obj: Any) -> Record:
+    state = inspect(obj)
+    values = {key: [None, state.dict.get(key)] for key in _columns(obj)}
+    return Record("change", "create", *_entity(obj), _redacted_pairs(obj, values))
+
+
+def _updated(obj: Any) -> Record | None:
+    state = inspect(obj)
+    changes: dict[str, list[Any]] = {}
+    for key in _columns(obj):
+        if key in _NOT_AUDITED_ON_UPDATE:
+            continue
+        history = state.attrs[key].history
+        if history.added or history.deleted:
+            old = history.deleted[0] if history.deleted else None
+            new = history.added[0] if history.added else None
+            if old != new:
+                changes[key] = [old, new]
+    if not changes:
+        return None
+    return Record("change", _update_action(changes), *_entity(obj), _redacted_pairs(obj, changes))
+
+
+def _update_action(changes: Mapping[str, list[Any]]) -> str:
+    if "deleted_at" in changes:
+        old, new = changes["deleted_at"]
+        if old is None and new is not None:
+            return "delete"
+        if old is not None and new is None:
+            return "restore"
+    return "update"
+
+
+def _deleted(obj: Any) -> Record:
+    state = inspect(obj)
+    values = {key: [state.dict.get(key), None] for key in _columns(obj)}
+    return Record("change", "delete", *_entity(obj), _redacted_pairs(obj, values), {"hard": True})
+
+
+def _redacted_pairs(obj: Any, pairs: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
+    secret = secret_columns(type(obj))
+    return {
+        key: [REDACTED if key in secret and value is not None else value for value in pair]
+        for key, pair in pairs.items()
+    }
+
+
+# --- verification ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """The outcome of ``verify_chain``: ``ok``, how many entries were checked, and where it first breaks."""
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    first_bad_id: str | None = None
+    reason: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok

@@ -140,5 +140,5 @@ class Base(ReprMixin, DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = TYPE_ANNOTATION_MAP
 
     @declared_attr.directive
-    def __table_args__(cls) -> dict[str, Any]:  # noqa: N805 - declared_attr passes the class
+    def __table_args__(cls) -> Any:  # noqa: N805 - declared_attr passes the class
         return dict(TABLE_OPTIONS)

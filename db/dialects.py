@@ -159,6 +159,8 @@ def _translate_driver_error(error: exc.DBAPIError, entity: str) -> errors.Databa
     code = _mysql_code(error)
     if is_transient(error):
         return errors.TransientError(f"{entity}: transient database error ({type(error.orig).__name__})")
+    if _APPEND_ONLY in str(error.orig):
+        return errors.Conflict(f"{entity}: {_APPEND_ONLY}: entries cannot be changed or removed", entity=entity)
     if _is_not_null_violation(error):
         return errors.ValidationError(f"{entity}: a required field is missing", rule="required")
     if isinstance(error, exc.IntegrityError):
@@ -250,3 +252,68 @@ def nulls_smallest(column: ColumnElement[Any], *, descending: bool, backend: str
     if backend == "postgresql" and getattr(column, "nullable", True):
         return ordered.nulls_last() if descending else ordered.nulls_first()
     return ordered
+
+
+# --- the append-only audit log ---------------------------------------------------------------------------------
+# The database refuses UPDATE and DELETE on audit_entry. A retention purge (and nothing else) lifts the DELETE
+# ban for its own transaction: a session setting on PostgreSQL and MariaDB; on SQLite, whose DDL is transactional,
+# by dropping and re-creating the trigger inside the purge's transaction.
+
+_APPEND_ONLY = "audit_entry is append-only"
+
+
+def append_only_ddl(backend: str) -> list[str]:
+    if backend == "postgresql":
+        return [
+            "CREATE OR REPLACE FUNCTION dblayer_audit_append_only() RETURNS trigger AS $$ BEGIN "
+            "IF TG_OP = 'DELETE' AND current_setting('dblayer.audit_purge', true) = 'on' THEN RETURN OLD; END IF; "
+            f"RAISE EXCEPTION '{_APPEND_ONLY}'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER audit_entry_append_only BEFORE UPDATE OR DELETE ON audit_entry "
+            "FOR EACH ROW EXECUTE FUNCTION dblayer_audit_append_only()",
+            "CREATE TRIGGER audit_entry_no_truncate BEFORE TRUNCATE ON audit_entry "
+            "FOR EACH STATEMENT EXECUTE FUNCTION dblayer_audit_append_only()",
+        ]
+    if backend in ("mysql", "mariadb"):
+        refuse = f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{_APPEND_ONLY}'"
+        return [
+            f"CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry FOR EACH ROW {refuse}",
+            "CREATE TRIGGER audit_entry_no_delete BEFORE DELETE ON audit_entry FOR EACH ROW "
+            f"BEGIN IF @dblayer_audit_purge IS NULL OR @dblayer_audit_purge <> 1 THEN {refuse}; END IF; END",
+        ]
+    return [_SQLITE_NO_UPDATE, _SQLITE_NO_DELETE]
+
+
+_SQLITE_REFUSE = f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"
+_SQLITE_NO_UPDATE = f"CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry {_SQLITE_REFUSE}"
+_SQLITE_NO_DELETE = f"CREATE TRIGGER audit_entry_no_delete BEFORE DELETE ON audit_entry {_SQLITE_REFUSE}"
+
+
+def drop_append_only_ddl(backend: str) -> list[str]:
+    if backend == "postgresql":
+        return [
+            "DROP TRIGGER IF EXISTS audit_entry_no_truncate ON audit_entry",
+            "DROP TRIGGER IF EXISTS audit_entry_append_only ON audit_entry",
+            "DROP FUNCTION IF EXISTS dblayer_audit_append_only()",
+        ]
+    return ["DROP TRIGGER IF EXISTS audit_entry_no_delete", "DROP TRIGGER IF EXISTS audit_entry_no_update"]
+
+
+def allow_audit_purge(connection: Connection) -> None:
+    """Let this transaction DELETE from audit_entry (undone by ``end_audit_purge`` or the transaction's end)."""
+    backend = connection.dialect.name
+    if backend == "postgresql":
+        connection.exec_driver_sql("SET LOCAL dblayer.audit_purge = 'on'")
+    elif backend in ("mysql", "mariadb"):
+        connection.exec_driver_sql("SET @dblayer_audit_purge = 1")
+    else:
+        connection.exec_driver_sql("DROP TRIGGER IF EXISTS audit_entry_no_delete")
+
+
+def end_audit_purge(connection: Connection) -> None:
+    backend = connection.dialect.name
+    if backend == "postgresql":
+        connection.exec_driver_sql("SET LOCAL dblayer.audit_purge = 'off'")
+    elif backend in ("mysql", "mariadb"):
+        connection.exec_driver_sql("SET @dblayer_audit_purge = NULL")
+    else:
+        connection.exec_driver_sql(_SQLITE_NO_DELETE)

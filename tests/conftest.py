@@ -107,6 +107,8 @@ def engine_url(engine: str, sqlite_dir: Path, name: str = "dblayer_test") -> URL
 class TestDatabases:
     """One Database per engine with the test tables freshly created, made on first use."""
 
+    __test__ = False
+
     def __init__(self, sqlite_dir: Path) -> None:
         self.sqlite_dir = sqlite_dir
         self._made: dict[str, Database] = {}

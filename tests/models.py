@@ -11,10 +11,11 @@ from sqlalchemy import ForeignKey, MetaData, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from db.base import NAMING_CONVENTION, TABLE_OPTIONS, TYPE_ANNOTATION_MAP, ReprMixin
-from db.models.base import SoftDelete, Timestamps, UUIDPrimaryKey, Versioned
+from db.models.base import Audited, SoftDelete, Timestamps, UUIDPrimaryKey, Versioned
 
 
 class TestBase(ReprMixin, DeclarativeBase):
+    __test__ = False
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = TYPE_ANNOTATION_MAP
 
@@ -64,3 +65,15 @@ class Counter(UUIDPrimaryKey, Versioned, TestBase):
 
     name: Mapped[str] = mapped_column(String(50), unique=True)
     value: Mapped[int] = mapped_column(default=0)
+
+
+class Note(UUIDPrimaryKey, Timestamps, SoftDelete, Versioned, Audited, TestBase):
+    """An audited entity with a secret and an excluded noisy field."""
+
+    __tablename__ = "note"
+    __audit_exclude__ = frozenset({"views"})
+
+    title: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str | None] = mapped_column(String(1000))
+    pin: Mapped[str | None] = mapped_column(String(100), info={"secret": True})
+    views: Mapped[int] = mapped_column(default=0)

@@ -1,5 +1,15 @@
 """ORM models, one entity per module, re-exported here so that ``Base.metadata`` knows every table."""
 
-from db.models.base import SoftDelete, Timestamps, UUIDPrimaryKey, Versioned
+from db.models.base import Audited, SoftDelete, Timestamps, UUIDPrimaryKey, Versioned
+from db.models.log_audit import AuditChainHead, AuditCheckpoint, AuditEntry
 
-__all__ = ["SoftDelete", "Timestamps", "UUIDPrimaryKey", "Versioned"]
+__all__ = [
+    "AuditChainHead",
+    "AuditCheckpoint",
+    "AuditEntry",
+    "Audited",
+    "SoftDelete",
+    "Timestamps",
+    "UUIDPrimaryKey",
+    "Versioned",
+]

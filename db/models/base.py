@@ -83,4 +83,12 @@ class Audited:
 
 
 __all__ = [
-    "Audited","STATEMENT_DEFAULT", "SoftDelete", "Timestamps", "UUIDPrimaryKey", "Versioned", "new_id", "utcnow"]
+    "STATEMENT_DEFAULT",
+    "Audited",
+    "SoftDelete",
+    "Timestamps",
+    "UUIDPrimaryKey",
+    "Versioned",
+    "new_id",
+    "utcnow",
+]

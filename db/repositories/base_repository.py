@@ -28,7 +28,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from db import dialects
+from db import audit, dialects
 from db.base import secret_columns
 from db.errors import Conflict, InvalidFilter, NotFound, StaleVersion, ValidationError
 from db.models.base import STATEMENT_DEFAULT, utcnow
@@ -134,13 +134,17 @@ class BaseRepository(Generic[ModelT]):
             raise ValidationError(f"{self.entity}: returning=True needs primary keys made in Python (UUIDPrimaryKey)")
         self.session.flush()
         count = 0
+        audited = audit.is_audited(self.model)
         with self.session.begin_nested():
             # The connection is taken inside the savepoint: that is what makes SQLAlchemy emit SAVEPOINT.
             inserter = BulkInserter(
                 self.model.__table__, self.session.connection(), self.entity, protected=self._protected()
             )
             for batch in batched(rows, self.batch_size):
-                count += inserter.insert(batch, collect_ids=returning)
+                count += inserter.insert(batch, collect_ids=returning or audited)
+                if audited:  # one entry per batch, listing its ids
+                    batch_ids = [self._id_text(raw) for raw in inserter.inserted_ids[-len(batch) :]]
+                    audit.record_bulk(self.session, self.entity, "create_many", batch_ids, {})
         if not returning:
             return count
         ids = inserter.inserted_ids
@@ -161,6 +165,12 @@ class BaseRepository(Generic[ModelT]):
                 statement = select(self.model).where(self._pk >= low, self._pk <= high)
                 by_hex.update((self._pk_of(item).hex, item) for item in self.session.scalars(statement))
         return [by_hex[key] for key in hex_ids if key in by_hex]
+
+    def _id_text(self, raw: Any) -> str:
+        """An id as the audit log writes it: a UUID in its usual form, whichever form the driver took."""
+        if isinstance(raw, str) and len(raw) == 32 and self._pk.type.python_type is uuid.UUID:
+            return str(uuid.UUID(hex=raw))
+        return str(raw)
 
     def _protected(self) -> frozenset[str]:
         """Fields the layer maintains and callers may not set: the version counter."""
@@ -277,17 +287,36 @@ class BaseRepository(Generic[ModelT]):
             raise ValidationError(f"{self.entity}: update_many needs at least one field to set")
         return self._bulk_update(criteria, dict(fields))
 
-    def _bulk_update(self, criteria: builtins.list[ColumnElement[bool]], values: dict[str, Any]) -> int:
+    def _bulk_update(
+        self, criteria: builtins.list[ColumnElement[bool]], values: dict[str, Any], action: str = "update_many"
+    ) -> int:
         table = self.model.__table__
+        recorded = audit.redact(self.model, values)
         if "updated_at" in table.c and "updated_at" not in values:
             values["updated_at"] = utcnow()
         if self._versioned:
             values["version"] = table.c.version + 1
         self.session.flush()
         with self.session.begin_nested():
-            result = self.session.execute(update(table).where(*criteria).values(values))
+            if audit.is_audited(self.model):
+                statement_for = lambda where: update(table).where(where).values(values)  # noqa: E731
+                count = self._audited_bulk(criteria, action, recorded, statement_for)
+            else:
+                count = _rowcount(self.session.execute(update(table).where(*criteria).values(values)))
         self._expire_loaded()
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return count
+
+    def _audited_bulk(
+        self, criteria: builtins.list[ColumnElement[bool]], action: str, fields: Mapping[str, Any],
+        statement_for: Callable[[ColumnElement[bool]], Any],
+    ) -> int:
+        """Lock and list the matching ids, change exactly those, and record one entry per chunk of ids."""
+        ids = builtins.list(self.session.scalars(select(self._pk).where(*criteria).with_for_update()))
+        count = 0
+        for chunk in batched(ids, 5_000):
+            count += _rowcount(self.session.execute(statement_for(self._pk.in_(chunk))))
+            audit.record_bulk(self.session, self.entity, action, chunk, fields)
+        return count
 
     def _expire_loaded(self) -> None:
         for instance in list(self.session.identity_map.values()):
@@ -312,12 +341,16 @@ class BaseRepository(Generic[ModelT]):
         """Delete every matching row (soft where supported, unless ``hard``); returns how many."""
         criteria = self._where(self._required(filters), include_deleted)
         if self._soft and not hard:
-            return self._bulk_update(criteria, {"deleted_at": utcnow()})
+            return self._bulk_update(criteria, {"deleted_at": utcnow()}, action="delete_many")
         self.session.flush()
-        statement = delete(self.model).where(*criteria).execution_options(synchronize_session="fetch")
+
+        def statement_for(where: ColumnElement[bool]) -> Any:
+            return delete(self.model).where(where).execution_options(synchronize_session="fetch")
+
         with self.session.begin_nested():
-            result = self.session.execute(statement)
-        return int(result.rowcount)  # type: ignore[attr-defined]
+            if audit.is_audited(self.model):
+                return self._audited_bulk(criteria, "delete_many", {"hard": True}, statement_for)
+            return _rowcount(self.session.execute(statement_for(and_(*criteria))))
 
     # --- upsert ----------------------------------------------------------------------------------------------
 
@@ -516,6 +549,11 @@ class BaseRepository(Generic[ModelT]):
             equal = [_same(self._column(k.field), v) for k, v in zip(keys[:position], values, strict=False)]
             alternatives.append(and_(*equal, _beyond(self._column(key.field), values[position], key.descending)))
         return and_(_at_or_beyond(self._column(keys[0].field), values[0], keys[0].descending), or_(*alternatives))
+
+
+def _rowcount(result: Any) -> int:
+    """Rows matched by an UPDATE or DELETE (MariaDB too: SQLAlchemy connects with CLIENT.FOUND_ROWS)."""
+    return int(result.rowcount)
 
 
 @contextlib.contextmanager
