@@ -135,7 +135,11 @@ def append(session: Session, records: Sequence[Record]) -> None:
 
 
 def _text(value: Any, limit: int) -> str | None:
-    return None if value is None else str(value)[:limit]
+    """Request context as storable text: control characters and lone surrogates (which no engine stores) go."""
+    if value is None:
+        return None
+    text = "".join(ch for ch in str(value) if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF)
+    return text[:limit]
 
 
 def record_event(
@@ -158,6 +162,12 @@ def record_bulk(session: Session, table: str, action: str, ids: Sequence[Any], f
     """One entry for a bulk create/update/delete of an audited model, listing every id it touched."""
     changes = {"ids": [str(ident) for ident in ids], "fields": dict(fields)}
     append(session, [Record("change", action, table, None, changes)])
+
+
+def record_upsert(session: Session, instance: Any, fields: Mapping[str, Any]) -> None:
+    """An upsert of an audited model: the values it set (redacted), on the row it inserted or updated."""
+    table, ident = _entity(instance)
+    append(session, [Record("change", "upsert", table, ident, {key: [None, value] for key, value in fields.items()})])
 
 
 def _ident(value: Any) -> str | None:
@@ -184,6 +194,17 @@ def _record_flushed_changes(session: Session, _context: UOWTransaction) -> None:
         *(_deleted(obj) for obj in session.deleted if is_audited(type(obj))),
     ]
     append(session, records)
+
+
+@event.listens_for(Audited, "mapper_configured", propagate=True)
+def _load_old_values_on_change(mapper: Any, cls: type[Any]) -> None:
+    """Setting an expired attribute of an audited model loads its old value first, so the entry shows it."""
+    for attribute in mapper.column_attrs:
+        event.listen(getattr(cls, attribute.key), "set", _keep, active_history=True)
+
+
+def _keep(_target: Any, value: Any, _old: Any, _initiator: Any) -> Any:
+    return value
 
 
 def _columns(obj: Any) -> Iterable[str]:

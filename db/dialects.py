@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, event, exc, func
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.orm import exc as orm_exc
 from sqlalchemy.sql import ColumnElement, Insert
 from sqlalchemy.sql.schema import Table
 
@@ -72,7 +74,9 @@ def engine_options(url: URL, options: Mapping[str, Any]) -> dict[str, Any]:
             "connect_timeout": 10,
         }
     own = {key: value for key, value in options.items() if key != "busy_timeout"}
-    return base | own
+    # connect_args are merged, not replaced: a caller's extra argument must not drop strict mode or UTC.
+    connect_args = {**base.get("connect_args", {}), **own.pop("connect_args", {})}
+    return base | own | ({"connect_args": connect_args} if connect_args else {})
 
 
 def prepare_sqlite_file(url: URL) -> None:
@@ -112,96 +116,135 @@ def install_sqlite_transactions(engine: Engine, *, busy_timeout: float) -> None:
 
 
 def is_transient(error: BaseException) -> bool:
-    """Serialization failures, deadlocks, lock timeouts and a busy SQLite file: a retry may succeed."""
+    """Serialization failures, deadlocks, lock timeouts and a busy SQLite file: a retry may succeed.
+
+    The exception's context is searched too: on MariaDB a deadlock rolls back the whole transaction, so the
+    ``ROLLBACK TO SAVEPOINT`` that follows fails (1305) and that error replaces the deadlock.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_transient_one(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _is_transient_one(error: BaseException) -> bool:
     if isinstance(error, errors.TransientError):
         return True
     original = error.orig if isinstance(error, exc.DBAPIError) else error
-    sqlstate = getattr(original, "sqlstate", None)
-    if sqlstate in _PG_TRANSIENT:
+    if getattr(original, "sqlstate", None) in _PG_TRANSIENT:
+        return True
+    if _driver_code(original) in _MYSQL_TRANSIENT:
         return True
     code = getattr(original, "sqlite_errorcode", None)
-    if isinstance(code, int) and code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED):
-        return True
+    if isinstance(code, int):
+        return code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
+    # Older sqlite3 modules carry no error code; their message is the only clue (it never holds user values).
+    return type(original).__module__ == "sqlite3" and str(original) == "database is locked"
+
+
+def _driver_code(original: Any) -> int | None:
+    """PyMySQL's error number, or None for other drivers."""
     args = getattr(original, "args", ())
-    if type(original).__module__.startswith("pymysql") and args and args[0] in _MYSQL_TRANSIENT:
-        return True
-    return isinstance(original, Exception) and "database is locked" in str(original)
+    if type(original).__module__.startswith("pymysql") and args and isinstance(args[0], int):
+        return int(args[0])
+    return None
 
 
 def constraint_name(error: exc.DBAPIError) -> str | None:
-    """The violated constraint's name where the driver tells it, else None."""
+    """The violated constraint's name where the driver tells it apart from the values, else None."""
     diag = getattr(error.orig, "diag", None)
     name = getattr(diag, "constraint_name", None)
     if name:
         return str(name)
     message = str(error.orig)
-    for pattern in (r"for key '(?:[^'.]*\.)?([^']+)'", r"CONSTRAINT `([^`]+)`", r"constraint failed: ([\w., ]+)"):
+    # Anchored at the end of the message: the duplicate value that precedes it is the caller's text.
+    for pattern in (r"for key '(?:[^'.]*\.)?([^']+)'\W*$", r"CONSTRAINT `([^`]+)` FOREIGN KEY[^`]*`[^`]*`"):
         match = re.search(pattern, message)
         if match:
             return match.group(1)
-    return None
+    sqlite_unique = re.fullmatch(r"UNIQUE constraint failed: ([\w., ]+)", message)
+    return sqlite_unique.group(1) if sqlite_unique else None
 
 
 _MYSQL_BAD_VALUE = {1048, 1264, 1292, 1364, 1366, 1406}  # NULL, out of range, bad value, no default, too long
 _MYSQL_UNREACHABLE = {1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013}
+_MYSQL_FOREIGN_KEY = {1451, 1452}
+_PG_FOREIGN_KEY, _PG_NOT_NULL, _PG_RAISED = "23503", "23502", "P0001"
+
+
+def domain_error(error: BaseException, *, entity: str) -> errors.DatabaseError | None:
+    """The ``db.errors`` error a failure inside the layer becomes, or None to let it through unchanged.
+
+    Raise the result ``from None`` when the failure came from the driver: a driver's message may quote the
+    statement's values (PostgreSQL's DETAIL, MariaDB's "Duplicate entry"), which could be a hash or a token.
+    """
+    if isinstance(error, orm_exc.StaleDataError):
+        return errors.StaleVersion(entity, "row")
+    if isinstance(error, exc.SQLAlchemyError):
+        return translate(error, entity=entity)
+    if isinstance(error, UnicodeError | OverflowError | ValueError | TypeError):
+        # Values the driver could not take: a lone surrogate, an integer beyond 64 bits, a dict for a column.
+        return errors.ValidationError(f"{entity}: a value has the wrong type or cannot be stored")
+    return None
 
 
 def translate(error: exc.SQLAlchemyError, *, entity: str) -> errors.DatabaseError:
-    """A driver error as a ``db.errors`` error. The message never repeats bound values."""
+    """A driver error as a ``db.errors`` error. The message never repeats bound values.
+
+    Errors are told apart by their codes (SQLSTATE, MariaDB error numbers, SQLite result codes), never by
+    searching message text that may contain the caller's values.
+    """
     if isinstance(error, exc.DBAPIError):
         return _translate_driver_error(error, entity)
     if isinstance(error, exc.StatementError) and isinstance(error.orig, ValueError | TypeError | OverflowError):
-        return errors.ValidationError(f"{entity}: {error.orig}")
+        return errors.ValidationError(f"{entity}: a value has the wrong type or is out of range")
     return errors.DatabaseError(f"{entity}: {type(error).__name__} from the database")
 
 
 def _translate_driver_error(error: exc.DBAPIError, entity: str) -> errors.DatabaseError:
-    code = _mysql_code(error)
+    original, code = error.orig, _driver_code(error.orig)
+    sqlstate = getattr(original, "sqlstate", None)
     if is_transient(error):
-        return errors.TransientError(f"{entity}: transient database error ({type(error.orig).__name__})")
-    if _APPEND_ONLY in str(error.orig):
-        return errors.Conflict(f"{entity}: {_APPEND_ONLY}: entries cannot be changed or removed", entity=entity)
-    if _is_not_null_violation(error):
+        return errors.TransientError(f"{entity}: transient database error ({type(original).__name__})")
+    if _is_append_only_refusal(original, code, sqlstate):
+        return errors.Conflict(f"{entity}: the audit log is append-only: entries cannot be changed or removed",
+                               entity=entity)
+    if sqlstate == _PG_NOT_NULL or code == 1048 or str(original).startswith("NOT NULL constraint failed"):
         return errors.ValidationError(f"{entity}: a required field is missing", rule="required")
     if isinstance(error, exc.IntegrityError):
-        return _integrity_conflict(error, entity)
+        sqlite_fk = str(original) == "FOREIGN KEY constraint failed"
+        foreign = sqlstate == _PG_FOREIGN_KEY or code in _MYSQL_FOREIGN_KEY or sqlite_fk
+        return _integrity_conflict(error, entity, foreign=foreign)
     if isinstance(error, exc.DataError) or code in _MYSQL_BAD_VALUE:
         return errors.ValidationError(f"{entity}: a value was refused by the database (out of range or wrong type)")
     if error.connection_invalidated or code in _MYSQL_UNREACHABLE or _is_unreachable(error):
-        return errors.DatabaseUnavailable(f"{entity}: the database is unavailable ({type(error.orig).__name__})")
-    return errors.DatabaseError(f"{entity}: {type(error.orig).__name__} from the database")
+        return errors.DatabaseUnavailable(f"{entity}: the database is unavailable ({type(original).__name__})")
+    return errors.DatabaseError(f"{entity}: {type(original).__name__} from the database")
 
 
-def _mysql_code(error: exc.DBAPIError) -> int | None:
-    args = getattr(error.orig, "args", ())
-    if type(error.orig).__module__.startswith("pymysql") and args and isinstance(args[0], int):
-        return args[0]
-    return None
-
-
-def _is_not_null_violation(error: exc.DBAPIError) -> bool:
-    message = str(error.orig).lower()
-    return (
-        getattr(error.orig, "sqlstate", None) == "23502"
-        or _mysql_code(error) == 1048
-        or "not null constraint failed" in message
-    )
+def _is_append_only_refusal(original: Any, code: int | None, sqlstate: str | None) -> bool:
+    if code == 1644:
+        return str(original.args[1]) in _REFUSALS
+    if sqlstate == _PG_RAISED or type(original).__module__ == "sqlite3":
+        return str(original).split("\n")[0].strip() in _REFUSALS
+    return False
 
 
 def _is_unreachable(error: exc.DBAPIError) -> bool:
+    sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
     if type(error.orig).__module__.startswith("psycopg"):
-        return isinstance(error, exc.OperationalError)
-    message = str(error.orig).lower()
-    return "unable to open" in message or "disk i/o" in message
+        return sqlstate.startswith("08") or (isinstance(error, exc.OperationalError) and not sqlstate)
+    code = getattr(error.orig, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (14, 10, 26)  # CANTOPEN, IOERR, NOTADB
 
 
-def _integrity_conflict(error: exc.IntegrityError, entity: str) -> errors.Conflict:
+def _integrity_conflict(error: exc.IntegrityError, entity: str, *, foreign: bool) -> errors.Conflict:
     name = constraint_name(error)
-    message = str(error.orig).lower()
-    if "foreign key" in message or (name or "").startswith("fk_"):
-        kind = "refers to a missing row or is still referred to"
-    else:
-        kind = "already exists"
+    kind = "refers to a missing row or is still referred to" if foreign else "already exists"
     where = f" ({name})" if name else ""
     return errors.Conflict(f"{entity}{where}: {kind}", entity=entity, constraint=name)
 
@@ -255,51 +298,86 @@ def nulls_smallest(column: ColumnElement[Any], *, descending: bool, backend: str
 
 
 # --- the append-only audit log ---------------------------------------------------------------------------------
-# The database refuses UPDATE and DELETE on audit_entry. A retention purge (and nothing else) lifts the DELETE
-# ban for its own transaction: a session setting on PostgreSQL and MariaDB; on SQLite, whose DDL is transactional,
-# by dropping and re-creating the trigger inside the purge's transaction.
+# The database refuses UPDATE and DELETE on audit_entry and audit_checkpoint. A retention purge (and nothing else
+# in this layer) lifts the DELETE ban on audit_entry for its own transaction: a session setting on PostgreSQL and
+# MariaDB; on SQLite, whose DDL is transactional, by dropping and re-creating the trigger inside the purge's
+# transaction. The triggers stop accidental and application-level edits; a client that can run arbitrary SQL can
+# lift them, and that is what the hash chain is for: it makes such edits evident.
 
+APPEND_ONLY_TABLES = ("audit_entry", "audit_checkpoint")
 _APPEND_ONLY = "audit_entry is append-only"
+_REFUSALS = frozenset(f"{table} is append-only" for table in APPEND_ONLY_TABLES)
 
 
 def append_only_ddl(backend: str) -> list[str]:
     if backend == "postgresql":
         return [
             "CREATE OR REPLACE FUNCTION dblayer_audit_append_only() RETURNS trigger AS $$ BEGIN "
-            "IF TG_OP = 'DELETE' AND current_setting('dblayer.audit_purge', true) = 'on' THEN RETURN OLD; END IF; "
-            f"RAISE EXCEPTION '{_APPEND_ONLY}'; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER audit_entry_append_only BEFORE UPDATE OR DELETE ON audit_entry "
-            "FOR EACH ROW EXECUTE FUNCTION dblayer_audit_append_only()",
-            "CREATE TRIGGER audit_entry_no_truncate BEFORE TRUNCATE ON audit_entry "
-            "FOR EACH STATEMENT EXECUTE FUNCTION dblayer_audit_append_only()",
+            "IF TG_OP = 'DELETE' AND TG_TABLE_NAME = 'audit_entry' "
+            "AND current_setting('dblayer.audit_purge', true) = 'on' THEN RETURN OLD; END IF; "
+            "RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || ' is append-only'; END $$ LANGUAGE plpgsql",
+            *(
+                statement
+                for table in APPEND_ONLY_TABLES
+                for statement in (
+                    f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                    "FOR EACH ROW EXECUTE FUNCTION dblayer_audit_append_only()",
+                    f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                    "FOR EACH STATEMENT EXECUTE FUNCTION dblayer_audit_append_only()",
+                )
+            ),
         ]
     if backend in ("mysql", "mariadb"):
-        refuse = f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{_APPEND_ONLY}'"
         return [
-            f"CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry FOR EACH ROW {refuse}",
-            "CREATE TRIGGER audit_entry_no_delete BEFORE DELETE ON audit_entry FOR EACH ROW "
-            f"BEGIN IF @dblayer_audit_purge IS NULL OR @dblayer_audit_purge <> 1 THEN {refuse}; END IF; END",
+            f"CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry FOR EACH ROW {_signal('audit_entry')}",
+            "CREATE TRIGGER audit_entry_no_delete BEFORE DELETE ON audit_entry FOR EACH ROW BEGIN "
+            f"IF @dblayer_audit_purge IS NULL OR @dblayer_audit_purge <> 1 THEN {_signal('audit_entry')}; END IF; END",
+            "CREATE TRIGGER audit_checkpoint_no_update BEFORE UPDATE ON audit_checkpoint FOR EACH ROW "
+            f"{_signal('audit_checkpoint')}",
+            "CREATE TRIGGER audit_checkpoint_no_delete BEFORE DELETE ON audit_checkpoint FOR EACH ROW "
+            f"{_signal('audit_checkpoint')}",
         ]
-    return [_SQLITE_NO_UPDATE, _SQLITE_NO_DELETE]
+    return [_sqlite_trigger(table, operation) for table in APPEND_ONLY_TABLES for operation in ("UPDATE", "DELETE")]
 
 
-_SQLITE_REFUSE = f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"
-_SQLITE_NO_UPDATE = f"CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry {_SQLITE_REFUSE}"
-_SQLITE_NO_DELETE = f"CREATE TRIGGER audit_entry_no_delete BEFORE DELETE ON audit_entry {_SQLITE_REFUSE}"
+def _signal(table: str) -> str:
+    return f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{table} is append-only'"
+
+
+def _sqlite_trigger(table: str, operation: str) -> str:
+    return (
+        f"CREATE TRIGGER {table}_no_{operation.lower()} BEFORE {operation} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+    )
 
 
 def drop_append_only_ddl(backend: str) -> list[str]:
     if backend == "postgresql":
         return [
-            "DROP TRIGGER IF EXISTS audit_entry_no_truncate ON audit_entry",
-            "DROP TRIGGER IF EXISTS audit_entry_append_only ON audit_entry",
+            *(
+                f"DROP TRIGGER IF EXISTS {table}_{kind} ON {table}"
+                for table in APPEND_ONLY_TABLES
+                for kind in ("no_truncate", "append_only")
+            ),
             "DROP FUNCTION IF EXISTS dblayer_audit_append_only()",
         ]
-    return ["DROP TRIGGER IF EXISTS audit_entry_no_delete", "DROP TRIGGER IF EXISTS audit_entry_no_update"]
+    return [f"DROP TRIGGER IF EXISTS {table}_no_{op}" for table in APPEND_ONLY_TABLES for op in ("delete", "update")]
+
+
+def missing_sqlite_append_only_triggers(connection: Connection) -> list[str]:
+    """DDL for the append-only triggers a SQLite table copy (batch migration) dropped; empty when all are there."""
+    present = set(connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'").scalars())
+    tables = set(connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'").scalars())
+    return [
+        _sqlite_trigger(table, operation)
+        for table in APPEND_ONLY_TABLES
+        for operation in ("UPDATE", "DELETE")
+        if table in tables and f"{table}_no_{operation.lower()}" not in present
+    ]
 
 
 def allow_audit_purge(connection: Connection) -> None:
-    """Let this transaction DELETE from audit_entry (undone by ``end_audit_purge`` or the transaction's end)."""
+    """Let this transaction DELETE from audit_entry, until ``end_audit_purge`` (always call it: try/finally)."""
     backend = connection.dialect.name
     if backend == "postgresql":
         connection.exec_driver_sql("SET LOCAL dblayer.audit_purge = 'on'")
@@ -316,4 +394,16 @@ def end_audit_purge(connection: Connection) -> None:
     elif backend in ("mysql", "mariadb"):
         connection.exec_driver_sql("SET @dblayer_audit_purge = NULL")
     else:
-        connection.exec_driver_sql(_SQLITE_NO_DELETE)
+        connection.exec_driver_sql("DROP TRIGGER IF EXISTS audit_entry_no_delete")
+        connection.exec_driver_sql(_sqlite_trigger("audit_entry", "DELETE"))
+
+
+def install_mariadb_reset(engine: Engine) -> None:
+    """A pooled MariaDB connection never goes back to the pool with the audit purge switch still on."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
+        with contextlib.suppress(Exception):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET @dblayer_audit_purge = NULL")
+            cursor.close()

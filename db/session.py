@@ -11,21 +11,20 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import Engine, create_engine, exc
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import exc as orm_exc
 
 from db import dialects, errors
+from db.repositories.account_repository import AccountRepository
+from db.repositories.admin_repository import AdminRepository
+from db.repositories.audit_repository import AuditRepository
 from db.repositories.base_repository import BaseRepository
+from db.repositories.user_repository import UserRepository
 from db.settings import Settings
-
-if TYPE_CHECKING:
-    from db.repositories.account_repository import AccountRepository
-    from db.repositories.admin_repository import AdminRepository
-    from db.repositories.audit_repository import AuditRepository
-    from db.repositories.user_repository import UserRepository
 
 T = TypeVar("T")
 RepoT = TypeVar("RepoT", bound=BaseRepository[Any])
@@ -95,30 +94,22 @@ class UnitOfWork:
     def flush(self) -> None:
         self.session.flush()
 
-    # The layer's own repositories (imported on first use: a repository module never imports this one).
+    # The layer's own repositories, built on first use.
 
     @property
     def users(self) -> UserRepository:
-        from db.repositories.user_repository import UserRepository
-
         return self.repository(UserRepository)
 
     @property
     def accounts(self) -> AccountRepository:
-        from db.repositories.account_repository import AccountRepository
-
         return self.repository(AccountRepository)
 
     @property
     def admin(self) -> AdminRepository:
-        from db.repositories.admin_repository import AdminRepository
-
         return self.repository(AdminRepository)
 
     @property
     def audit(self) -> AuditRepository:
-        from db.repositories.audit_repository import AuditRepository
-
         return self.repository(AuditRepository)
 
 
@@ -153,6 +144,8 @@ class Database:
         engine = create_engine(self.url, **dialects.engine_options(self.url, self._options))
         if self.backend == "sqlite":
             dialects.install_sqlite_transactions(engine, busy_timeout=self._options.get("busy_timeout", 5.0))
+        if self.backend in ("mysql", "mariadb"):
+            dialects.install_mariadb_reset(engine)
         return engine
 
     @cached_property
@@ -258,7 +251,9 @@ def _backoff(attempt: int, base: float = 0.02, cap: float = 1.0) -> float:
 
 @contextmanager
 def _translated(entity: str) -> Iterator[None]:
+    """SQLAlchemy and driver errors raised in the block (or at commit) leave it as ``db.errors`` errors."""
     try:
         yield
-    except exc.SQLAlchemyError as error:
-        raise dialects.translate(error, entity=entity) from error
+    except (exc.SQLAlchemyError, orm_exc.StaleDataError) as error:
+        translated = dialects.domain_error(error, entity=entity)
+        raise (translated or error) from None

@@ -26,6 +26,7 @@ from alembic.runtime.migration import MigrationContext, MigrationInfo
 from sqlalchemy.engine import URL, Connection
 
 import db.models  # noqa: F401 - importing the package registers every model on Base.metadata
+from db import dialects
 from db.base import Base
 from db.migrations.runner import DanglingForeignKeysError, MigrationError
 from db.session import Database
@@ -123,6 +124,7 @@ def _run(connection: Connection) -> None:
             context.run_migrations()
             if applied:
                 _check_foreign_keys(connection)
+                _restore_append_only_triggers(connection)
 
 
 def _pragma(connection: Connection, statement: str) -> list[Any]:
@@ -167,6 +169,12 @@ def _check_foreign_keys(connection: Connection) -> None:
         raise DanglingForeignKeysError(
             f"the migration left {len(rows)} row(s) referring to missing rows ({where}); rolled back"
         )
+
+
+def _restore_append_only_triggers(connection: Connection) -> None:
+    """A batch migration copies a SQLite table and the copy has no triggers: put the audit log's back."""
+    for statement in dialects.missing_sqlite_append_only_triggers(connection):
+        connection.exec_driver_sql(statement)
 
 
 if context.is_offline_mode():

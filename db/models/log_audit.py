@@ -12,12 +12,15 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import BigInteger, Index, String, Text
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import TABLE_OPTIONS, Base
 from db.models.base import UUIDPrimaryKey
 
 GENESIS_HASH = "0" * 64
+# MariaDB's TEXT holds 64 KB; a bulk entry lists up to 5,000 ids (about 200 KB).
+LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 
 class AuditEntry(UUIDPrimaryKey, Base):
@@ -39,8 +42,8 @@ class AuditEntry(UUIDPrimaryKey, Base):
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     request_id: Mapped[str | None] = mapped_column(String(128))
-    changes: Mapped[str | None] = mapped_column(Text)  # canonical JSON: {field: [old, new]} or {"ids": [...], ...}
-    data: Mapped[str | None] = mapped_column(Text)  # canonical JSON of an event's details
+    changes: Mapped[str | None] = mapped_column(LONG_TEXT)  # canonical JSON: {field: [old, new]} or {"ids": [...]}
+    data: Mapped[str | None] = mapped_column(LONG_TEXT)  # canonical JSON of an event's details
     created_at: Mapped[dt.datetime]
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))

@@ -72,26 +72,54 @@ class AuditRepository(BaseRepository[AuditEntry]):
 
     @translated
     def verify_chain(self) -> ChainReport:
-        """Recompute every hash from the last checkpoint on; report the first entry where the chain breaks."""
+        """Recompute every hash from the last checkpoint up to the chain head; report where the chain breaks.
+
+        The head is read first and only entries up to it are checked, so appends committed meanwhile (under
+        READ COMMITTED) are not mistaken for tampering. For a consistent view of a busy log on SQLite, verify in
+        a plain ``database.session()``: a unit of work there would hold the write lock for the whole check.
+        """
+        head = self.session.get(AuditChainHead, audit.HEAD_ID, populate_existing=True)
+        if head is None:
+            return ChainReport(False, 0, None, None, "the chain head row is missing")
         checkpoint = self._last_checkpoint()
         prev = checkpoint.hash if checkpoint else GENESIS_HASH
         expected = (checkpoint.up_to_seq if checkpoint else 0) + 1
         checked = 0
-        for row in self._entries_from(expected):
+        for row in self._entries_from(expected, up_to=head.seq):
             problem = _problem(row, expected, prev)
             if problem:
                 return ChainReport(False, checked, row.seq, str(row.id), problem)
             prev, expected, checked = row.hash, expected + 1, checked + 1
-        head = self.session.get(AuditChainHead, audit.HEAD_ID, populate_existing=True)
-        if head is not None and (head.seq, head.hash) != (expected - 1, prev):
+        if (head.seq, head.hash) != (expected - 1, prev):
             reason = f"the chain head says seq {head.seq} but the log ends at seq {expected - 1}"
             return ChainReport(False, checked, expected, None, reason)
+        if checkpoint is not None and not self._corroborated(checkpoint):
+            reason = "the last checkpoint is not confirmed by an audit.purged entry in the chain"
+            return ChainReport(False, checked, checkpoint.up_to_seq, str(checkpoint.id), reason)
         return ChainReport(True, checked)
 
-    def _entries_from(self, seq: int) -> Iterator[Any]:
+    def _corroborated(self, checkpoint: AuditCheckpoint) -> bool:
+        """A checkpoint counts only if the (verified) chain recorded the purge that made it, with its hash.
+
+        Without this, inserting a forged checkpoint at the head would make any earlier edit unverifiable.
+        """
         table = AuditEntry.__table__
+        statement = select(table.c.data).where(
+            table.c.action == "audit.purged",
+            table.c.entity_type == "audit_checkpoint",
+            table.c.entity_id == str(checkpoint.id),
+        )
+        for text in self.session.scalars(statement):
+            data = json.loads(text or "{}")
+            if data.get("last_seq") == checkpoint.up_to_seq and data.get("hash") == checkpoint.hash:
+                return True
+        return False
+
+    def _entries_from(self, seq: int, *, up_to: int | None = None) -> Iterator[Any]:
+        table = AuditEntry.__table__
+        bound = [] if up_to is None else [table.c.seq <= up_to]
         while True:
-            statement = select(table).where(table.c.seq >= seq).order_by(table.c.seq).limit(_CHUNK)
+            statement = select(table).where(table.c.seq >= seq, *bound).order_by(table.c.seq).limit(_CHUNK)
             rows = self.session.execute(statement).all()
             yield from rows
             if len(rows) < _CHUNK:
@@ -124,6 +152,9 @@ class AuditRepository(BaseRepository[AuditEntry]):
         first = (start.up_to_seq if start else 0) + 1
         if last is None or last < first:
             return None
+        report = self.verify_chain()
+        if not report.ok:  # purging would destroy the evidence
+            raise Conflict(f"audit chain broken at seq {report.first_bad_seq} ({report.reason}): not purging")
         archive = self._archive(first, last, archive_dir or DEFAULT_ARCHIVE_DIR)
         return self._remove(first, last, archive, reason.strip())
 
@@ -146,8 +177,10 @@ class AuditRepository(BaseRepository[AuditEntry]):
         last_hash = self.session.scalar(select(table.c.hash).where(table.c.seq == last))
         connection = self.session.connection()
         dialects.allow_audit_purge(connection)
-        removed = connection.execute(delete(table).where(table.c.seq >= first, table.c.seq <= last)).rowcount
-        dialects.end_audit_purge(connection)
+        try:
+            removed = connection.execute(delete(table).where(table.c.seq >= first, table.c.seq <= last)).rowcount
+        finally:
+            dialects.end_audit_purge(connection)
         checkpoint = AuditCheckpoint(
             id=new_id(), up_to_seq=last, hash=last_hash, entries=removed, archive=archive.name,
             archive_sha256=_sha256(archive), created_at=utcnow(), actor=audit.actor_of(self.session), reason=reason,
@@ -156,7 +189,10 @@ class AuditRepository(BaseRepository[AuditEntry]):
         self.session.flush()
         audit.record_event(
             self.session, "audit.purged", entity_type="audit_checkpoint", entity_id=checkpoint.id,
-            data={"first_seq": first, "last_seq": last, "entries": removed, "archive": archive.name, "reason": reason},
+            data={
+                "first_seq": first, "last_seq": last, "hash": last_hash, "entries": removed,
+                "archive": archive.name, "archive_sha256": checkpoint.archive_sha256, "reason": reason,
+            },
         )
         return checkpoint
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar, cast, overload
 
 from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select, true, update
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import exists as sql_exists
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
@@ -30,7 +29,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from db import audit, dialects
 from db.base import secret_columns
-from db.errors import Conflict, InvalidFilter, NotFound, StaleVersion, ValidationError
+from db.errors import Conflict, DatabaseError, InvalidFilter, NotFound, StaleVersion, ValidationError
 from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
 from db.repositories.bulk import BulkInserter, batched
@@ -55,12 +54,13 @@ def translated(method: F) -> F:
     def wrapper(self: BaseRepository[Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except StaleDataError:
-            raise StaleVersion(self.entity, "row") from None
-        except sa_exc.SQLAlchemyError as error:
-            raise dialects.translate(error, entity=self.entity) from error
-        except OverflowError:  # sqlite3 refuses an integer beyond 64 bits before SQLAlchemy can wrap it
-            raise ValidationError(f"{self.entity}: an integer is out of range") from None
+        except DatabaseError:
+            raise
+        except Exception as error:
+            translated_error = dialects.domain_error(error, entity=self.entity)
+            if translated_error is None:
+                raise
+            raise translated_error from None
 
     return cast(F, wrapper)
 
@@ -130,8 +130,9 @@ class BaseRepository(Generic[ModelT]):
         Ids, timestamps and other Python-side defaults are filled here. Returns the number of rows, or with
         ``returning=True`` the instances in input order.
         """
-        if returning and self.model.__table__.autoincrement_column is not None:
-            raise ValidationError(f"{self.entity}: returning=True needs primary keys made in Python (UUIDPrimaryKey)")
+        if (returning or audit.is_audited(self.model)) and self.model.__table__.autoincrement_column is not None:
+            message = "returning=True and auditing need primary keys made in Python (UUIDPrimaryKey)"
+            raise ValidationError(f"{self.entity}: {message}")
         self.session.flush()
         count = 0
         audited = audit.is_audited(self.model)
@@ -145,6 +146,8 @@ class BaseRepository(Generic[ModelT]):
                 if audited:  # one entry per batch, listing its ids
                     batch_ids = [self._id_text(raw) for raw in inserter.inserted_ids[-len(batch) :]]
                     audit.record_bulk(self.session, self.entity, "create_many", batch_ids, {})
+                    if not returning:  # keep memory flat: the ids were only needed for this batch's entry
+                        inserter.inserted_ids.clear()
         if not returning:
             return count
         ids = inserter.inserted_ids
@@ -253,6 +256,8 @@ class BaseRepository(Generic[ModelT]):
         if after is not None:
             criteria.append(self._after(keys, qs.decode_cursor(policy, keys, after)))
         statement = self._ordered(select(self.model).where(*criteria), keys).limit(size + 1)
+        # The cursor is built from the loaded objects: they must hold the database's values, not stale ones.
+        statement = statement.execution_options(populate_existing=True)
         rows = list(self.session.scalars(statement))
         if len(rows) <= size:
             return Page(rows, None)
@@ -375,12 +380,23 @@ class BaseRepository(Generic[ModelT]):
         self.session.flush()
         with self.session.begin_nested():
             self.session.execute(statement)
-        found = select(self.model).where(*(self._column(k) == row[k] for k in match))
-        instance = self.session.scalars(found.execution_options(populate_existing=True)).one_or_none()
-        if instance is None:  # MariaDB: the insert clashed on another unique key and changed nothing
-            message = f"{self.entity}: upsert clashed on a unique key other than {list(match)}"
-            raise Conflict(message, entity=self.entity)
+            # A locking read sees the row this statement wrote even under MariaDB's REPEATABLE READ snapshot.
+            found = select(self.model).where(*(self._column(k) == row[k] for k in match)).with_for_update(read=True)
+            instance = self.session.scalars(found.execution_options(populate_existing=True)).one_or_none()
+            if instance is None or not self._written_by(instance, row):
+                # MariaDB: the insert clashed on a unique key other than ``match``, and the guarded update
+                # changed nothing. SQLite and PostgreSQL raise a unique violation (Conflict) themselves.
+                message = f"{self.entity}: upsert clashed on a unique key other than {list(match)}"
+                raise Conflict(message, entity=self.entity)
+            if audit.is_audited(self.model):
+                audit.record_upsert(self.session, instance, audit.redact(self.model, fields))
         return instance  # type: ignore[no-any-return]
+
+    def _written_by(self, instance: Any, row: Mapping[str, Any]) -> bool:
+        """Whether the upsert just wrote ``instance``: its ``updated_at`` is this statement's instant."""
+        if "updated_at" not in self.model.__table__.c:
+            return True  # nothing to tell by; such models rely on the database's own unique checks
+        return bool(instance.updated_at == row["updated_at"])
 
     def _upsert_updates(self, fields: Mapping[str, Any], match: Sequence[str]) -> dict[str, Any]:
         table = self.model.__table__

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 import db.base
 from db import dialects
@@ -62,8 +63,8 @@ def upgrade() -> None:
     sa.Column('ip', sa.String(length=45), nullable=True),
     sa.Column('user_agent', sa.String(length=512), nullable=True),
     sa.Column('request_id', sa.String(length=128), nullable=True),
-    sa.Column('changes', sa.Text(), nullable=True),
-    sa.Column('data', sa.Text(), nullable=True),
+    sa.Column('changes', sa.Text().with_variant(mysql.LONGTEXT(), 'mysql', 'mariadb'), nullable=True),
+    sa.Column('data', sa.Text().with_variant(mysql.LONGTEXT(), 'mysql', 'mariadb'), nullable=True),
     sa.Column('created_at', db.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('prev_hash', sa.String(length=64), nullable=False),
     sa.Column('hash', sa.String(length=64), nullable=False),
