@@ -77,3 +77,11 @@ class Note(UUIDPrimaryKey, Timestamps, SoftDelete, Versioned, Audited, TestBase)
     body: Mapped[str | None] = mapped_column(String(1000))
     pin: Mapped[str | None] = mapped_column(String(100), info={"secret": True})
     views: Mapped[int] = mapped_column(default=0)
+
+
+class Secretive(UUIDPrimaryKey, TestBase):
+    """A unique secret column: its duplicate must never show up in an error or its causes."""
+
+    __tablename__ = "secretive"
+
+    token: Mapped[str] = mapped_column(String(100), unique=True, info={"secret": True})

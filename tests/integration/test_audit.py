@@ -302,3 +302,73 @@ def test_a_purge_needs_a_reason(audit_db: Database, tmp_path: Path) -> None:
 
     with audit_db.unit_of_work() as uow, pytest.raises(ValidationError):
         uow.audit.purge(before=dt.datetime.now(dt.UTC), reason="  ", archive_dir=tmp_path)
+
+
+def test_a_forged_checkpoint_does_not_hide_an_edit(audit_db: Database) -> None:
+    seed_events(audit_db, 4)
+    tamper(audit_db, "UPDATE audit_entry SET action = 'pong' WHERE seq = 2")
+    with audit_db.unit_of_work() as uow:
+        head = uow.session.execute(text("SELECT seq, hash FROM audit_chain_head")).one()
+        uow.session.execute(
+            text("INSERT INTO audit_checkpoint (id, up_to_seq, hash, entries, archive, archive_sha256, created_at, "
+                 "reason) VALUES (:id, :seq, :hash, 4, 'forged', 'x', :at, 'forged')"),
+            {"id": "0" * 32 if audit_db.backend != "postgresql" else "00000000-0000-0000-0000-000000000000",
+             "seq": head.seq, "hash": head.hash, "at": "2026-01-01 00:00:00"},
+        )
+    report = verify(audit_db)
+    assert not report.ok and "checkpoint" in (report.reason or "")
+
+
+def test_a_purge_refuses_a_broken_chain(audit_db: Database, tmp_path: Path) -> None:
+    seed_events(audit_db, 3)
+    tamper(audit_db, "UPDATE audit_entry SET action = 'pong' WHERE seq = 1")
+    with audit_db.unit_of_work() as uow, pytest.raises(Conflict, match="broken"):
+        uow.audit.purge(before=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1), reason="r", archive_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("statement", ["UPDATE audit_checkpoint SET hash = 'x'", "DELETE FROM audit_checkpoint"])
+def test_checkpoints_are_append_only_too(audit_db: Database, tmp_path: Path, statement: str) -> None:
+    seed_events(audit_db, 2)
+    with audit_db.unit_of_work() as uow:
+        uow.audit.purge(before=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1), reason="r", archive_dir=tmp_path)
+    with pytest.raises(Conflict, match="append-only"), audit_db.unit_of_work() as uow:
+        uow.session.execute(text(statement))
+    assert verify(audit_db).ok
+
+
+def test_large_bulk_writes_of_an_audited_model_are_recorded_on_every_engine(database: Database) -> None:
+    with database.unit_of_work() as uow:
+        assert notes(uow).create_many({"title": f"n{i}"} for i in range(6_000)) == 6_000
+    with database.unit_of_work() as uow:
+        created = entries(uow, entity_type="note", action="create_many")
+    assert [len(changes(e)["ids"]) for e in created] == [5_000, 1_000]
+
+
+def test_upserts_of_an_audited_model_are_recorded(database: Database) -> None:
+    with database.unit_of_work() as uow:
+        made = notes(uow).create(title="t")
+        notes(uow).upsert({"id": made.id, "title": "u", "pin": "SECRET-PIN"}, match=["id"])
+    with database.unit_of_work() as uow:
+        (upserted,) = entries(uow, entity_type="note", action="upsert")
+    assert upserted.entity_id == str(made.id)
+    assert changes(upserted)["title"] == [None, "u"] and changes(upserted)["pin"] == [None, audit_log.REDACTED]
+
+
+def test_an_update_records_the_old_value_even_when_it_was_not_loaded(database: Database) -> None:
+    with database.unit_of_work() as uow:
+        note = notes(uow).create(title="before")
+        uow.session.expire(note)
+        notes(uow).update(note, title="after")
+    with database.unit_of_work() as uow:
+        (updated,) = entries(uow, entity_type="note", action="update")
+    assert changes(updated) == {"title": ["before", "after"]}
+
+
+def test_request_context_with_control_characters_is_stored_cleanly(database: Database) -> None:
+    with database.unit_of_work() as uow:
+        uow.context.update(user_agent="evil\x00agent\ud800\n", request_id="r\x07")
+        notes(uow).create(title="t")
+    with database.unit_of_work() as uow:
+        (created,) = entries(uow, entity_type="note")
+    assert (created.user_agent, created.request_id) == ("evilagent", "r")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import traceback
 from typing import Any
 
 import pytest
@@ -220,3 +222,65 @@ def test_error_messages_and_causes_never_carry_bound_values(database: Database) 
     while chain is not None:
         assert "tok-SECRET" not in str(chain)
         chain = chain.__cause__
+
+
+def test_a_duplicate_secret_never_appears_in_the_error_or_its_causes(database: Database) -> None:
+    import uuid
+
+    from db import BaseRepository
+    from tests.models import Secretive
+
+    class Secrets(BaseRepository[Secretive]):
+        model = Secretive
+
+    secret = f"argon2${uuid.uuid4().hex}"  # made at run time, so the test's own source lines cannot contain it
+    with database.unit_of_work() as uow:
+        uow.repository(Secrets).create(token=secret)
+    for attempt in (lambda uow: uow.repository(Secrets).create(token=secret),
+                    lambda uow: uow.repository(Secrets).create_many([{"token": secret}])):
+        with pytest.raises(Conflict) as raised, database.unit_of_work() as uow:
+            attempt(uow)
+        shown = "".join(traceback.format_exception(raised.value))  # what logging.exception would print
+        assert secret not in shown and secret[7:] not in shown
+
+
+def test_opposite_lock_orders_deadlock_and_are_retried_to_the_exact_result(session_database: Database) -> None:
+    import threading
+    import uuid
+
+    names = [f"race-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    with session_database.unit_of_work() as uow:
+        ids = [counters(uow).create(name=name).id for name in names]
+    both_locked_first = threading.Barrier(2, timeout=10)
+    failures: list[BaseException] = []
+
+    def transfer(order: list[Any]) -> None:
+        first_try = [True]
+
+        def work(uow: UnitOfWork) -> None:
+            for position, ident in enumerate(order):
+                counter = counters(uow).get_by_id(ident, for_update=True)
+                assert counter is not None
+                counters(uow).update(counter, value=counter.value + 1)
+                if position == 0 and first_try[0]:
+                    first_try[0] = False
+                    with contextlib.suppress(threading.BrokenBarrierError):
+                        both_locked_first.wait()
+
+        try:
+            session_database.run_in_transaction(work, attempts=10)
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=transfer, args=(order,)) for order in (ids, ids[::-1])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert failures == []
+        with session_database.unit_of_work() as uow:
+            assert [counters(uow).get_by_id(ident).value for ident in ids] == [2, 2]  # type: ignore[union-attr]
+    finally:
+        with session_database.unit_of_work() as uow:
+            counters(uow).delete_many({"name__in": names}, hard=True)
