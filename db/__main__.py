@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner.upgrade(database)
         for line in describe(database, before):
             print(line)
-    except exc.OperationalError as error:
+    except exc.DBAPIError as error:
         where = database.url.render_as_string(hide_password=True) if database else "the database"
         return _fail(f"cannot use {where}: {_first_line(error.orig or error)}")
     except exc.ArgumentError as error:  # an unknown dialect or a malformed URL

@@ -119,7 +119,9 @@ class BulkInserter:
             try:
                 return process(value)
             except (ValueError, TypeError, AttributeError) as error:
-                raise ValidationError(f"{entity}.{field}: {error}", field=field) from None
+                # The driver's message may quote the value: name the field and the kind of problem only.
+                raise ValidationError(f"{entity}.{field}: {type(error).__name__} for this column's type",
+                                      field=field) from None
 
         return convert
 

@@ -171,7 +171,10 @@ def _coerce_datetime(value: Any) -> Any:
             return _INVALID
     if not isinstance(value, dt.datetime) or value.tzinfo is None or value.utcoffset() is None:
         return _INVALID
-    return value.astimezone(dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+        return _INVALID
 
 
 def _coerce_date(value: Any) -> Any:
@@ -283,7 +286,7 @@ def decode_cursor(policy: FieldPolicy, keys: Sequence[SortKey], cursor: Any) -> 
             continue
         try:
             decoded.append(coerce_value(policy, key.field, policy.types[key.field], _from_json(value)))
-        except InvalidFilter:
+        except (InvalidFilter, OverflowError):  # OverflowError: a datetime moved out of range by its offset
             raise refused from None
     return decoded
 

@@ -26,7 +26,7 @@ from db.migrations import runner
 from tests.conftest import APP_DB, engine_url, selected_engines
 
 ROOT = Path(__file__).resolve().parents[2]
-BASELINE = "0001_baseline"
+HEAD = runner.head_revision()  # the project's newest revision
 
 fixture_tables = MetaData()
 parent = Table(
@@ -140,7 +140,7 @@ def column_names(database: Database, table: str) -> set[str]:
 def test_upgrade_to_head_then_check_finds_no_drift(database: Database) -> None:
     assert runner.current_revision(database) is None
     runner.upgrade(database)
-    assert runner.current_revision(database) == runner.head_revision() == BASELINE
+    assert runner.current_revision(database) == HEAD
     runner.check(database)
     with database.engine.connect() as connection:
         assert "alembic_version" in inspect(connection).get_table_names()
@@ -172,12 +172,12 @@ def test_upgrade_downgrade_base_upgrade(database: Database, tmp_path: Path) -> N
     assert runner.current_revision(database) is None
     assert "note" not in inspect(database.engine).get_table_names()
 
-    runner.upgrade(database, BASELINE, config=config)
-    assert runner.current_revision(database) == BASELINE
+    runner.upgrade(database, HEAD, config=config)
+    assert runner.current_revision(database) == HEAD
     runner.upgrade(database, config=config)
     assert runner.current_revision(database) == "9001_note"
     runner.downgrade(database, "-1", config=config)
-    assert runner.current_revision(database) == BASELINE
+    assert runner.current_revision(database) == HEAD
 
 
 def test_isolated_database_lends_its_transaction_on_postgresql(postgresql_database: Database) -> None:
@@ -185,14 +185,14 @@ def test_isolated_database_lends_its_transaction_on_postgresql(postgresql_databa
     database = postgresql_database
     with database.isolated() as isolated:
         runner.upgrade(isolated)
-        assert runner.current_revision(isolated) == BASELINE
+        assert runner.current_revision(isolated) == HEAD
     assert runner.current_revision(database) is None
 
 
 def test_env_connects_by_itself_when_given_only_a_url(database: Database) -> None:
     """The path the ``alembic`` command line takes: env.py makes its own Database from the URL."""
     command.upgrade(runner.alembic_config(url=database.url), "head")
-    assert runner.current_revision(database) == BASELINE
+    assert runner.current_revision(database) == HEAD
 
 
 # --- batch migrations and the SQLite foreign-key guard --------------------------------------------
@@ -256,7 +256,7 @@ def test_sqlite_guard_rolls_back_a_migration_that_leaves_a_dangling_foreign_key(
             config.attributes["url"] = database.url
             command.upgrade(config, "head")
 
-    assert runner.current_revision(database) == BASELINE
+    assert runner.current_revision(database) == HEAD
     assert count(database, parent) == 2
     assert count(database, child) == 7
     assert "note" not in column_names(database, "parent")
@@ -291,12 +291,12 @@ def test_python_m_db_creates_the_database_and_prints_its_revision(tmp_path: Path
     first = run_db(f"sqlite:///{path}")
     assert first.returncode == 0, first.stderr
     assert path.exists()
-    assert f"revision: {BASELINE} (head; upgraded from an empty database)" in first.stdout
+    assert f"revision: {HEAD} (head; upgraded from an empty database)" in first.stdout
     assert "sqlite" in first.stdout
 
     second = run_db(f"sqlite:///{path}")
     assert second.returncode == 0, second.stderr
-    assert f"revision: {BASELINE} (head)" in second.stdout
+    assert f"revision: {HEAD} (head)" in second.stdout
     assert (APP_DB.stat().st_mtime_ns if APP_DB.exists() else None) == app_db_before
 
 
@@ -321,3 +321,19 @@ def test_python_m_db_help() -> None:
     result = run_db("sqlite:///unused.db", "--help")
     assert result.returncode == 0
     assert "DATABASE_URL" in result.stdout
+
+
+def test_a_sqlite_batch_migration_of_the_audit_log_keeps_it_append_only(
+    sqlite_database: Database, tmp_path: Path
+) -> None:
+    """A table copy drops a table's triggers; the migration environment puts the audit log's back."""
+    runner.upgrade(sqlite_database)
+    widen = """
+    with op.batch_alter_table("audit_entry") as batch:
+        batch.alter_column("actor", existing_type=sa.String(64), type_=sa.String(100))
+    """
+    runner.upgrade(sqlite_database, config=revision_config(tmp_path, "9004_widen_actor", widen))
+    with sqlite_database.engine.connect() as connection:
+        triggers = set(connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'").scalars())
+    assert {"audit_entry_no_update", "audit_entry_no_delete", "audit_checkpoint_no_update",
+            "audit_checkpoint_no_delete"} <= triggers
