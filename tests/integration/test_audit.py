@@ -145,7 +145,10 @@ def test_activity_events_are_queryable_beside_the_change_log(database: Database)
         assert [e.action for e in uow.audit.for_entity("user", "u1").items] == ["login.failure"]
         assert uow.audit.by_action("create").items[0].entity_type == "note"
         now = dt.datetime.now(dt.UTC)
-        assert len(uow.audit.between(now - dt.timedelta(minutes=5), now + dt.timedelta(minutes=5)).items) == 2
+        recent = uow.audit.between(now - dt.timedelta(minutes=5), now + dt.timedelta(minutes=5), size=1000).items
+        mine = {e.id for e in recent if e.actor == "ada"}
+        assert mine == {e.id for e in uow.audit.by_actor("ada").items} and len(mine) == 2
+        assert uow.audit.between(now + dt.timedelta(minutes=1), now + dt.timedelta(minutes=2)).items == []
 
 
 def test_history_is_keyset_paged(database: Database) -> None:
