@@ -22,7 +22,6 @@ from sqlalchemy.engine import URL, make_url
 
 import db.models  # noqa: F401 - registers every model on Base.metadata
 from db import Database
-from db.base import Base
 from db.migrations import runner
 from db.settings import Settings
 from tests.models import TestBase
@@ -78,7 +77,6 @@ def reset_schema(database: Database) -> None:
         existing.reflect(connection)
         existing.drop_all(connection)
     runner.upgrade(database)
-    Base.metadata.create_all(database.engine)  # tables whose migration is still being written
 
 
 def _null_pool() -> type:

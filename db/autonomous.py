@@ -1,0 +1,110 @@
+"""Writes that outlive the caller's rollback: an "autonomous transaction" on the caller's own session.
+
+A failed login must be counted although the login raises, and the unit of work around it rolls back on that
+exception. ``autonomous_write(session, write)`` calls ``write(session)`` at once, in the session's transaction,
+so the rest of the transaction sees its effect. Then:
+
+- if that transaction commits, that is all;
+- if it is rolled back, ``write`` runs again right after the rollback, in a transaction of its own on the same
+  session, committed at once. Everything else the caller did stays rolled back;
+- if only a savepoint around the write is rolled back and the transaction goes on, ``write`` runs again just
+  before that transaction commits (and again after the rollback, should it roll back instead).
+
+It reuses the session's connection rather than opening another: on SQLite a second writer would wait for the
+lock the caller's transaction holds, and under ``Database.isolated()`` (the test suites) it stays inside the
+outer transaction. ``write`` must stand on its own: read what it needs (with ``FOR UPDATE`` when it computes from
+a row) and not rely on objects or changes of the caller's transaction. A failure of the replay is logged and
+never raised, so that it cannot hide the exception that caused the rollback.
+
+Only explicit rollbacks are seen: units of work, ``Database.session()`` and ``run_in_transaction`` always roll
+back explicitly. A bare session that is closed without a commit or a rollback loses the write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
+
+logger = logging.getLogger(__name__)
+
+Write = Callable[[Session], None]
+_LEDGER = "autonomous_writes"
+
+
+@dataclass(slots=True)
+class _Entry:
+    write: Write
+    made_in: SessionTransaction | None  # None: undone by a rollback, to be made again
+
+
+def autonomous_write(session: Session, write: Write) -> None:
+    """Call ``write(session)`` now, and again in a transaction of its own if this transaction rolls back."""
+    write(session)
+    _ledger(session).append(_Entry(write, _innermost(session)))
+
+
+def _ledger(session: Session) -> list[_Entry]:
+    if _LEDGER not in session.info:
+        session.info[_LEDGER] = []
+        event.listen(session, "after_soft_rollback", _after_rollback)
+        event.listen(session, "before_commit", _before_commit)
+        event.listen(session, "after_commit", _after_commit)
+    return session.info[_LEDGER]  # type: ignore[no-any-return]
+
+
+def _innermost(session: Session) -> SessionTransaction | None:
+    return session.get_nested_transaction() or session.get_transaction()
+
+
+def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is ancestor:
+            return True
+        transaction = transaction.parent
+    return False
+
+
+def _after_rollback(session: Session, rolled_back: SessionTransaction) -> None:
+    entries: list[_Entry] = session.info.get(_LEDGER, [])
+    for entry in entries:
+        if _within(entry.made_in, rolled_back):
+            entry.made_in = None
+    if session.in_transaction():  # a savepoint: the transaction goes on, and _before_commit makes them again
+        return
+    undone = [entry.write for entry in entries if entry.made_in is None]
+    entries.clear()
+    if undone:
+        _replay(session, undone)
+
+
+def _replay(session: Session, writes: list[Write]) -> None:
+    try:
+        for write in writes:
+            write(session)
+        session.commit()
+    except Exception:
+        logger.exception("%d write(s) meant to survive a rollback were lost", len(writes))
+        with contextlib.suppress(Exception):
+            session.rollback()
+
+
+def _before_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint is released: the outer transaction decides
+        return
+    for entry in session.info.get(_LEDGER, []):
+        if entry.made_in is None:
+            entry.write(session)
+            entry.made_in = _innermost(session)
+
+
+def _after_commit(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.get(_LEDGER, []).clear()
+
+
+__all__ = ["autonomous_write"]

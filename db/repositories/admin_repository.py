@@ -1,0 +1,439 @@
+"""``AdminRepository``: roles and permissions, and the privileged operations, done as the unit of work's actor.
+
+    with database.unit_of_work(actor=admin_user) as uow:
+        uow.admin.deactivate_user(mallory, reason="ticket 4711: account takeover")
+        token = uow.admin.force_password_reset(ada, reason="requested by phone, identity checked")
+
+Every privileged operation:
+
+1. requires a permission of the actor (``PermissionDenied`` before anything is read from or written to the target);
+2. requires a non-blank ``reason`` (``ValidationError``), at most 500 characters, stored stripped;
+3. re-reads its target in this transaction, locked (``SELECT … FOR UPDATE``): the object passed in may come from
+   another session and be stale; it is not refreshed;
+4. records an event with ``data={"reason": ..., ...}`` through ``db.audit.record_event``, in the same transaction
+   (a rolled-back operation leaves no entry): ``admin.user.deactivate`` / ``.reactivate`` / ``.unlock`` /
+   ``.force_password_reset``, ``admin.account.soft_delete`` / ``.restore``, ``admin.purge`` (entity type: the
+   table), ``admin.role.grant`` / ``.revoke`` (entity: the user; data: the role), ``admin.role.create`` /
+   ``.delete``.
+
+| operation | permission |
+|---|---|
+| ``deactivate_user`` (also revokes the user's outstanding tokens) | ``users.deactivate`` |
+| ``reactivate_user`` | ``users.reactivate`` |
+| ``unlock_user`` | ``users.unlock`` |
+| ``force_password_reset`` (returns the raw token; never recorded) | ``users.force_password_reset`` |
+| ``soft_delete_account`` / ``restore_account`` | ``accounts.delete`` / ``accounts.restore`` |
+| ``purge_soft_deleted`` | ``data.purge`` |
+| ``grant_role`` / ``revoke_role`` | ``roles.grant`` / ``roles.revoke``, and every permission of the role |
+| ``create_role`` / ``delete_role`` and the generic writes of roles | ``roles.manage`` |
+
+The actor (``Database.unit_of_work(actor=...)``) must be a persisted ``User`` that is active and not soft-deleted,
+as the database says now (not as a possibly stale object says). Anything else (None, a string such as
+``"system"``, a new unsaved user) has no permission at all. The one exception is the explicit ``SYSTEM`` object
+defined here: a unit of work whose actor *is* ``SYSTEM`` may do everything, and is recorded as ``system``. It is
+meant for operations scripts and bootstrapping the first superadmin; it cannot come from request data.
+
+Granting or revoking a role also requires holding every permission of that role (an admin cannot make anyone a
+superadmin, nor take it away). ``superadmin`` holds the wildcard ``*``: every permission, present and future.
+
+The repository maps ``Role``. Its generic writes (``create``, ``update``, ``delete`` and the bulk ones) require
+``roles.manage`` and never change a built-in role; prefer ``create_role`` / ``delete_role``, which take a reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from sqlalchemy import exists, inspect, select, true
+
+from db import audit
+from db.admin_catalog import WILDCARD
+from db.base import Base
+from db.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from db.models.account import Account
+from db.models.admin_permission import Permission
+from db.models.admin_role import Role
+from db.models.admin_role_permission import RolePermission
+from db.models.admin_user_role import UserRole
+from db.models.base import utcnow
+from db.models.user import User
+from db.repositories.account_repository import AccountRepository
+from db.repositories.base_repository import BaseRepository, translated
+from db.repositories.user_repository import UserRepository
+
+if TYPE_CHECKING:
+    from sqlalchemy import Select
+
+MAX_REASON = 500
+ROLE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
+class SystemActor:
+    """The explicit system actor: it holds every permission. Use the ``SYSTEM`` instance, never a new one."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "system"
+
+    __str__ = __repr__
+
+
+SYSTEM = SystemActor()
+
+
+class _Grants(BaseRepository[UserRole]):
+    model = UserRole
+
+
+class _RolePermissions(BaseRepository[RolePermission]):
+    model = RolePermission
+
+
+_PURGERS: dict[type[Any], type[BaseRepository[Any]]] = {}
+
+
+class AdminRepository(BaseRepository[Role]):
+    model = Role
+
+    # --- who may do what ---------------------------------------------------------------------------------------
+
+    @translated
+    def has_permission(self, user: object, permission: str) -> bool:
+        """Whether ``user`` holds ``permission`` (or ``*``) through a role. An inactive, soft-deleted, unsaved or
+        non-``User`` actor holds none. Read from the database, in this transaction."""
+        ident = _saved_user_id(user)
+        if ident is None:
+            return False
+        statement = self._granted(ident).where(Permission.name.in_([permission, WILDCARD]))
+        return bool(self.session.scalar(select(exists(statement))))
+
+    @translated
+    def permissions_of(self, user: object) -> set[str]:
+        """The names of the permissions ``user`` holds (``*`` means all); empty for an inactive user."""
+        ident = _saved_user_id(user)
+        if ident is None:
+            return set()
+        return set(self.session.scalars(self._granted(ident).with_only_columns(Permission.name).distinct()))
+
+    @translated
+    def roles_of(self, user: User) -> list[Role]:
+        """The roles granted to ``user`` (whether or not the user is active), by name."""
+        statement = select(Role).join(UserRole, UserRole.role_id == Role.id).where(UserRole.user_id == user.id)
+        return list(self.session.scalars(statement.order_by(Role.name)))
+
+    @translated
+    def role(self, name: str) -> Role | None:
+        return self.session.scalar(select(Role).where(Role.name == name))
+
+    @translated
+    def permissions_of_role(self, role: Role) -> set[str]:
+        statement = (
+            select(Permission.name).join(RolePermission, RolePermission.permission_id == Permission.id)
+            .where(RolePermission.role_id == role.id)
+        )
+        return set(self.session.scalars(statement))
+
+    def _granted(self, user_id: uuid.UUID) -> Select[Any]:
+        """The user's grants joined to their permissions, if the user is active and not soft-deleted: the base of
+        every permission check (filter it on ``Permission.name``)."""
+        return (
+            select(UserRole.id)
+            .join(RolePermission, RolePermission.role_id == UserRole.role_id)
+            .join(Permission, Permission.id == RolePermission.permission_id)
+            .join(User, User.id == UserRole.user_id)
+            .where(UserRole.user_id == user_id, User.is_active == true(), User.deleted_at.is_(None))
+        )
+
+    # --- roles -------------------------------------------------------------------------------------------------
+
+    @translated
+    def grant_role(self, user: User, role_name: str, *, reason: str) -> UserRole:
+        """Grant ``role_name`` to ``user``; a ``Conflict`` if they hold it already. Needs ``roles.grant`` and
+        every permission of the role."""
+        reason = self._authorize("roles.grant", reason)
+        role = self._existing_role(role_name)
+        self._require_all_of(role)
+        grant = _Grants(self.session).create(
+            user_id=_target_id(user), role_id=role.id, granted_by=_saved_user_id(self.actor), reason=reason
+        )
+        self._event("admin.role.grant", "user", user.id, reason, role=role.name)
+        return grant
+
+    @translated
+    def revoke_role(self, user: User, role_name: str, *, reason: str) -> None:
+        """Take ``role_name`` from ``user``; ``NotFound`` if they do not hold it. Needs ``roles.revoke`` and every
+        permission of the role."""
+        reason = self._authorize("roles.revoke", reason)
+        role = self._existing_role(role_name)
+        self._require_all_of(role)
+        statement = select(UserRole).where(UserRole.user_id == _target_id(user), UserRole.role_id == role.id)
+        grant = self.session.scalar(statement.with_for_update())
+        if grant is None:
+            raise NotFound("admin_user_role", f"{role.name} of user {user.id}")
+        _Grants(self.session).delete(grant, hard=True)
+        self._event("admin.role.revoke", "user", user.id, reason, role=role.name)
+
+    @translated
+    def create_role(
+        self, name: str, *, permissions: Iterable[str], description: str | None = None, reason: str
+    ) -> Role:
+        """A custom role with these (existing) permissions. Needs ``roles.manage`` and every permission given."""
+        reason = self._authorize("roles.manage", reason)
+        if not isinstance(name, str) or not ROLE_NAME.fullmatch(name):
+            raise ValidationError("admin_role.name must be 1-64 lowercase letters, digits, '_' or '-'", field="name")
+        wanted = set(permissions)
+        found = {p.name: p for p in self.session.scalars(select(Permission).where(Permission.name.in_(wanted)))}
+        if wanted - found.keys():
+            raise ValidationError(f"unknown permissions {sorted(wanted - found.keys())}", field="permissions")
+        self._require_all(wanted)
+        role = super().create(name=name, description=description, built_in=False)
+        links = _RolePermissions(self.session)
+        for permission in sorted(found.values(), key=lambda p: p.name):
+            links.create(role_id=role.id, permission_id=permission.id)
+        self._event("admin.role.create", "admin_role", role.id, reason, name=name, permissions=sorted(wanted))
+        return role
+
+    @translated
+    def delete_role(self, name: str, *, reason: str) -> None:
+        """Delete a custom role; a ``Conflict`` if it is built in or still granted to someone."""
+        reason = self._authorize("roles.manage", reason)
+        role = self._existing_role(name)
+        _refuse_built_in(role)
+        self._require_all(self.permissions_of_role(role))
+        super().delete(role, hard=True)
+        self._event("admin.role.delete", "admin_role", role.id, reason, name=name)
+
+    # --- privileged operations on users ------------------------------------------------------------------------
+
+    @translated
+    def deactivate_user(self, user: User, *, reason: str) -> None:
+        """The user can no longer sign in, holds no permission, and their outstanding tokens are revoked."""
+        reason = self._authorize("users.deactivate", reason)
+        target = self._current_user(user)
+        self._users.set_active(target, False)
+        self._users.revoke_tokens(target)
+        self._event("admin.user.deactivate", "user", user.id, reason)
+
+    @translated
+    def reactivate_user(self, user: User, *, reason: str) -> None:
+        reason = self._authorize("users.reactivate", reason)
+        self._users.set_active(self._current_user(user), True)
+        self._event("admin.user.reactivate", "user", user.id, reason)
+
+    @translated
+    def unlock_user(self, user: User, *, reason: str) -> None:
+        """Clear the user's login lockout and failed-login count."""
+        reason = self._authorize("users.unlock", reason)
+        self._users.unlock(self._current_user(user))
+        self._event("admin.user.unlock", "user", user.id, reason)
+
+    @translated
+    def force_password_reset(self, user: User, *, reason: str) -> str:
+        """Make the user choose a new password. Returns the raw reset token for the caller to send; it is stored
+        hashed and never recorded."""
+        reason = self._authorize("users.force_password_reset", reason)
+        token = self._users.require_password_reset(self._current_user(user))
+        self._event("admin.user.force_password_reset", "user", user.id, reason)
+        return token
+
+    # --- privileged operations on accounts and data ------------------------------------------------------------
+
+    @translated
+    def soft_delete_account(self, account: Account, *, reason: str) -> None:
+        """Soft-delete the account (``NotFound`` if it already is); its slug stays reserved, for ``restore``."""
+        reason = self._authorize("accounts.delete", reason)
+        AccountRepository(self.session).delete(self._current_account(account))
+        self._event("admin.account.soft_delete", "account", account.id, reason)
+
+    @translated
+    def restore_account(self, account: Account, *, reason: str) -> None:
+        """Bring a soft-deleted account back; a ``Conflict`` if it is not deleted."""
+        reason = self._authorize("accounts.restore", reason)
+        locked = self._current_account(account, include_deleted=True)
+        if locked.deleted_at is None:
+            raise Conflict(f"account {account.id} is not deleted", entity="account")
+        with self.session.begin_nested():
+            locked.deleted_at = None
+        self._event("admin.account.restore", "account", account.id, reason)
+
+    @translated
+    def purge_soft_deleted(self, model: str | type[Any], *, older_than: dt.timedelta, reason: str) -> int:
+        """Hard-delete the rows of a soft-deletable model (a class, its name or its table's) that were soft-deleted
+        more than ``older_than`` ago; returns how many. Irreversible: needs ``data.purge``."""
+        reason = self._authorize("data.purge", reason)
+        target = _soft_deletable(model)
+        if not isinstance(older_than, dt.timedelta) or older_than < dt.timedelta(0):
+            raise ValidationError("older_than must be a non-negative timedelta", field="older_than")
+        cutoff = utcnow() - older_than
+        count = _purger(target)(self.session).delete_many({"deleted_at__lt": cutoff}, hard=True, include_deleted=True)
+        table = str(target.__tablename__)
+        self._event("admin.purge", table, None, reason, cutoff=cutoff.isoformat(), count=count,
+                    older_than_seconds=older_than.total_seconds())
+        return count
+
+    # --- generic writes of roles: roles.manage, and never a built-in role --------------------------------------
+
+    def create(self, **fields: Any) -> Role:
+        self._require("roles.manage")
+        _refuse_built_in_flag(fields)
+        return super().create(**fields)
+
+    @overload
+    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[False] = False) -> int: ...
+    @overload
+    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[True]) -> list[Role]: ...
+
+    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: bool = False) -> int | list[Role]:
+        self._require("roles.manage")
+        checked = _without_built_in_flag(rows)
+        return super().create_many(checked, returning=True) if returning else super().create_many(checked)
+
+    def update(self, instance_or_id: Any, **fields: Any) -> Role:
+        self._require("roles.manage")
+        _refuse_built_in_flag(fields)
+        _refuse_built_in(self._resolve(instance_or_id))
+        return super().update(instance_or_id, **fields)
+
+    def update_many(self, filters: Mapping[str, Any], **fields: Any) -> int:
+        self._require("roles.manage")
+        _refuse_built_in_flag(fields)
+        return super().update_many({**self._required(filters), "built_in": False}, **fields)
+
+    def delete(self, instance_or_id: Any, *, hard: bool = False) -> None:
+        self._require("roles.manage")
+        _refuse_built_in(self._resolve(instance_or_id))
+        super().delete(instance_or_id, hard=hard)
+
+    def delete_many(self, filters: Mapping[str, Any], *, hard: bool = False, include_deleted: bool = False) -> int:
+        self._require("roles.manage")
+        return super().delete_many({**self._required(filters), "built_in": False}, hard=hard,
+                                   include_deleted=include_deleted)
+
+    def upsert(self, values: Mapping[str, Any], *, match: Sequence[str]) -> Role:
+        self._require("roles.manage")
+        _refuse_built_in_flag(values)
+        keys = [match] if isinstance(match, str) else list(match)
+        existing = self.session.scalar(select(Role).where(*(self._column(k) == values.get(k) for k in keys)))
+        if existing is not None:
+            _refuse_built_in(existing)
+        return super().upsert(values, match=match)
+
+    # --- helpers -----------------------------------------------------------------------------------------------
+
+    @property
+    def actor(self) -> Any:
+        return self.session.info.get("actor")
+
+    @property
+    def _users(self) -> UserRepository:
+        return UserRepository(self.session)
+
+    def _require(self, permission: str) -> None:
+        """``PermissionDenied`` unless the actor holds ``permission``."""
+        if self.actor is not SYSTEM and not self.has_permission(self.actor, permission):
+            raise PermissionDenied(permission, self.actor)
+
+    def _authorize(self, permission: str, reason: Any) -> str:
+        """The permission first (nothing is said about the reason to an actor who may not act), then the reason."""
+        self._require(permission)
+        return _reason(reason)
+
+    def _require_all_of(self, role: Role) -> None:
+        self._require_all(self.permissions_of_role(role))
+
+    def _require_all(self, permissions: Iterable[str]) -> None:
+        """The actor must hold each of ``permissions``: nobody hands out (or takes away) more than they have."""
+        if self.actor is SYSTEM:
+            return
+        held = self.permissions_of(self.actor)
+        if WILDCARD in held:
+            return
+        missing = sorted(set(permissions) - held)
+        if missing:
+            raise PermissionDenied(missing[0], self.actor)
+
+    def _current_user(self, user: User) -> User:
+        """The target as the database has it now, locked: the caller's object may come from another session."""
+        found = self._users.get_by_id(_target_id(user), for_update=True)
+        if found is None:
+            raise NotFound("user", user.id)
+        return found
+
+    def _current_account(self, account: Account, *, include_deleted: bool = False) -> Account:
+        found = AccountRepository(self.session).get_by_id(account.id, include_deleted=include_deleted, for_update=True)
+        if found is None:
+            raise NotFound("account", account.id)
+        return found
+
+    def _existing_role(self, name: str) -> Role:
+        role = self.role(name)
+        if role is None:
+            raise NotFound("admin_role", name)
+        return role
+
+    def _event(self, action: str, entity_type: str, entity_id: Any, reason: str, **data: Any) -> None:
+        audit.record_event(self.session, action, entity_type=entity_type, entity_id=entity_id,
+                           data={"reason": reason, **data})
+
+
+def _saved_user_id(user: object) -> uuid.UUID | None:
+    """The id of a ``User`` that has been saved (flushed or loaded), else None."""
+    if not isinstance(user, User):
+        return None
+    identity = inspect(user).identity
+    return identity[0] if identity else None
+
+
+def _target_id(user: User) -> uuid.UUID:
+    ident = _saved_user_id(user)
+    if ident is None:
+        raise ValidationError("the target must be a saved user", field="user")
+    return ident
+
+
+def _reason(reason: Any) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationError("a reason is required for a privileged operation", field="reason", rule="required")
+    if len(reason.strip()) > MAX_REASON:
+        raise ValidationError(f"the reason is longer than {MAX_REASON} characters", field="reason")
+    return reason.strip()
+
+
+def _refuse_built_in(role: Role) -> None:
+    if role.built_in:
+        raise Conflict(f"role {role.name!r} is built in: it changes only with the catalogue (seed_builtin_roles)",
+                       entity="admin_role")
+
+
+def _refuse_built_in_flag(fields: Mapping[str, Any]) -> None:
+    if fields.get("built_in"):
+        raise ValidationError("built-in roles come from the catalogue (seed_builtin_roles)", field="built_in")
+
+
+def _without_built_in_flag(rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    for row in rows:
+        _refuse_built_in_flag(row)
+        yield row
+
+
+def _soft_deletable(model: str | type[Any]) -> type[Any]:
+    for mapper in Base.registry.mappers:
+        cls = mapper.class_
+        if model in (cls, cls.__name__, getattr(cls, "__tablename__", None)) and "deleted_at" in mapper.columns:
+            return cls
+    raise ValidationError(f"{str(model)[:64]!r} is not a soft-deletable model", field="model")
+
+
+def _purger(model: type[Any]) -> type[BaseRepository[Any]]:
+    """A plain repository of ``model``, made once: purges go through its audited bulk delete."""
+    if model not in _PURGERS:
+        _PURGERS[model] = type(f"{model.__name__}Purger", (BaseRepository,), {"model": model})
+    return _PURGERS[model]
+
+
+__all__ = ["SYSTEM", "AdminRepository", "SystemActor"]

@@ -1,0 +1,453 @@
+"""``UserRepository``: users, their passwords, logins, lockout and single-use tokens.
+
+    with database.unit_of_work() as uow:
+        ada = uow.users.create(email="Ada@example.com", password=secret, display_name="Ada")
+        raw = uow.users.issue_token(ada, "verify_email")           # mail it; only its SHA-256 is stored
+    with database.unit_of_work() as uow:
+        user = uow.users.authenticate("ada@example.com", secret)    # AuthenticationError if refused
+
+**Logins.** Unknown email, wrong password, inactive user, locked user and user without a password all raise the
+same ``AuthenticationError`` with the same message, and each spends exactly one password verification
+(``db.passwords.verify_password``; a dummy hash for an unknown email), so neither the answer nor its timing tells
+which. ``Settings.lockout_threshold`` consecutive wrong passwords lock the account for ``lockout_period``; while
+locked, even the right password is refused and attempts do not count; the first failure after the lock has
+expired starts a new count. A success resets the count, records ``last_login_at`` and re-hashes a password stored
+with out-of-date argon2 parameters. A user's login row is read ``FOR UPDATE``, so concurrent guesses at one
+account are counted one after the other and cannot slip past the lock together.
+
+**Failed logins survive the exception.** ``authenticate`` raises, and the unit of work around it rolls back on an
+exception, which would undo the count. So the failure's writes (count, lock, ``login.failure`` and
+``user.locked`` events) go through ``db.autonomous.autonomous_write``: made at once in the caller's transaction
+and, if that transaction rolls back, made again in a transaction of their own right after the rollback. The
+natural code is therefore correct:
+
+    try:
+        with database.unit_of_work() as uow:
+            user = uow.users.authenticate(email, password)
+    except AuthenticationError:
+        ...  # the failure is counted and logged; anything else the block wrote is rolled back
+
+Login bookkeeping (count, lock, last login, re-hash) is written by an UPDATE that leaves ``version`` and
+``updated_at`` alone: a login never makes an administrator's pending edit of the user stale.
+
+**Tokens** (``verify_email``, ``password_reset``): 256 random bits from ``secrets.token_urlsafe(32)``, returned
+once; only the SHA-256 is stored. Issuing one revokes the user's older unused tokens of that purpose. Consuming is
+one conditional UPDATE (unused, unrevoked, unexpired), so of two concurrent consumers exactly one succeeds.
+Unknown, expired, used, revoked and wrong-purpose tokens all raise the same ``TokenError``.
+
+Emails are unique case-insensitively (``db.models.user``). Writes that would bypass the normalisation or the
+hashing are refused: ``password_hash`` and the ``*_key`` columns cannot be set directly, and ``upsert`` and
+``get_or_create`` are not offered (use ``get_by_email`` and ``create``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import secrets
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeVar, cast, overload
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from db import audit, passwords
+from db.autonomous import autonomous_write
+from db.errors import AuthenticationError, Conflict, StaleVersion, TokenError, ValidationError
+from db.models.base import utcnow
+from db.models.user import FIELD_CHECKS, User, derived_fields, email_key, normalise
+from db.models.user_token import PASSWORD_RESET, TOKEN_PURPOSES, VERIFY_EMAIL, UserToken, token_digest
+from db.repositories.base_repository import BaseRepository, translated
+from db.settings import Settings
+
+UserRef = User | uuid.UUID | str
+T = TypeVar("T")
+
+PROFILE_FIELDS = frozenset({"display_name", "locale", "timezone", "username"})
+STATUS_FIELDS = frozenset({"is_active", "is_verified", "must_change_password"})
+CREATE_FIELDS = PROFILE_FIELDS | STATUS_FIELDS
+UPDATE_FIELDS = CREATE_FIELDS | {"email", "failed_login_count", "locked_until"}
+BULK_UPDATE_FIELDS = (PROFILE_FIELDS - {"username"}) | STATUS_FIELDS
+MAX_TOKEN_LENGTH = 256
+
+
+class UserRepository(BaseRepository[User]):
+    model = User
+    filterable = frozenset({
+        "id", "email", "email_key", "username", "username_key", "display_name", "locale", "timezone",
+        "is_active", "is_verified", "must_change_password", "failed_login_count", "locked_until",
+        "last_login_at", "password_changed_at", "created_at", "updated_at",
+    })
+    sortable = frozenset({
+        "id", "email_key", "username_key", "display_name", "created_at", "updated_at", "last_login_at",
+    })
+
+    # --- users -----------------------------------------------------------------------------------------------
+
+    @translated
+    def create(self, *, email: str, password: str | None, **profile: Any) -> User:  # type: ignore[override]
+        """A new user. ``password`` must pass the policy (``None``: no password until a reset sets one).
+
+        ``profile``: ``display_name``, ``locale``, ``timezone``, ``username``, ``is_active``, ``is_verified``,
+        ``must_change_password``. An email (or username) already taken, in any case, is a ``Conflict``.
+        """
+        fields = self._new_user_fields({"email": email, "password": password, **profile})
+        if self._taken(User.email_key, fields["email_key"]):
+            raise _already_exists("email")
+        if fields.get("username_key") and self._taken(User.username_key, fields["username_key"]):
+            raise _already_exists("username")
+        return self._unique(lambda: super(UserRepository, self).create(**fields))
+
+    @overload
+    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[False] = False) -> int: ...
+    @overload
+    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[True]) -> list[User]: ...
+
+    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: bool = False) -> int | list[User]:
+        """Rows as ``create`` takes them (``email``, ``password``, profile), checked and hashed one by one."""
+        prepared = (self._new_user_fields(row) for row in rows)
+        if returning:
+            return self._unique(lambda: super(UserRepository, self).create_many(prepared, returning=True))
+        return self._unique(lambda: super(UserRepository, self).create_many(prepared))
+
+    @translated
+    def get_by_email(self, email: str) -> User | None:
+        """The (not deleted) user with this address, in any case and Unicode form; None if there is none."""
+        if not isinstance(email, str):
+            return None
+        return self._by_key(User.email_key, email_key(email))
+
+    @translated
+    def get_by_username(self, username: str) -> User | None:
+        if not isinstance(username, str):
+            return None
+        return self._by_key(User.username_key, normalise(username))
+
+    @translated
+    def update(self, instance_or_id: Any, **fields: Any) -> User:
+        """Change profile, status or email; never the password (``change_password``).
+
+        A new email address is unverified, and the user's outstanding tokens (mailed to the old address) are
+        revoked.
+        """
+        _check_allowed(fields, UPDATE_FIELDS | {"version"})
+        user = self._resolve(instance_or_id)
+        new_key = email_key(FIELD_CHECKS["email"](fields["email"])) if "email" in fields else user.email_key
+        if new_key != user.email_key and self._taken(User.email_key, new_key, but=user):
+            raise _already_exists("email")
+        moving = new_key != user.email_key
+        updated = self._unique(lambda: super(UserRepository, self).update(user, **fields))
+        if moving:
+            self._revoke(user.id, None)
+        return updated
+
+    def update_profile(self, user: UserRef, **fields: Any) -> User:
+        """Change ``display_name``, ``locale``, ``timezone`` or ``username``; any other field is refused."""
+        _check_allowed(fields, PROFILE_FIELDS)
+        return self.update(user, **fields)
+
+    def update_many(self, filters: Mapping[str, Any], **fields: Any) -> int:
+        """Bulk changes of display name, locale, time zone and status flags only."""
+        _check_allowed(fields, BULK_UPDATE_FIELDS)
+        return super().update_many(filters, **_checked(fields))
+
+    def upsert(self, values: Mapping[str, Any], *, match: Sequence[str]) -> User:
+        raise ValidationError("user: upsert is not offered; use get_by_email() and create()", rule="not_supported")
+
+    def get_or_create(self, defaults: Mapping[str, Any] | None = None, **match: Any) -> tuple[User, bool]:
+        raise ValidationError("user: get_or_create is not offered; use get_by_email() and create()",
+                              rule="not_supported")
+
+    def set_active(self, user: UserRef, active: bool) -> User:
+        return self.update(user, is_active=active)
+
+    def unlock(self, user: UserRef) -> User:
+        """Lift a lockout now and forget the failed attempts."""
+        return self.update(user, failed_login_count=0, locked_until=None)
+
+    # --- passwords and logins -----------------------------------------------------------------------------
+
+    @translated
+    def authenticate(self, email: str, password: str) -> User:
+        """The user with this email and password; ``AuthenticationError`` otherwise (see the module docstring)."""
+        user = self._login_row(email)
+        refusal = self._refusal(user, password)
+        if refusal is not None:
+            self._record_failure(user, refusal)
+            raise AuthenticationError()
+        assert user is not None
+        self._record_success(user, password)
+        return user
+
+    @translated
+    def change_password(self, user: UserRef, old_password: str, new_password: str) -> User:
+        """Set a new password after checking the current one (a wrong one counts as a failed login).
+
+        Outstanding password-reset tokens are revoked.
+        """
+        found = self._resolve(user)
+        self.session.flush()
+        self.session.refresh(found, with_for_update=True)
+        refusal = self._refusal(found, old_password)
+        if refusal is not None:
+            self._record_failure(found, refusal)
+            raise AuthenticationError()
+        passwords.check_password(new_password, self.settings, email=found.email)
+        if _same_password(old_password, new_password):
+            raise ValidationError("the new password must differ from the current one", field="password",
+                                  rule="unchanged")
+        return self._set_password(found, new_password, via="change")
+
+    @translated
+    def reset_password(self, raw_token: str, new_password: str) -> User:
+        """Consume a ``password_reset`` token and set the password; unlocks the user, revokes other reset tokens.
+
+        A password refused by the policy raises before the token is used, so the user can try another.
+        """
+        owner = self._token_owner(raw_token, PASSWORD_RESET)
+        if owner is None:
+            raise TokenError()
+        passwords.check_password(new_password, self.settings, email=owner.email)
+        user = self.consume_token(raw_token, PASSWORD_RESET)
+        return self._set_password(user, new_password, via="reset")
+
+    @translated
+    def require_password_reset(self, user: UserRef) -> str:
+        """Mark the user as having to change their password and issue a fresh reset token (returned raw, once)."""
+        found = super().update(self._resolve(user), must_change_password=True)
+        return self.issue_token(found, PASSWORD_RESET)
+
+    def _login_row(self, email: str) -> User | None:
+        if not isinstance(email, str):
+            return None
+        statement = (
+            select(User).where(User.email_key == email_key(email), User.deleted_at.is_(None))
+            .with_for_update().execution_options(populate_existing=True)
+        )
+        return self.session.scalars(statement).first()
+
+    def _refusal(self, user: User | None, password: str) -> str | None:
+        """Why a login is refused (None: it is not), after exactly one password verification."""
+        stored = user.password_hash if user is not None else None
+        matches = passwords.verify_password(password, stored or passwords.dummy_hash(self.settings))
+        if user is None:
+            return "unknown_email"
+        if stored is None:
+            return "no_password"
+        if user.is_locked(utcnow()):
+            return "locked"
+        if not user.is_active:
+            return "inactive"
+        return None if matches else "bad_password"
+
+    def _record_failure(self, user: User | None, reason: str) -> None:
+        user_id = user.id if user is not None else None
+        autonomous_write(self.session, functools.partial(
+            _register_failure, user_id=user_id, reason=reason, settings=self.settings
+        ))
+
+    def _record_success(self, user: User, password: str) -> None:
+        values: dict[str, Any] = {"failed_login_count": 0, "locked_until": None, "last_login_at": utcnow()}
+        rehash = user.password_hash is not None and passwords.needs_rehash(user.password_hash, self.settings)
+        if rehash:
+            values["password_hash"] = passwords.hash_password(password, self.settings)
+        _write_login_fields(self.session, user.id, values)
+        audit.record_event(self.session, "login.success", entity_type="user", entity_id=user.id, user_id=user.id,
+                           data={"rehashed": True} if rehash else None)
+
+    def _set_password(self, user: User, new_password: str, *, via: str) -> User:
+        now = utcnow()
+        super().update(
+            user, password_hash=passwords.hash_password(new_password, self.settings), password_changed_at=now,
+            must_change_password=False, failed_login_count=0, locked_until=None,
+        )
+        self._revoke(user.id, PASSWORD_RESET)
+        audit.record_event(self.session, "password.changed", entity_type="user", entity_id=user.id,
+                           user_id=user.id, data={"via": via})
+        return user
+
+    # --- tokens ----------------------------------------------------------------------------------------------
+
+    @translated
+    def issue_token(self, user: UserRef, purpose: str) -> str:
+        """A new single-use token for ``purpose``, returned raw (only now); older unused ones are revoked."""
+        ttl = _ttl(self.settings, purpose)
+        found = self._resolve(user)
+        self._revoke(found.id, purpose)
+        raw = secrets.token_urlsafe(32)
+        token = UserToken(user_id=found.id, purpose=purpose, token_hash=token_digest(raw), expires_at=utcnow() + ttl)
+        self.session.add(token)
+        self.session.flush()
+        audit.record_event(self.session, "token.issued", entity_type="user_token", entity_id=token.id,
+                           user_id=found.id, data={"purpose": purpose, "expires_at": token.expires_at.isoformat()})
+        return raw
+
+    @translated
+    def consume_token(self, raw_token: str, purpose: str) -> User:
+        """The token's user, marking the token used; ``TokenError`` if it is not a live token of ``purpose``.
+
+        Consuming a ``verify_email`` token marks the user verified.
+        """
+        _ttl(self.settings, purpose)
+        if not _plausible_token(raw_token):
+            raise TokenError()
+        digest, now = token_digest(raw_token), utcnow()
+        claimed = self.session.execute(
+            update(UserToken)
+            .where(UserToken.token_hash == digest, UserToken.purpose == purpose, UserToken.used_at.is_(None),
+                   UserToken.revoked_at.is_(None), UserToken.expires_at > now)
+            .values(used_at=now)
+        )
+        if cast(CursorResult[Any], claimed).rowcount != 1:
+            raise TokenError()
+        token = self.session.scalars(select(UserToken).where(UserToken.token_hash == digest)).one()
+        user = self.get_by_id(token.user_id)
+        if user is None:
+            raise TokenError()
+        if purpose == VERIFY_EMAIL and not user.is_verified:
+            super().update(user, is_verified=True)
+        audit.record_event(self.session, "token.consumed", entity_type="user_token", entity_id=token.id,
+                           user_id=user.id, data={"purpose": purpose})
+        return user
+
+    @translated
+    def revoke_tokens(self, user: UserRef, purpose: str | None = None) -> int:
+        """Revoke the user's outstanding tokens (of ``purpose``, or all); returns how many."""
+        if purpose is not None:
+            _ttl(self.settings, purpose)
+        return self._revoke(self._resolve(user).id, purpose)
+
+    def _revoke(self, user_id: uuid.UUID, purpose: str | None) -> int:
+        criteria = [UserToken.user_id == user_id, UserToken.used_at.is_(None), UserToken.revoked_at.is_(None)]
+        if purpose is not None:
+            criteria.append(UserToken.purpose == purpose)
+        result = self.session.execute(update(UserToken).where(*criteria).values(revoked_at=utcnow()))
+        count = int(cast(CursorResult[Any], result).rowcount)
+        if count:
+            audit.record_event(self.session, "token.revoked", entity_type="user", entity_id=user_id,
+                               user_id=user_id, data={"purpose": purpose, "count": count})
+        return count
+
+    def _token_owner(self, raw_token: str, purpose: str) -> User | None:
+        if not _plausible_token(raw_token):
+            return None
+        statement = select(UserToken.user_id).where(UserToken.token_hash == token_digest(raw_token),
+                                                    UserToken.purpose == purpose)
+        user_id = self.session.scalar(statement)
+        return None if user_id is None else self.get_by_id(user_id)
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+
+    def _new_user_fields(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A new user's columns from ``email``, ``password`` and profile: checked, normalised, hashed."""
+        fields = dict(row)
+        if "email" not in fields:
+            raise ValidationError("user.email is required", field="email", rule="required")
+        password = fields.pop("password", None)
+        _check_allowed(fields, CREATE_FIELDS | {"email"})
+        fields = _checked(fields)
+        if password is not None:
+            passwords.check_password(password, self.settings, email=fields["email"])
+            fields["password_hash"] = passwords.hash_password(password, self.settings)
+            fields["password_changed_at"] = utcnow()
+        return fields
+
+    def _taken(self, column: Any, key: str, *, but: User | None = None) -> bool:
+        statement = select(User.id).where(column == key)  # soft-deleted users keep their keys
+        if but is not None:
+            statement = statement.where(User.id != but.id)
+        return self.session.scalar(statement.limit(1)) is not None
+
+    def _by_key(self, column: Any, key: str) -> User | None:
+        statement = select(User).where(column == key, User.deleted_at.is_(None))
+        return self.session.scalars(statement).first()
+
+    def _unique(self, write: Callable[[], T]) -> T:
+        """Run ``write``; a unique violation on email or username (a concurrent insert) names the field."""
+        try:
+            return write()
+        except Conflict as error:
+            if isinstance(error, StaleVersion):
+                raise
+            for field in ("email", "username"):
+                if f"{field}_key" in (error.constraint or str(error)):
+                    raise _already_exists(field) from None
+            raise
+
+
+def _register_failure(session: Session, *, user_id: uuid.UUID | None, reason: str, settings: Settings) -> None:
+    """Count a failed login (a wrong password only) and lock at the threshold; log ``login.failure``.
+
+    Self-contained, as ``autonomous_write`` requires: it may run again after the caller's rollback.
+    """
+    locked_until = _count_failure(session, user_id, settings) if user_id and reason == "bad_password" else None
+    audit.record_event(session, "login.failure", entity_type="user", entity_id=user_id, user_id=user_id,
+                       data={"reason": reason})
+    if locked_until is not None:
+        audit.record_event(session, "user.locked", entity_type="user", entity_id=user_id, user_id=user_id,
+                           data={"until": locked_until.isoformat(), "failures": settings.lockout_threshold})
+
+
+def _count_failure(session: Session, user_id: uuid.UUID, settings: Settings) -> dt.datetime | None:
+    """Add one failure (restarting after an expired lock); the new ``locked_until`` if this one locks."""
+    now = utcnow()
+    statement = select(User.failed_login_count, User.locked_until).where(User.id == user_id).with_for_update()
+    row = session.execute(statement).one_or_none()
+    if row is None:
+        return None
+    count, locked_until = row
+    count = 1 if locked_until is not None and locked_until <= now else count + 1
+    threshold = settings.lockout_threshold
+    new_lock = now + settings.lockout_period if 0 < threshold <= count else None
+    _write_login_fields(session, user_id, {"failed_login_count": count, "locked_until": new_lock})
+    return new_lock
+
+
+def _write_login_fields(session: Session, user_id: uuid.UUID, values: dict[str, Any]) -> None:
+    """Login bookkeeping: one UPDATE that leaves ``version`` and ``updated_at`` alone; the loaded user follows."""
+    statement = update(User).where(User.id == user_id).values(**values, updated_at=User.updated_at)
+    session.execute(statement.execution_options(synchronize_session=False))
+    loaded = session.identity_map.get(session.identity_key(User, user_id))
+    if loaded is not None:
+        for key, value in values.items():
+            set_committed_value(loaded, key, value)
+
+
+def _checked(fields: Mapping[str, Any]) -> dict[str, Any]:
+    checked: dict[str, Any] = {}
+    for key, value in fields.items():
+        checked[key] = FIELD_CHECKS[key](value) if key in FIELD_CHECKS else value
+        checked.update(derived_fields(key, checked[key]))
+    return checked
+
+
+def _check_allowed(fields: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    for key in fields:
+        if key not in allowed:
+            name = str(key)[:64]
+            raise ValidationError(f"user.{name} cannot be set here", field=name, rule="not_allowed")
+
+
+def _already_exists(field: str) -> Conflict:
+    return Conflict(f"user.{field} already exists", entity="user", constraint=f"uq_user_{field}_key")
+
+
+def _ttl(settings: Settings, purpose: str) -> dt.timedelta:
+    if purpose not in TOKEN_PURPOSES or purpose not in settings.token_ttl:
+        raise ValidationError(f"user_token.purpose must be one of {', '.join(sorted(TOKEN_PURPOSES))}",
+                              field="purpose", rule="unknown")
+    return settings.token_ttl[purpose]
+
+
+def _plausible_token(raw_token: Any) -> bool:
+    return isinstance(raw_token, str) and 0 < len(raw_token) <= MAX_TOKEN_LENGTH
+
+
+def _same_password(old: str, new: str) -> bool:
+    return unicodedata.normalize("NFKC", old) == unicodedata.normalize("NFKC", new)
+
+
+__all__ = ["PROFILE_FIELDS", "UserRepository"]
