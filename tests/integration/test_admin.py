@@ -8,6 +8,7 @@ reason, and refuses a blank reason.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -573,3 +574,24 @@ def test_a_purge_of_an_unknown_or_hard_delete_model_or_with_a_bad_age_is_refused
 ) -> None:
     with world.uow("root") as uow, pytest.raises(ValidationError):
         uow.admin.purge_soft_deleted(model, older_than=older_than, reason=REASON)
+
+
+def test_every_privileged_operation_leaves_its_entry_in_the_audit_log_in_the_same_transaction(
+    world: World, operation: Operation
+) -> None:
+    def recorded() -> list[Any]:
+        with world.uow() as uow:
+            return uow.audit.by_action(operation.action, size=100).items
+
+    before = {entry.id for entry in recorded()}
+    with pytest.raises(RuntimeError), world.uow(operation.allowed) as uow:
+        operation.run(uow, world, REASON)
+        raise RuntimeError("the caller fails after the operation: its entry goes with it")
+    assert {entry.id for entry in recorded()} == before
+    with world.uow(operation.allowed) as uow:
+        operation.run(uow, world, REASON)
+    (entry,) = [entry for entry in recorded() if entry.id not in before]
+    assert entry.actor == str(world.users[operation.allowed].id)
+    assert json.loads(entry.data or "{}")["reason"] == REASON
+    with world.uow() as uow:
+        assert uow.audit.verify_chain().ok
