@@ -7,12 +7,15 @@
 """
 
 from db.errors import (
+    AuthenticationError,
     Conflict,
     DatabaseError,
     DatabaseUnavailable,
     InvalidFilter,
     NotFound,
+    PermissionDenied,
     StaleVersion,
+    TokenError,
     TransientError,
     ValidationError,
 )
@@ -20,6 +23,7 @@ from db.repositories import BaseRepository, InMemoryRepository, Page
 from db.session import Database, UnitOfWork
 
 __all__ = [
+    "AuthenticationError",
     "BaseRepository",
     "Conflict",
     "Database",
@@ -29,7 +33,9 @@ __all__ = [
     "InvalidFilter",
     "NotFound",
     "Page",
+    "PermissionDenied",
     "StaleVersion",
+    "TokenError",
     "TransientError",
     "UnitOfWork",
     "ValidationError",

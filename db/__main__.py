@@ -14,6 +14,7 @@ from sqlalchemy import exc, func, inspect, select, table
 
 from db.errors import DatabaseError
 from db.migrations import runner
+from db.repositories.audit_repository import AuditRepository
 from db.session import Database
 
 VERSION_TABLE = "alembic_version"
@@ -67,10 +68,21 @@ def describe(database: Database, before: str | None = None) -> list[str]:
         f"revision: {current or 'none'} ({state})",
         f"tables:   {len(names) or 'none yet'}",
     ]
+    if "audit_entry" in names:
+        lines.append(f"audit:    {_chain_state(database)}")
     width = max((len(name) for name in names), default=0)
     for name, count in counts.items():
         lines.append(f"  {name:<{width}}  {count:>10,} row{'s' if count != 1 else ''}")
     return lines
+
+
+def _chain_state(database: Database) -> str:
+    """The audit chain's verification, read in a plain session (no write lock on SQLite)."""
+    with database.session() as session:
+        report = AuditRepository(session).verify_chain()
+    if report.ok:
+        return f"chain OK ({report.checked:,} entries since the last checkpoint)"
+    return f"CHAIN BROKEN at seq {report.first_bad_seq}: {report.reason}"
 
 
 def _first_line(error: BaseException) -> str:
