@@ -18,33 +18,23 @@ import functools
 import gc
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, TypeVar, cast, overload
+from typing import Any, ClassVar, Literal, TypeVar, cast, overload
 
 from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select, true, update
 from sqlalchemy import exists as sql_exists
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from db import audit, dialects
-from db.base import secret_columns
-from db.errors import Conflict, DatabaseError, InvalidFilter, NotFound, StaleVersion, ValidationError
+from db.errors import Conflict, DatabaseError, StaleVersion, ValidationError
 from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
 from db.repositories.bulk import BulkInserter, batched
+from db.repositories.rules import Listing, Page, RepositoryRules, build_policy
 from db.settings import Settings
 
 ModelT = TypeVar("ModelT")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[ModelT]):
-    """One page of a keyset-paged listing; ``next_cursor`` is None on the last page."""
-
-    items: list[ModelT]
-    next_cursor: str | None
 
 
 def translated(method: F) -> F:
@@ -65,14 +55,10 @@ def translated(method: F) -> F:
     return cast(F, wrapper)
 
 
-class BaseRepository(Generic[ModelT]):
-    """Generic repository over ``model``; see the module docstring."""
+class BaseRepository(RepositoryRules[ModelT]):
+    """Generic repository over ``model``; see the module docstring (the rules it shares live in ``rules``)."""
 
-    model: ClassVar[type[Any]]
-    filterable: ClassVar[frozenset[str] | None] = None
-    sortable: ClassVar[frozenset[str] | None] = None
     batch_size: ClassVar[int] = 5_000
-    _policies: ClassVar[dict[type[Any], qs.FieldPolicy]] = {}
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -83,29 +69,6 @@ class BaseRepository(Generic[ModelT]):
     def settings(self) -> Settings:
         """The unit of work's settings (defaults when the repository is used on a bare session)."""
         return self.session.info.get("settings") or Settings()
-
-    @property
-    def entity(self) -> str:
-        return str(self.model.__tablename__)
-
-    @classmethod
-    def policy(cls) -> qs.FieldPolicy:
-        """Which fields may be filtered and sorted on (computed once per repository class)."""
-        if cls not in BaseRepository._policies:
-            BaseRepository._policies[cls] = build_policy(cls.model, cls.filterable, cls.sortable)
-        return BaseRepository._policies[cls]
-
-    @functools.cached_property
-    def _pk(self) -> Any:
-        return sa_inspect(self.model).primary_key[0]
-
-    @property
-    def _soft(self) -> bool:
-        return "deleted_at" in self.model.__table__.c
-
-    @property
-    def _versioned(self) -> bool:
-        return sa_inspect(self.model).version_id_col is not None
 
     # --- create ----------------------------------------------------------------------------------------------
 
@@ -175,10 +138,6 @@ class BaseRepository(Generic[ModelT]):
             return str(uuid.UUID(hex=raw))
         return str(raw)
 
-    def _protected(self) -> frozenset[str]:
-        """Fields the layer maintains and callers may not set: the version counter."""
-        return frozenset({"version"}) if self._versioned else frozenset()
-
     # --- read ------------------------------------------------------------------------------------------------
 
     @translated
@@ -214,55 +173,27 @@ class BaseRepository(Generic[ModelT]):
         statement = select(func.count()).select_from(self.model).where(*self._where(filters, include_deleted))
         return int(self.session.scalar(statement) or 0)
 
-    @translated
-    def list(
-        self,
-        *,
-        filters: Mapping[str, Any] | None = None,
-        order_by: Sequence[str] = (),
-        limit: int | None = None,
-        offset: int = 0,
-        include_deleted: bool = False,
-    ) -> builtins.list[ModelT]:
-        policy = self.policy()
-        qs.check_window(policy, limit=limit, offset=offset)
-        keys = qs.parse_order(policy, order_by)
-        statement = self._ordered(select(self.model).where(*self._where(filters, include_deleted)), keys)
+    list = translated(RepositoryRules.list)  # written once in RepositoryRules, translated here like the rest
+    page = translated(RepositoryRules.page)
+
+    def _listed(self, listing: Listing, limit: int | None, offset: int) -> builtins.list[ModelT]:
+        criteria = self._where(listing.filters, listing.include_deleted)
+        statement = self._ordered(select(self.model).where(*criteria), listing.keys)
         if limit is not None:
             statement = statement.limit(limit)
         if offset:
             statement = statement.offset(offset)
-        return list(self.session.scalars(statement))
+        return builtins.list(self.session.scalars(statement))
 
-    @translated
-    def page(
-        self,
-        *,
-        filters: Mapping[str, Any] | None = None,
-        order_by: Sequence[str] = (),
-        size: int = 50,
-        after: str | None = None,
-        include_deleted: bool = False,
-    ) -> Page[ModelT]:
-        """Keyset pagination: each page continues strictly after the last row of the previous one.
-
-        Pages stay fast however deep (no OFFSET), and rows inserted meanwhile never cause repeats or skips.
-        NULL sorts as the smallest value. ``after`` is the previous page's ``next_cursor``.
-        """
-        policy = self.policy()
-        qs.check_window(policy, size=size)
-        keys = qs.parse_order(policy, order_by)
-        criteria = self._where(filters, include_deleted)
+    def _paged(self, listing: Listing, after: str | None, limit: int) -> builtins.list[ModelT]:
+        keys = listing.keys
+        criteria = self._where(listing.filters, listing.include_deleted)
         if after is not None:
-            criteria.append(self._after(keys, qs.decode_cursor(policy, keys, after)))
-        statement = self._ordered(select(self.model).where(*criteria), keys).limit(size + 1)
+            criteria.append(self._after(keys, qs.decode_cursor(self.policy(), keys, after)))
+        statement = self._ordered(select(self.model).where(*criteria), keys).limit(limit)
         # The cursor is built from the loaded objects: they must hold the database's values, not stale ones.
         statement = statement.execution_options(populate_existing=True)
-        rows = list(self.session.scalars(statement))
-        if len(rows) <= size:
-            return Page(rows, None)
-        last = rows[size - 1]
-        return Page(rows[:size], qs.encode_cursor(policy, keys, [getattr(last, k.field) for k in keys]))
+        return builtins.list(self.session.scalars(statement))
 
     # --- update ----------------------------------------------------------------------------------------------
 
@@ -270,10 +201,7 @@ class BaseRepository(Generic[ModelT]):
     def update(self, instance_or_id: Any, **fields: Any) -> ModelT:
         """Change the given fields. A ``version`` among them is the version the caller last saw."""
         instance = self._resolve(instance_or_id)
-        expected = fields.pop("version", None) if self._versioned else None
-        self._check_writable(fields, allow_pk=False)
-        if expected is not None and expected != instance.version:
-            raise StaleVersion(self.entity, self._pk_of(instance))
+        self._check_update(instance, fields)
         try:
             with self.session.begin_nested():
                 self.session.add(instance)
@@ -287,9 +215,7 @@ class BaseRepository(Generic[ModelT]):
     def update_many(self, filters: Mapping[str, Any], **fields: Any) -> int:
         """Update every visible row that matches; returns how many matched."""
         criteria = self._where(self._required(filters), include_deleted=False)
-        self._check_writable(fields, allow_pk=False)
-        if not fields:
-            raise ValidationError(f"{self.entity}: update_many needs at least one field to set")
+        self._check_bulk_update(fields)
         return self._bulk_update(criteria, dict(fields))
 
     def _bulk_update(
@@ -366,13 +292,7 @@ class BaseRepository(Generic[ModelT]):
         ``match`` must name a unique key. An update keeps ``id`` and ``created_at``, bumps ``version`` and
         ``updated_at``, and brings back a soft-deleted row.
         """
-        match = self._unique_key(match)
-        fields = dict(values)
-        self._check_writable(fields, allow_pk=True)
-        self._check_required(fields)
-        missing = [key for key in match if key not in fields]
-        if missing:
-            raise ValidationError(f"{self.entity}.{missing[0]} is required to upsert", field=missing[0])
+        match, fields = self._upsert_input(values, match)
         row = self._with_defaults(fields)
         updates = self._upsert_updates(fields, match)
         statement = dialects.upsert_for(self.session.get_bind().dialect.name, self.model.__table__, row, match,
@@ -410,23 +330,6 @@ class BaseRepository(Generic[ModelT]):
             updates["deleted_at"] = None
         return updates
 
-    def _unique_key(self, match: Sequence[str]) -> tuple[str, ...]:
-        if isinstance(match, str):
-            match = (match,)
-        wanted = frozenset(match)
-        if not wanted or wanted not in self._unique_keys():
-            raise InvalidFilter(f"{self.entity}: upsert must match on a unique key, not {sorted(wanted)!r}")
-        return tuple(match)
-
-    def _unique_keys(self) -> set[frozenset[str]]:
-        table = self.model.__table__
-        keys = {frozenset(column.key for column in table.primary_key.columns)}
-        keys |= {frozenset(c.key for c in constraint.columns) for constraint in table.constraints
-                 if constraint.__class__.__name__ == "UniqueConstraint"}
-        keys |= {frozenset(c.key for c in index.columns) for index in table.indexes if index.unique}
-        keys |= {frozenset({column.key}) for column in table.columns if column.unique}
-        return keys
-
     def _with_defaults(self, fields: dict[str, Any]) -> dict[str, Any]:
         row = dict(fields)
         now = utcnow()
@@ -448,31 +351,7 @@ class BaseRepository(Generic[ModelT]):
         savepoint, and it then reads the winner's row with a locking read (which sees the latest committed
         version even under MariaDB's REPEATABLE READ).
         """
-        if not match:
-            raise InvalidFilter(f"{self.entity}: get_or_create needs at least one field to match")
-        self._check_writable(match, allow_pk=True)
-        match = self._coerced(match)
-        found = self._find(match, locking=False)
-        if found is not None:
-            return found, False
-        try:
-            return self.create(**match, **(defaults or {})), True
-        except Conflict as error:
-            if isinstance(error, StaleVersion):
-                raise
-            found = self._find(match, locking=True)
-            if found is None:
-                raise
-            return found, False
-
-    def _coerced(self, match: Mapping[str, Any]) -> dict[str, Any]:
-        """Match values checked like filter values, so a bad one is refused the same way on every engine."""
-        policy = self.policy()
-        return {
-            key: qs.coerce_value(policy, key, policy.types[key], value) if key in policy.types and value is not None
-            else value
-            for key, value in match.items()
-        }
+        return self._get_or_create(defaults, match)
 
     def _find(self, match: Mapping[str, Any], *, locking: bool) -> ModelT | None:
         statement = select(self.model).where(*(self._column(k) == v for k, v in match.items()))
@@ -486,47 +365,6 @@ class BaseRepository(Generic[ModelT]):
 
     def _column(self, key: str) -> Any:
         return self.model.__table__.c[key]
-
-    def _pk_of(self, instance: Any) -> Any:
-        return getattr(instance, self._pk.key)
-
-    def _is_deleted(self, instance: Any) -> bool:
-        return self._soft and instance.deleted_at is not None
-
-    def _coerce_id(self, ident: Any) -> Any:
-        policy = self.policy()
-        return qs.coerce_value(policy, policy.primary_key, policy.types[policy.primary_key], ident)
-
-    def _resolve(self, instance_or_id: Any, *, include_deleted: bool = False) -> Any:
-        if isinstance(instance_or_id, self.model):
-            if not include_deleted and self._is_deleted(instance_or_id):
-                raise NotFound(self.entity, self._pk_of(instance_or_id))
-            return instance_or_id
-        instance = self.get_by_id(instance_or_id, include_deleted=include_deleted)
-        if instance is None:
-            raise NotFound(self.entity, instance_or_id)
-        return instance
-
-    def _check_writable(self, fields: Mapping[str, Any], *, allow_pk: bool) -> None:
-        columns = self.model.__table__.c
-        for key in fields:
-            if key not in columns or (self._versioned and key == "version"):
-                raise ValidationError(f"{self.entity}: unknown field {str(key)[:64]!r}", field=str(key)[:64])
-            if not allow_pk and columns[key].primary_key:
-                raise ValidationError(f"{self.entity}.{key} cannot be changed", field=key)
-
-    def _check_required(self, fields: Mapping[str, Any]) -> None:
-        table = self.model.__table__
-        for column in table.columns:
-            if column.key in fields or column.nullable or column.default is not None:
-                continue
-            if column.server_default is None and table.autoincrement_column is not column:
-                raise ValidationError(f"{self.entity}.{column.key} is required", field=column.key, rule="required")
-
-    def _required(self, filters: Mapping[str, Any]) -> Mapping[str, Any]:
-        if not filters:
-            raise InvalidFilter(f"{self.entity}: refusing a bulk change without filters")
-        return filters
 
     def _where(self, filters: Mapping[str, Any] | None, include_deleted: bool) -> builtins.list[ColumnElement[bool]]:
         criteria = [self._sql(condition) for condition in qs.parse_filters(self.policy(), filters)]
@@ -622,35 +460,6 @@ _COMPARISONS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
     "gt": lambda column, value: column > value,
     "gte": lambda column, value: column >= value,
 }
-
-
-def build_policy(
-    model: type[Any], filterable: frozenset[str] | None, sortable: frozenset[str] | None
-) -> qs.FieldPolicy:
-    """Every plain, comparable, non-secret column by default; a narrower allowlist where the class sets one."""
-    entity = str(model.__tablename__)
-    secret = secret_columns(model)
-    types: dict[str, type] = {}
-    for column in model.__table__.columns:
-        try:
-            kind = column.type.python_type
-        except NotImplementedError:
-            continue
-        if kind in qs._COERCERS and column.key not in secret:
-            types[column.key] = kind
-    pk = sa_inspect(model).primary_key[0].key
-    for name, allowed in (("filterable", filterable), ("sortable", sortable)):
-        bad = sorted((allowed or frozenset()) - types.keys())
-        if bad:
-            raise TypeError(f"{entity}: {name} names unknown, secret or incomparable fields {bad}")
-    everything = frozenset(types)
-    return qs.FieldPolicy(
-        entity=entity,
-        types=types,
-        filterable=filterable if filterable is not None else everything,
-        sortable=sortable if sortable is not None else everything,
-        primary_key=pk,
-    )
 
 
 __all__ = ["BaseRepository", "Page", "build_policy", "translated"]

@@ -9,7 +9,7 @@ A fake is configured like the real repository::
     store = InMemoryStore()
     mine, theirs = FakeAccountRepository(store), FakeAccountRepository(store)  # two sessions, one database
 
-What is accepted and refused comes from the code the SQL repository uses (``build_policy``, ``query_spec``);
+What is accepted and refused comes from the code the SQL repository uses (``rules``, ``query_spec``);
 filters, NULL ordering, keyset pages, soft delete, versions, upsert and the unique and foreign-key
 constraints follow the SQL repository's rules. Rows are stored as snapshots and every read hands out a fresh
 detached instance, as a database does: an instance whose version is behind the stored row is stale.
@@ -34,17 +34,16 @@ from __future__ import annotations
 import builtins
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Generic, Literal, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.sql.schema import CallableColumnDefault, Column, ScalarElementColumnDefault, Table
+from sqlalchemy.sql.schema import CallableColumnDefault, Column, ScalarElementColumnDefault
 
-from db.errors import Conflict, DatabaseError, InvalidFilter, NotFound, StaleVersion, ValidationError
+from db.errors import DatabaseError, StaleVersion, ValidationError
 from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
-from db.repositories.base_repository import Page, build_policy
 from db.repositories.memory_store import (
     Changes,
     InMemoryStore,
@@ -54,51 +53,19 @@ from db.repositories.memory_store import (
     fresh,
     key_of,
     to_stored,
-    unique_constraints,
 )
+from db.repositories.rules import Listing, RepositoryRules
 
 ModelT = TypeVar("ModelT")
 
 
-class InMemoryRepository(Generic[ModelT]):
-    """In-memory repository over ``model``; see the module docstring."""
-
-    model: ClassVar[type[Any]]
-    filterable: ClassVar[frozenset[str] | None] = None
-    sortable: ClassVar[frozenset[str] | None] = None
-    _policies: ClassVar[dict[type[Any], qs.FieldPolicy]] = {}
+class InMemoryRepository(RepositoryRules[ModelT]):
+    """In-memory repository over ``model``; see the module docstring (the rules it shares live in ``rules``)."""
 
     def __init__(self, store: InMemoryStore | None = None) -> None:
         self.store = store if store is not None else InMemoryStore()
 
-    # --- configuration -------------------------------------------------------------------------------------
-
-    @property
-    def entity(self) -> str:
-        return str(self.model.__tablename__)
-
-    @classmethod
-    def policy(cls) -> qs.FieldPolicy:
-        """Which fields may be filtered and sorted on: exactly as for ``BaseRepository``."""
-        if cls not in InMemoryRepository._policies:
-            InMemoryRepository._policies[cls] = build_policy(cls.model, cls.filterable, cls.sortable)
-        return InMemoryRepository._policies[cls]
-
-    @property
-    def _table(self) -> Table:
-        return cast(Table, self.model.__table__)
-
-    @property
-    def _pk(self) -> str:
-        return str(sa_inspect(self.model).primary_key[0].key)
-
-    @property
-    def _soft(self) -> bool:
-        return "deleted_at" in self._table.c
-
-    @property
-    def _versioned(self) -> bool:
-        return sa_inspect(self.model).version_id_col is not None
+    # --- storage ---------------------------------------------------------------------------------------------
 
     def _rows(self) -> dict[Key, Row]:
         return self.store.rows(self._table.fullname)
@@ -148,20 +115,6 @@ class InMemoryRepository(Generic[ModelT]):
             raise ValidationError(f"{self.entity}: unknown field {unknown[0]!r}", field=unknown[0])
         self._check_required(raw)
         return self._new_row(raw, statement)
-
-    def _protected(self) -> frozenset[str]:
-        """Fields the layer maintains and callers may not set: the version counter (``BaseRepository``'s)."""
-        return frozenset({"version"}) if self._versioned else frozenset()
-
-    def _check_required(self, fields: Mapping[str, Any]) -> None:
-        """A NOT NULL column without any default must be given (a given None is left to the NOT NULL check)."""
-        for column in self._table.columns:
-            if column.key not in fields and self._required(column):
-                raise ValidationError(f"{self.entity}.{column.key} is required", field=column.key, rule="required")
-
-    def _required(self, column: Column[Any]) -> bool:
-        return not (column.nullable or column.default is not None or column.server_default is not None
-                    or column is self._table.autoincrement_column)
 
     def _new_row(self, fields: Mapping[str, Any], statement: dict[str, Any] | None = None) -> Row:
         """A complete row: the given values as stored, defaults for the rest; NULL in NOT NULL is refused.
@@ -217,45 +170,19 @@ class InMemoryRepository(Generic[ModelT]):
     def count(self, filters: Mapping[str, Any] | None = None, *, include_deleted: bool = False) -> int:
         return len(self._select(filters, include_deleted))
 
-    def list(
-        self,
-        *,
-        filters: Mapping[str, Any] | None = None,
-        order_by: Sequence[str] = (),
-        limit: int | None = None,
-        offset: int = 0,
-        include_deleted: bool = False,
-    ) -> builtins.list[ModelT]:
-        policy = self.policy()
-        qs.check_window(policy, limit=limit, offset=offset)
-        keys = qs.parse_order(policy, order_by)
-        rows = _sorted(self._select(filters, include_deleted), keys)
+    def _listed(self, listing: Listing, limit: int | None, offset: int) -> builtins.list[ModelT]:
+        rows = _sorted(self._select(listing.filters, listing.include_deleted), listing.keys)
         end = None if limit is None else offset + limit
         return [self._load(row) for row in rows[offset:end]]
 
-    def page(
-        self,
-        *,
-        filters: Mapping[str, Any] | None = None,
-        order_by: Sequence[str] = (),
-        size: int = 50,
-        after: str | None = None,
-        include_deleted: bool = False,
-    ) -> Page[ModelT]:
-        """Keyset pagination with the SQL repository's semantics: strictly after the cursor's row."""
-        policy = self.policy()
-        qs.check_window(policy, size=size)
-        keys = qs.parse_order(policy, order_by)
-        rows = self._select(filters, include_deleted)
+    def _paged(self, listing: Listing, after: str | None, limit: int) -> builtins.list[ModelT]:
+        """``page`` with the SQL repository's semantics: strictly after the cursor's row."""
+        keys = listing.keys
+        rows = self._select(listing.filters, listing.include_deleted)
         if after is not None:
-            values = qs.decode_cursor(policy, keys, after)
+            values = qs.decode_cursor(self.policy(), keys, after)
             rows = [row for row in rows if _is_after(row, keys, values)]
-        rows = _sorted(rows, keys)[: size + 1]
-        if len(rows) <= size:
-            return Page([self._load(row) for row in rows], None)
-        last = rows[size - 1]
-        cursor = qs.encode_cursor(policy, keys, [last[key.field] for key in keys])
-        return Page([self._load(row) for row in rows[:size]], cursor)
+        return [self._load(row) for row in _sorted(rows, keys)[:limit]]
 
     def _select(self, filters: Mapping[str, Any] | None, include_deleted: bool) -> builtins.list[Row]:
         conditions = qs.parse_filters(self.policy(), filters)
@@ -275,10 +202,7 @@ class InMemoryRepository(Generic[ModelT]):
         """
         with self.store.lock:
             instance = self._resolve(instance_or_id)
-            expected = fields.pop("version", None) if self._versioned else None
-            self._check_writable(fields, allow_pk=False)
-            if expected is not None and expected != instance.version:
-                raise StaleVersion(self.entity, self._pk_of(instance))
+            self._check_update(instance, fields)
             self._save(instance, fields)
         return cast(ModelT, instance)
 
@@ -333,10 +257,8 @@ class InMemoryRepository(Generic[ModelT]):
     def update_many(self, filters: Mapping[str, Any], **fields: Any) -> int:
         """Update every visible row that matches; returns how many matched."""
         with self.store.lock:
-            rows = self._select(self._required_filters(filters), include_deleted=False)
-            self._check_writable(fields, allow_pk=False)
-            if not fields:
-                raise ValidationError(f"{self.entity}: update_many needs at least one field to set")
+            rows = self._select(self._required(filters), include_deleted=False)
+            self._check_bulk_update(fields)
             return self._bulk_update(rows, fields)
 
     def _bulk_update(self, rows: Sequence[Row], fields: Mapping[str, Any]) -> int:
@@ -378,7 +300,7 @@ class InMemoryRepository(Generic[ModelT]):
     def delete_many(self, filters: Mapping[str, Any], *, hard: bool = False, include_deleted: bool = False) -> int:
         """Delete every matching row (soft where supported, unless ``hard``); returns how many."""
         with self.store.lock:
-            rows = self._select(self._required_filters(filters), include_deleted)
+            rows = self._select(self._required(filters), include_deleted)
             if self._soft and not hard:
                 return self._bulk_update(rows, {"deleted_at": utcnow()})
             changes = Changes(self.store, self.entity)
@@ -394,13 +316,7 @@ class InMemoryRepository(Generic[ModelT]):
         ``match`` must name a unique key. An update keeps ``id`` and ``created_at``, bumps ``version`` and
         ``updated_at``, and brings back a soft-deleted row.
         """
-        match = self._unique_key(match)
-        fields = dict(values)
-        self._check_writable(fields, allow_pk=True)
-        self._check_required(fields)
-        missing = [key for key in match if key not in fields]
-        if missing:
-            raise ValidationError(f"{self.entity}.{missing[0]} is required to upsert", field=missing[0])
+        match, fields = self._upsert_input(values, match)
         with self.store.lock:
             row = self._new_row(fields, {STATEMENT_DEFAULT: utcnow()})  # BaseRepository._with_defaults
             existing = self._holder(match, row)
@@ -423,7 +339,7 @@ class InMemoryRepository(Generic[ModelT]):
                          if [stored[key] for key in match] == wanted), None)
 
     def _upsert_updates(self, fields: Mapping[str, Any], match: Sequence[str], row: Row, existing: Row) -> Row:
-        keep = {*match, self._pk, "created_at", "version", "deleted_at"}
+        keep = {*match, self._pk.key, "created_at", "version", "deleted_at"}
         updates = {key: row[key] for key in fields if key not in keep}
         if "updated_at" in self._table.c:
             updates["updated_at"] = row["updated_at"]
@@ -433,48 +349,13 @@ class InMemoryRepository(Generic[ModelT]):
             updates["deleted_at"] = None
         return updates
 
-    def _unique_key(self, match: Sequence[str]) -> tuple[str, ...]:
-        if isinstance(match, str):
-            match = (match,)
-        wanted = frozenset(match)
-        if not wanted or wanted not in self._unique_keys():
-            raise InvalidFilter(f"{self.entity}: upsert must match on a unique key, not {sorted(wanted)!r}")
-        return tuple(match)
-
-    def _unique_keys(self) -> set[frozenset[str]]:
-        keys = {frozenset(column.key for column in self._table.primary_key.columns)}
-        return keys | {frozenset(columns) for _, columns in unique_constraints(self._table)}
-
     def get_or_create(self, defaults: Mapping[str, Any] | None = None, **match: Any) -> tuple[ModelT, bool]:
         """The visible row matching ``match`` (None matches NULL), or a new one from ``match`` and ``defaults``."""
-        if not match:
-            raise InvalidFilter(f"{self.entity}: get_or_create needs at least one field to match")
-        self._check_writable(match, allow_pk=True)
-        match = self._coerced(match)
         with self.store.lock:
-            found = self._find(match)
-            if found is not None:
-                return found, False
-            try:
-                return self.create(**match, **(defaults or {})), True
-            except Conflict as error:
-                if isinstance(error, StaleVersion):
-                    raise
-                found = self._find(match)
-                if found is None:
-                    raise
-                return found, False
+            return self._get_or_create(defaults, match)
 
-    def _coerced(self, match: Mapping[str, Any]) -> dict[str, Any]:
-        """Match values checked like filter values (InvalidFilter), as ``BaseRepository._coerced`` does."""
-        policy = self.policy()
-        return {
-            key: qs.coerce_value(policy, key, policy.types[key], value) if key in policy.types and value is not None
-            else value
-            for key, value in match.items()
-        }
-
-    def _find(self, match: Mapping[str, Any]) -> ModelT | None:
+    def _find(self, match: Mapping[str, Any], *, locking: bool = False) -> ModelT | None:
+        """``locking`` is accepted and has nothing to lock: the store's lock is held around get_or_create."""
         wanted = {key: to_stored(self.entity, self._table.c[key], value, compare=True)
                   for key, value in match.items()}
         for row in builtins.list(self._rows().values()):
@@ -498,41 +379,8 @@ class InMemoryRepository(Generic[ModelT]):
         for key, value in (row or {}).items():
             set_committed_value(instance, key, fresh(value))
 
-    def _pk_of(self, instance: Any) -> Any:
-        return getattr(instance, self._pk)
-
-    def _is_deleted(self, instance: Any) -> bool:
-        return self._soft and instance.deleted_at is not None
-
     def _row_deleted(self, row: Row) -> bool:
         return self._soft and row["deleted_at"] is not None
-
-    def _coerce_id(self, ident: Any) -> Any:
-        policy = self.policy()
-        return qs.coerce_value(policy, policy.primary_key, policy.types[policy.primary_key], ident)
-
-    def _resolve(self, instance_or_id: Any, *, include_deleted: bool = False) -> Any:
-        if isinstance(instance_or_id, self.model):
-            if not include_deleted and self._is_deleted(instance_or_id):
-                raise NotFound(self.entity, self._pk_of(instance_or_id))
-            return instance_or_id
-        instance = self.get_by_id(instance_or_id, include_deleted=include_deleted)
-        if instance is None:
-            raise NotFound(self.entity, instance_or_id)
-        return instance
-
-    def _check_writable(self, fields: Mapping[str, Any], *, allow_pk: bool) -> None:
-        columns = self._table.c
-        for key in fields:
-            if key not in columns or (self._versioned and key == "version"):
-                raise ValidationError(f"{self.entity}: unknown field {str(key)[:64]!r}", field=str(key)[:64])
-            if not allow_pk and columns[key].primary_key:
-                raise ValidationError(f"{self.entity}.{key} cannot be changed", field=key)
-
-    def _required_filters(self, filters: Mapping[str, Any]) -> Mapping[str, Any]:
-        if not filters:
-            raise InvalidFilter(f"{self.entity}: refusing a bulk change without filters")
-        return filters
 
 
 # --- filters, order and keyset in Python, with SQL's semantics -----------------------------------------------
