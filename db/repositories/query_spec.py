@@ -116,13 +116,14 @@ def _coerce_operand(policy: FieldPolicy, field: str, op: str, value: Any) -> Any
 
 def coerce_value(policy: FieldPolicy, field: str, kind: type, value: Any) -> Any:
     """``value`` as the field's Python type, or InvalidFilter: bad values never reach the driver."""
-    coerced = _COERCERS.get(kind, _coerce_any)(value)
+    coerced = COERCERS.get(kind, _coerce_any)(value)
     if coerced is _INVALID:
         raise InvalidFilter(f"{policy.entity}.{field}: {type(value).__name__} is not a valid {kind.__name__}")
     return coerced
 
 
 _INVALID = object()
+INVALID = _INVALID  # what a coercer returns for a value its type cannot hold
 
 
 def _coerce_str(value: Any) -> Any:
@@ -203,7 +204,7 @@ def _coerce_any(value: Any) -> Any:
     return _INVALID
 
 
-_COERCERS: dict[type, Callable[[Any], Any]] = {
+COERCERS: dict[type, Callable[[Any], Any]] = {
     str: _coerce_str,
     int: _coerce_int,
     float: _coerce_float,

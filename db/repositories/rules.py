@@ -182,8 +182,8 @@ class RepositoryRules(Generic[ModelT]):
         """The visible row matching ``match``, or a new one; a create that loses a race reads the winner's row."""
         if not match:
             raise InvalidFilter(f"{self.entity}: get_or_create needs at least one field to match")
+        match = self._coerced(match)  # a malformed value is an InvalidFilter here, as in any filter
         self._check_writable(match, allow_pk=True)
-        match = self._coerced(match)
         found = self._find(match, locking=False)
         if found is not None:
             return found, False
@@ -201,11 +201,31 @@ class RepositoryRules(Generic[ModelT]):
 
     def _check_writable(self, fields: Mapping[str, Any], *, allow_pk: bool) -> None:
         columns = self._table.c
-        for key in fields:
+        for key, value in fields.items():
             if key not in columns or (self._versioned and key == "version"):
                 raise ValidationError(f"{self.entity}: unknown field {str(key)[:64]!r}", field=str(key)[:64])
             if not allow_pk and columns[key].primary_key:
                 raise ValidationError(f"{self.entity}.{key} cannot be changed", field=key)
+            if value is not None:
+                self._check_value(columns[key], value)
+
+    def _check_value(self, column: Any, value: Any) -> None:
+        """A value the column's type cannot hold is refused here, the same way on every engine.
+
+        Without this, SQLite would store text in an integer column or 101 characters in a String(100) that
+        PostgreSQL and MariaDB refuse. The message names the field and the rule, never the value.
+        """
+        try:
+            kind = column.type.python_type
+        except NotImplementedError:
+            return
+        if kind in qs.COERCERS and qs.COERCERS[kind](value) is qs.INVALID:
+            raise ValidationError(f"{self.entity}.{column.key}: expected a valid {kind.__name__}",
+                                  field=column.key, rule="type")
+        length = getattr(column.type, "length", None)
+        if isinstance(value, str) and length is not None and len(value) > length:
+            raise ValidationError(f"{self.entity}.{column.key}: longer than {length} characters",
+                                  field=column.key, rule="max_length")
 
     def _check_required(self, fields: Mapping[str, Any]) -> None:
         """A NOT NULL column without any default must be given (a given None is left to the NOT NULL check)."""
@@ -275,7 +295,7 @@ def build_policy(
             kind = column.type.python_type
         except NotImplementedError:
             continue
-        if kind in qs._COERCERS and column.key not in secret:
+        if kind in qs.COERCERS and column.key not in secret:
             types[column.key] = kind
     pk = sa_inspect(model).primary_key[0].key
     for name, allowed in (("filterable", filterable), ("sortable", sortable)):

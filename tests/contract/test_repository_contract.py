@@ -559,3 +559,21 @@ def test_datetimes_at_the_edges_of_a_day_and_of_a_second_round_trip_exactly(widg
     assert stored == moments
     assert all(moment.tzinfo is not None and moment.utcoffset() == dt.timedelta(0) for moment in stored)
     assert [w.name for w in widgets.list(filters={"released_at__gte": moments[1]}, order_by=["name"])] == ["m1"]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"name": "x" * 101}, {"name": "nul\x00"}, {"name": 5}, {"quantity": "5"}, {"quantity": 1.5},
+     {"quantity": True}, {"ratio": float("nan")}, {"active": "yes"}, {"released_at": "not a date"}],
+    ids=["too-long", "nul", "int-for-str", "str-for-int", "float-for-int", "bool-for-int", "nan", "str-for-bool",
+         "bad-date"],
+)
+def test_a_value_the_column_cannot_hold_is_refused_the_same_way_everywhere(
+    widgets: Any, fields: dict[str, Any]
+) -> None:
+    with pytest.raises(ValidationError):
+        widgets.create(**{"name": "alpha", **fields})
+    alpha = widgets.create(name="alpha")
+    with pytest.raises(ValidationError):
+        widgets.update(alpha.id, **fields)
+    assert widgets.get_by_id(alpha.id).quantity == 0 and widgets.count() == 1

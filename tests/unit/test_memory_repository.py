@@ -235,7 +235,7 @@ def test_a_never_stored_instance_given_to_update_is_inserted_as_a_session_would(
 def test_values_are_stored_as_the_engines_return_them(store: InMemoryStore) -> None:
     widgets = Widgets(store)
     moment = dt.datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-    created = widgets.create(name="alpha", released_at=moment, price=Decimal("1.005"), ratio=3, active=1)
+    created = widgets.create(name="alpha", released_at=moment, price=Decimal("1.005"), ratio=3, active=True)
     assert created.released_at == moment and created.released_at.utcoffset() == dt.timedelta(0)
     assert created.price == Decimal("1.01") and str(created.price) == "1.01"
     assert type(created.ratio) is float and created.active is True
