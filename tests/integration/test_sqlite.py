@@ -41,7 +41,8 @@ def test_a_plain_session_reads_without_taking_the_write_lock(sqlite_db: Database
     with sqlite_db.session() as session:
         session.execute(text("SELECT 1"))
         other = sqlite3.connect(path, timeout=0, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")  # would raise "database is locked" if the session held the write lock
+        assert other.in_transaction
         other.execute("ROLLBACK")
         other.close()
 
