@@ -2,7 +2,8 @@
 
 - engine options and connection set-up for each backend;
 - which driver errors are transient (worth retrying) and how driver errors become ``db.errors``;
-- the atomic upsert statement, and NULL ordering.
+- the atomic upsert statement, and NULL ordering;
+- the calendar buckets and text ordering of the reports.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, event, exc, func
+from sqlalchemy import Engine, String, and_, event, exc, func, literal_column
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import exc as orm_exc
@@ -407,3 +408,57 @@ def install_mariadb_reset(engine: Engine) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("SET @dblayer_audit_purge = NULL")
             cursor.close()
+
+
+# --- reports: calendar buckets and text ordering ---------------------------------------------------------------
+# Everything engine-specific that ``db.repositories.report_repository`` needs. A time bucket is labelled with the
+# ISO date ('YYYY-MM-DD') of its first day: the day itself, the Monday of its ISO week, the first of its month,
+# all in UTC, computed by the engine from the stored value and never through a session time zone:
+#
+# - SQLite stores UTC text 'YYYY-MM-DD HH:MM:SS.ffffff' (``db.base.UTCDateTime``): the day is its first ten
+#   characters, the month its first seven plus '-01', and the week's Monday is ``date(day, 'weekday 0',
+#   '-6 days')`` (the Sunday on or after the day, less six days). Date arithmetic is done on the day alone:
+#   SQLite's date functions keep milliseconds only, so ``date('2021-03-07 23:59:59.999999')`` is the 8th.
+# - PostgreSQL stores timestamptz: ``timezone('UTC', value)`` is its UTC wall time, then ``date_trunc`` (whose
+#   'week' is the ISO week) and ``to_char`` (which, unlike a cast to text, ignores DateStyle).
+# - MariaDB stores UTC wall time in DATETIME(6): ``DATE_FORMAT``, with ``SUBDATE(value, WEEKDAY(value))`` for the
+#   Monday (WEEKDAY counts from Monday = 0).
+#
+# The constants are written into the SQL rather than bound: the GROUP BY expression is then textually the SELECT
+# expression on every engine, which PostgreSQL requires and which lets SQLite evaluate it once per row.
+
+BUCKETS = ("day", "week", "month")
+_PG_TRUNC = {"day": "day", "week": "week", "month": "month"}
+_MY_FORMAT = {"day": "'%Y-%m-%d'", "week": "'%Y-%m-%d'", "month": "'%Y-%m-01'"}
+
+
+def time_bucket(column: ColumnElement[Any], unit: str, backend: str) -> ColumnElement[str]:
+    """The label of the ``unit`` bucket (day, week or month) that ``column``, a UTC datetime, falls in."""
+    if unit not in BUCKETS:
+        raise errors.ValidationError(f"bucket must be one of {', '.join(BUCKETS)}", field="bucket", rule="bucket")
+    if backend == "postgresql":
+        wall: ColumnElement[Any] = func.timezone(_sql("'UTC'"), column)
+        start = wall if unit == "day" else func.date_trunc(_sql(f"'{_PG_TRUNC[unit]}'"), wall)
+        return func.to_char(start, _sql("'YYYY-MM-DD'"), type_=String)
+    if backend in ("mysql", "mariadb"):
+        start = func.subdate(column, func.weekday(column)) if unit == "week" else column
+        return func.date_format(start, _sql(_MY_FORMAT[unit]), type_=String)
+    if unit == "month":
+        return func.substr(column, _sql("1"), _sql("7"), type_=String).concat(_sql("'-01'"))
+    day = func.substr(column, _sql("1"), _sql("10"), type_=String)
+    return day if unit == "day" else func.date(day, _sql("'weekday 0'"), _sql("'-6 days'"), type_=String)
+
+
+def text_order(column: ColumnElement[Any], backend: str, *, descending: bool = False) -> ColumnElement[Any]:
+    """Order text by code point on every engine, NULL first (smallest).
+
+    SQLite and MariaDB (binary collation, ``db.base.TABLE_OPTIONS``) already do; a PostgreSQL database created
+    with a linguistic collation would not, so PostgreSQL is told ``COLLATE "C"``.
+    """
+    ordered: ColumnElement[Any] = column.collate("C") if backend == "postgresql" else column
+    return nulls_smallest(ordered, descending=descending, backend=backend)
+
+
+def _sql(constant: str) -> ColumnElement[Any]:
+    """A constant of our own (never caller input) written into the statement."""
+    return literal_column(constant)

@@ -76,6 +76,19 @@ class PermissionDenied(DatabaseError):
         self.permission = permission
 
 
+class QuotaExceeded(DatabaseError):
+    """Storing a file would take an account past its storage quota; nothing was stored."""
+
+    def __init__(self, account_id: object, *, quota: int, used: int, size: int) -> None:
+        super().__init__(
+            f"account {account_id}: a file of {size} bytes exceeds the storage quota ({used} of {quota} bytes used)"
+        )
+        self.account_id = account_id
+        self.quota = quota
+        self.used = used
+        self.size = size
+
+
 class TokenError(DatabaseError):
     """A token is unknown, expired, already used or revoked. One message for every reason."""
 
@@ -91,6 +104,7 @@ __all__ = [
     "InvalidFilter",
     "NotFound",
     "PermissionDenied",
+    "QuotaExceeded",
     "StaleVersion",
     "TokenError",
     "TransientError",

@@ -23,6 +23,8 @@ from db.repositories.account_repository import AccountRepository
 from db.repositories.admin_repository import AdminRepository
 from db.repositories.audit_repository import AuditRepository
 from db.repositories.base_repository import BaseRepository
+from db.repositories.file_repository import FileRepository
+from db.repositories.report_repository import ReportRepository
 from db.repositories.user_repository import UserRepository
 from db.settings import Settings
 
@@ -111,6 +113,14 @@ class UnitOfWork:
     @property
     def audit(self) -> AuditRepository:
         return self.repository(AuditRepository)
+
+    @property
+    def files(self) -> FileRepository:
+        return self.repository(FileRepository)
+
+    @property
+    def reports(self) -> ReportRepository:
+        return self.repository(ReportRepository)
 
 
 class Database:

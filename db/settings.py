@@ -1,4 +1,4 @@
-"""Settings of the layer's own behaviour (password hashing, lockout, tokens, audit), per Database.
+"""Settings of the layer's own behaviour (password hashing, lockout, tokens, audit, file storage), per Database.
 
     Database(url, settings=Settings(lockout_threshold=10))
     Database(url, settings=Settings.for_tests())      # fast password hashing for test suites
@@ -9,7 +9,12 @@ A unit of work hands its Database's settings to every repository (``repository.s
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_STORAGE_ROOT = Path(__file__).resolve().parent / "data" / "files"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +33,15 @@ class Settings:
             "password_reset": dt.timedelta(hours=1),
         }
     )
+    # File storage (``db.storage.LocalStorage``, ``uow.files``): where blobs live, the largest file accepted, and
+    # how much of a stream is read, hashed and written at a time (memory use per upload stays near this).
+    storage_root: Path = DEFAULT_STORAGE_ROOT
+    max_file_size: int = 5 * 2**30
+    storage_chunk_size: int = 2**20
 
     @classmethod
     def for_tests(cls, **overrides: object) -> Settings:
-        """The cheapest argon2 parameters: for test suites only, never for real passwords."""
-        fast = cls(password_time_cost=1, password_memory_cost_kib=8, password_parallelism=1)
+        """The cheapest argon2 parameters and a throwaway storage root: for test suites only, never for real use."""
+        scratch = Path(tempfile.gettempdir()) / f"dblayer-test-files-{os.getpid()}"
+        fast = cls(password_time_cost=1, password_memory_cost_kib=8, password_parallelism=1, storage_root=scratch)
         return replace(fast, **overrides)  # type: ignore[arg-type]

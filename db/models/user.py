@@ -28,7 +28,7 @@ import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import CheckConstraint, String
+from sqlalchemy import CheckConstraint, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from db.base import TABLE_OPTIONS, Base
@@ -142,6 +142,7 @@ class User(UUIDPrimaryKey, Timestamps, SoftDelete, Versioned, Audited, Base):
     __tablename__ = "user"
     __table_args__ = (
         CheckConstraint("failed_login_count >= 0", name="failed_login_count"),
+        Index("ix_user_created_at", "created_at"),  # sign-ups per period (reports)
         TABLE_OPTIONS,
     )
     # Both change at every login; the login.* events tell that story better than a diff would.
