@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,21 @@ def reset_schema(database: Database) -> None:
     runner.upgrade(database)
 
 
+def drop_server_database(url: URL) -> None:
+    """Drop a server database made by ``TestDatabases.own`` (a SQLite file stays in pytest's temporary directory)."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return
+    admin = Database(url.set(database="postgres" if backend == "postgresql" else "mysql"),
+                     isolation_level="AUTOCOMMIT", poolclass=_null_pool())
+    quoted = f'"{url.database}"' if backend == "postgresql" else f"`{url.database}`"
+    try:
+        with admin.engine.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
+    finally:
+        admin.dispose()
+
+
 def _null_pool() -> type:
     from sqlalchemy.pool import NullPool
 
@@ -133,6 +149,19 @@ class TestDatabases:
             self._problems[engine] = problem
             unavailable(engine, problem)
         return url
+
+    @contextmanager
+    def own(self, engine: str, name: str, settings: Settings | None = None) -> Iterator[Database]:
+        """A database of its own, for tests that commit for real: the audit log is append-only, so their entries
+        must not land in the shared test database. Schema fresh from the migrations; dropped afterwards."""
+        url = self.url(engine, name)
+        database = Database(url, settings=settings or Settings.for_tests())
+        reset_schema(database)
+        try:
+            yield database
+        finally:
+            database.dispose()
+            drop_server_database(url)
 
     def dispose(self) -> None:
         for database in self._made.values():

@@ -10,17 +10,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, select
-from sqlalchemy.engine import URL
-from sqlalchemy.pool import NullPool
+from sqlalchemy import select
 
 from db import Conflict, Database, NotFound, ValidationError
-from db.base import Base
 from db.models.account import Account
 from db.models.membership import Membership
 from db.models.user import User
 from db.session import UnitOfWork
-from db.settings import Settings
 
 PASSWORD = "correct horse battery staple"
 
@@ -244,35 +240,9 @@ ROUNDS = 4
 
 @pytest.fixture(scope="module")
 def race_database(engine_name: str, test_databases: Any) -> Iterator[Database]:
-    """A database of its own, committed to for real and dropped afterwards: the audit entries these writes make
-    cannot be deleted (the log is append-only), so they must not land in the shared test database."""
-    url = test_databases.url(engine_name, "dblayer_race")
-    database = Database(url, settings=Settings.for_tests())
-    drop_tables(database)
-    Base.metadata.create_all(database.engine)
-    yield database
-    drop_tables(database)
-    database.dispose()
-    drop_server_database(url)
-
-
-def drop_tables(database: Database) -> None:
-    with database.engine.begin() as connection:
-        existing = MetaData()
-        existing.reflect(connection)
-        existing.drop_all(connection)
-
-
-def drop_server_database(url: URL) -> None:
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        return  # a file in pytest's temporary directory
-    admin = Database(url.set(database="postgres" if backend == "postgresql" else "mysql"),
-                     isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    quoted = f'"{url.database}"' if backend == "postgresql" else f"`{url.database}`"
-    with admin.engine.connect() as connection:
-        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
-    admin.dispose()
+    """A database of its own, committed to for real (see ``TestDatabases.own``)."""
+    with test_databases.own(engine_name, "dblayer_race") as database:
+        yield database
 
 
 def two_owners(database: Database) -> tuple[Account, User, User]:

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from db import BaseRepository, Conflict, Database, UnitOfWork
 from db import audit as audit_log
 from db.models.log_audit import AuditEntry
-from tests.conftest import TestDatabases, reset_schema
+from tests.conftest import TestDatabases
 from tests.models import Note, TestBase
 
 
@@ -188,13 +188,9 @@ def test_the_database_refuses_update_and_delete_on_audit_rows(database: Database
 @pytest.fixture
 def audit_db(engine_name: str, test_databases: TestDatabases) -> Iterator[Database]:
     """A database of its own, schema fresh from the migrations, where the test commits for real."""
-    from db.settings import Settings
-
-    database = Database(test_databases.url(engine_name, "dblayer_audit"), settings=Settings.for_tests())
-    reset_schema(database)
-    TestBase.metadata.create_all(database.engine)
-    yield database
-    database.dispose()
+    with test_databases.own(engine_name, "dblayer_audit") as database:
+        TestBase.metadata.create_all(database.engine)
+        yield database
 
 
 def seed_events(database: Database, count: int) -> None:

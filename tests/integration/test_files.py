@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, func, select
-from sqlalchemy.engine import URL
-from sqlalchemy.pool import NullPool
+from sqlalchemy import func, select
 
 from db import Database, InvalidFilter, NotFound, PermissionDenied, QuotaExceeded, ValidationError
 from db.models.account import Account
@@ -31,7 +29,7 @@ from db.models.user import User
 from db.repositories.file_repository import FileRepository
 from db.settings import Settings
 from db.storage import LocalStorage
-from tests.conftest import TestDatabases, reset_schema
+from tests.conftest import TestDatabases
 
 PASSWORD = "correct horse battery staple"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(64)
@@ -602,34 +600,10 @@ THREADS = 6
 @pytest.fixture(scope="module")
 def committed(engine_name: str, test_databases: TestDatabases, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[Database]:
-    """A database of its own, committed to for real and dropped afterwards (its audit entries cannot be deleted)."""
-    url = test_databases.url(engine_name, "dblayer_files")
+    """A database of its own, committed to for real (see ``TestDatabases.own``)."""
     root = tmp_path_factory.mktemp(f"files-{engine_name}")
-    database = Database(url, settings=Settings.for_tests(storage_root=root))
-    reset_schema(database)
-    yield database
-    drop_tables(database)
-    database.dispose()
-    drop_server_database(url)
-
-
-def drop_tables(database: Database) -> None:
-    with database.engine.begin() as connection:
-        existing = MetaData()
-        existing.reflect(connection)
-        existing.drop_all(connection)
-
-
-def drop_server_database(url: URL) -> None:
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        return
-    admin = Database(url.set(database="postgres" if backend == "postgresql" else "mysql"),
-                     isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    quoted = f'"{url.database}"' if backend == "postgresql" else f"`{url.database}`"
-    with admin.engine.connect() as connection:
-        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
-    admin.dispose()
+    with test_databases.own(engine_name, "dblayer_files", Settings.for_tests(storage_root=root)) as database:
+        yield database
 
 
 def new_account(database: Database, quota: int) -> tuple[Account, User]:

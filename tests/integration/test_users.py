@@ -21,7 +21,7 @@ from db.models.log_audit import AuditEntry
 from db.models.user import User
 from db.models.user_token import UserToken
 from db.settings import Settings
-from tests.conftest import TestDatabases, reset_schema
+from tests.conftest import TestDatabases
 
 PASSWORD = "violet-Harbor-42-lantern"
 OTHER_PASSWORD = "quiet-Meadow-17-compass"
@@ -729,11 +729,9 @@ def test_secrets_are_absent_from_reprs_error_messages_and_the_audit_log(database
 
 @pytest.fixture(scope="module")
 def committed(engine_name: str, test_databases: TestDatabases) -> Iterator[Database]:
-    """A database of its own where the test commits for real (not the shared one: audit entries are permanent)."""
-    database = Database(test_databases.url(engine_name, "dblayer_users"), settings=Settings.for_tests())
-    reset_schema(database)
-    yield database
-    database.dispose()
+    """A database of its own, committed to for real (see ``TestDatabases.own``)."""
+    with test_databases.own(engine_name, "dblayer_users") as database:
+        yield database
 
 
 @pytest.fixture
