@@ -105,9 +105,17 @@ TYPE_ANNOTATION_MAP: dict[Any, Any] = {
 }
 
 
+_SECRET_COLUMNS: dict[type[Any], frozenset[str]] = {}
+
+
 def secret_columns(model: type[Any]) -> frozenset[str]:
-    """Names of the columns marked ``info={"secret": True}``: never filtered, sorted, logged or shown."""
-    return frozenset(column.key for column in inspect(model).columns if column.info.get("secret"))
+    """Names of the columns marked ``info={"secret": True}``: never filtered, sorted, logged or shown.
+
+    Cached per model: it is read on every audited flush, and a mapped model's columns do not change.
+    """
+    if model not in _SECRET_COLUMNS:
+        _SECRET_COLUMNS[model] = frozenset(c.key for c in inspect(model).columns if c.info.get("secret"))
+    return _SECRET_COLUMNS[model]
 
 
 # MariaDB's default collation compares case- and trailing-space-insensitively, so 'Ada' = 'ada' there and

@@ -219,9 +219,7 @@ class Database:
             try:
                 with self.unit_of_work(actor=actor) as uow:
                     return fn(uow)
-            except (errors.TransientError, exc.DBAPIError) as error:
-                if not dialects.is_transient(error):
-                    raise
+            except errors.TransientError as error:  # the unit of work has already translated driver errors
                 last = error
                 if attempt + 1 < tries:
                     time.sleep(_backoff(attempt))
