@@ -96,8 +96,23 @@ class TokenError(DatabaseError):
         super().__init__(message)
 
 
+class BackupError(DatabaseError):
+    """A backup could not be made, or an archive is unusable: corrupt, truncated, unsafe or not a backup."""
+
+
+class ConfirmationRequired(DatabaseError):
+    """A destructive operation (a restore over existing data) needs an explicit confirmation or ``--yes``."""
+
+
+class CheckFailed(DatabaseError):
+    """An integrity check found a problem (the report lists each one)."""
+
+
 __all__ = [
     "AuthenticationError",
+    "BackupError",
+    "CheckFailed",
+    "ConfirmationRequired",
     "Conflict",
     "DatabaseError",
     "DatabaseUnavailable",
