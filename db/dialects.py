@@ -15,10 +15,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, String, and_, event, exc, func, literal_column
+from sqlalchemy import Engine, String, and_, create_engine, event, exc, func, literal_column, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import exc as orm_exc
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import ColumnElement, Insert
 from sqlalchemy.sql.schema import Table
 
@@ -87,6 +88,48 @@ def prepare_sqlite_file(url: URL) -> None:
         "file:"
     ):
         Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_database_if_missing(url: URL) -> bool:
+    """Create the database ``url`` names on its PostgreSQL or MariaDB server if it is missing; True if it was.
+
+    SQLite needs nothing: the file is created by its first connection (True if it does not exist yet). The server
+    is reached through its maintenance database (``postgres``; none on MariaDB), so the URL's user needs the right
+    to connect there and to create databases; an existing database is never touched.
+    """
+    backend = url.get_backend_name()
+    name = url.database
+    if backend == "sqlite":
+        return bool(name) and name != ":memory:" and not str(name).startswith("file:") and not (
+            Path(str(name)).expanduser().exists()
+        )
+    if not name:
+        raise errors.ValidationError("the database URL names no database", field="url")
+    admin = create_engine(
+        url.set(database="postgres" if backend == "postgresql" else None),
+        isolation_level="AUTOCOMMIT", poolclass=NullPool, hide_parameters=True,
+    )
+    try:
+        with admin.connect() as connection:
+            return _create_on_server(connection, backend, name)
+    finally:
+        admin.dispose()
+
+
+def _create_on_server(connection: Connection, backend: str, name: str) -> bool:
+    if backend == "postgresql":
+        found = connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name})
+        options = ""
+    else:
+        found = connection.scalar(
+            text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"), {"name": name}
+        )
+        options = " CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
+    if found:
+        return False
+    quoted = connection.dialect.identifier_preparer.quote_identifier(name)
+    connection.exec_driver_sql(f"CREATE DATABASE {quoted}{options}")
+    return True
 
 
 def install_sqlite_transactions(engine: Engine, *, busy_timeout: float) -> None:
@@ -408,6 +451,53 @@ def install_mariadb_reset(engine: Engine) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("SET @dblayer_audit_purge = NULL")
             cursor.close()
+
+
+# --- maintenance: reclaiming space, SQLite's own integrity checks ---------------------------------------------
+
+
+def reclaim_space(engine: Engine, tables: Sequence[str]) -> None:
+    """After a large removal: give the space back and refresh the planner's statistics of ``tables``.
+
+    SQLite: ``VACUUM`` (the whole file) and ``ANALYZE``, outside any transaction (the raw connection is in
+    autocommit mode, see ``install_sqlite_transactions``). PostgreSQL: ``VACUUM (ANALYZE)`` of the tables, in
+    autocommit. MariaDB: ``OPTIMIZE TABLE`` (InnoDB rebuilds the table online, then analyses it). ``tables`` are
+    names of this layer's own tables, quoted here.
+    """
+    backend = engine.dialect.name
+    if backend == "sqlite":
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("VACUUM")
+            cursor.execute("ANALYZE")
+            cursor.close()
+        finally:
+            raw.close()
+        return
+    if not tables:
+        return
+    quote = engine.dialect.identifier_preparer.quote
+    names = ", ".join(quote(table) for table in tables)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        if backend == "postgresql":
+            connection.exec_driver_sql(f"VACUUM (ANALYZE) {names}")
+        else:
+            connection.exec_driver_sql(f"OPTIMIZE TABLE {names}").all()
+
+
+def sqlite_integrity_problems(connection: Connection) -> list[str]:
+    """``PRAGMA integrity_check``'s findings (page-level damage, broken indexes); empty when the file is sound."""
+    rows = [str(row[0]) for row in connection.exec_driver_sql("PRAGMA integrity_check")]
+    return [] if rows == ["ok"] else rows
+
+
+def sqlite_foreign_key_problems(connection: Connection) -> list[str]:
+    """``PRAGMA foreign_key_check``'s findings, one line per row that names a missing parent row."""
+    return [
+        f"{row[0]} row {row[1]} refers to a missing {row[2]} row"
+        for row in connection.exec_driver_sql("PRAGMA foreign_key_check")
+    ]
 
 
 # --- reports: calendar buckets and text ordering ---------------------------------------------------------------

@@ -1,1 +1,22 @@
-"""`python -m db create`."""
+"""``python -m db create``."""
+
+from __future__ import annotations
+
+from db.cli.app import app
+from db.cli.common import UrlOption, console, opened
+from db.scripts.create_db import CreateResult, create_database
+
+
+@app.command("create")
+def create(url: UrlOption = None) -> None:
+    """Create the database (on a server: the database itself too) and migrate it to the newest revision."""
+    with opened(url) as database:
+        result = create_database(database)
+    console().print(describe_creation(result))
+
+
+def describe_creation(result: CreateResult) -> str:
+    made = "created" if result.created else "exists"
+    if not result.upgraded:
+        return f"[green]✓[/green] {result.url} {made}, schema at {result.after} (nothing to migrate)"
+    return f"[green]✓[/green] {result.url} {made}, schema migrated from {result.before or 'empty'} to {result.after}"

@@ -63,6 +63,7 @@ from db.models.base import utcnow
 from db.models.user import User
 from db.repositories.account_repository import AccountRepository
 from db.repositories.base_repository import BaseRepository, translated
+from db.repositories.bulk import batched
 from db.repositories.user_repository import UserRepository
 
 if TYPE_CHECKING:
@@ -125,6 +126,15 @@ class AdminRepository(BaseRepository[Role]):
         """The roles granted to ``user`` (whether or not the user is active), by name."""
         statement = select(Role).join(UserRole, UserRole.role_id == Role.id).where(UserRole.user_id == user.id)
         return list(self.session.scalars(statement.order_by(Role.name)))
+
+    @translated
+    def holders(self, role_name: str) -> list[User]:
+        """The users granted ``role_name`` (active or not), by email."""
+        statement = (
+            select(User).join(UserRole, UserRole.user_id == User.id).join(Role, Role.id == UserRole.role_id)
+            .where(Role.name == role_name)
+        )
+        return list(self.session.scalars(statement.order_by(User.email_key)))
 
     @translated
     def role(self, name: str) -> Role | None:
@@ -274,6 +284,26 @@ class AdminRepository(BaseRepository[Role]):
         table = str(target.__tablename__)
         self._event("admin.purge", table, None, reason, cutoff=cutoff.isoformat(), count=count,
                     older_than_seconds=older_than.total_seconds())
+        return count
+
+    @translated
+    def soft_deleted_before(self, model: str | type[Any], before: dt.datetime) -> list[tuple[uuid.UUID, dt.datetime]]:
+        """(id, deleted_at) of the rows of a soft-deletable model soft-deleted before ``before``, oldest first."""
+        target = _soft_deletable(model)
+        statement = select(target.id, target.deleted_at).where(target.deleted_at < before)
+        return [(row[0], row[1]) for row in self.session.execute(statement.order_by(target.deleted_at, target.id))]
+
+    @translated
+    def purge_deleted_rows(self, model: str | type[Any], ids: Iterable[Any], *, reason: str) -> int:
+        """Hard-delete these rows of a soft-deletable model, those of them that are still soft-deleted (a restored
+        row stays); returns how many. What a cleanup plan listed, by id. Irreversible: needs ``data.purge``."""
+        reason = self._authorize("data.purge", reason)
+        target = _soft_deletable(model)
+        purger, count = _purger(target)(self.session), 0
+        for chunk in batched(ids, 1_000):
+            filters = {"id__in": chunk, "deleted_at__isnull": False}
+            count += purger.delete_many(filters, hard=True, include_deleted=True)
+        self._event("admin.purge", str(target.__tablename__), None, reason, count=count, by="id")
         return count
 
     # --- generic writes of roles: roles.manage, and never a built-in role --------------------------------------
