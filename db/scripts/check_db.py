@@ -1,0 +1,218 @@
+"""Check that the database and its blobs are sound: the work of ``python -m db check``.
+
+    from db.scripts.check_db import check
+
+    report = check(database)                   # CheckReport: one CheckResult per check
+    report.ok                                  # False if any check failed
+    [result.name for result in report.failed]
+
+The checks, in order (each result has ``ok``: True, False, or None when the check does not apply or was not
+asked for; ``summary``; ``problems``, the reasons it failed; ``warnings``, findings that do not fail it):
+
+- ``integrity``: SQLite ``PRAGMA integrity_check`` (page-level damage, broken indexes). PostgreSQL and MariaDB
+  look after their own pages: not applicable there.
+- ``foreign keys``: SQLite ``PRAGMA foreign_key_check`` (rows naming a missing parent, possible when a file was
+  written with foreign keys off). The servers enforce foreign keys on every write: not applicable there.
+- ``revision``: the database's Alembic revision is the head.
+- ``schema``: no drift between the models and the database (Alembic autogenerate's comparison: tables, columns,
+  types, nullability, indexes, unique and foreign keys); on SQLite also the append-only triggers of the audit log.
+  Not compared (None) when the revision is not the head: the drift would only restate that.
+- ``audit chain``: ``AuditRepository.verify_chain`` (every hash from the last checkpoint to the chain head).
+- ``blobs``: every ``file_blob`` row's bytes are streamed through SHA-256 and compared with its key and size;
+  missing and changed blobs fail it. Bytes on disk that no row names are a warning, not a failure: they harm
+  nothing and ``python -m db cleanup`` removes them. ``blobs=False`` skips it (None).
+
+A check that cannot run (a table missing in a database that was never migrated) fails with that reason; a
+database that cannot be reached at all raises (``DatabaseUnavailable`` or the driver's error), as every command
+does. Problems name tables, ids, seqs and blob keys (SHA-256 of content), never a secret.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import exc, func, select
+
+from db import dialects
+from db.errors import DatabaseError, NotFound
+from db.migrations import runner
+from db.models.file_blob import FileBlob
+from db.repositories.admin_repository import SYSTEM
+from db.scripts.progress import SILENT, Progress
+from db.session import Database
+from db.storage import LocalStorage, hash_stream
+
+MAX_PROBLEMS = 1_000  # listed per check; the summary still counts them all
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    name: str
+    ok: bool | None  # None: not applicable or not asked for
+    summary: str
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    results: tuple[CheckResult, ...]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok is not False for result in self.results)
+
+    @property
+    def failed(self) -> tuple[CheckResult, ...]:
+        return tuple(result for result in self.results if result.ok is False)
+
+    def result(self, name: str) -> CheckResult:
+        return next(result for result in self.results if result.name == name)
+
+
+def check(database: Database, *, blobs: bool = True, progress: Progress = SILENT) -> CheckReport:
+    """Run every check (see the module docstring) and return their results; raises only if unreachable."""
+    started = time.perf_counter()
+    current = runner.current_revision(database)  # reaches the database first: unreachable raises here
+    head = runner.head_revision()
+    at_head = current == head
+    results = [
+        _guarded("integrity", lambda: _integrity(database)),
+        _guarded("foreign keys", lambda: _foreign_keys(database)),
+        _revision(current, head),
+        _guarded("schema", lambda: _schema(database, at_head)),
+        _guarded("audit chain", lambda: _audit_chain(database)),
+        _guarded("blobs", lambda: _blobs(database, progress) if blobs else _skipped("blobs", "not asked for")),
+    ]
+    return CheckReport(tuple(results), time.perf_counter() - started)
+
+
+def _guarded(name: str, run: Callable[[], CheckResult]) -> CheckResult:
+    """The check's result, or a failure saying why it could not run (no traceback, no bound values)."""
+    try:
+        return run()
+    except (DatabaseError, exc.SQLAlchemyError) as error:
+        reason = error.orig if isinstance(error, exc.DBAPIError) else error
+        text = " ".join(str(reason).split()) or type(reason).__name__
+        return CheckResult(name, False, f"could not run: {text[:200]}", (f"could not run: {text[:200]}",))
+
+
+def _skipped(name: str, why: str) -> CheckResult:
+    return CheckResult(name, None, why)
+
+
+def _verdict(name: str, problems: list[str], good: str, bad: str, warnings: list[str] | None = None) -> CheckResult:
+    summary = good if not problems else f"{len(problems)} {bad}"
+    return CheckResult(name, not problems, summary, tuple(problems[:MAX_PROBLEMS]), tuple(warnings or ()))
+
+
+def _integrity(database: Database) -> CheckResult:
+    if database.backend != "sqlite":
+        return _skipped("integrity", "not applicable: the server checks its own pages")
+    with database.engine.connect() as connection:
+        problems = dialects.sqlite_integrity_problems(connection)
+    return _verdict("integrity", problems, "ok (PRAGMA integrity_check)", "problem(s) in the file")
+
+
+def _foreign_keys(database: Database) -> CheckResult:
+    if database.backend != "sqlite":
+        return _skipped("foreign keys", "not applicable: the server enforces them on every write")
+    with database.engine.connect() as connection:
+        problems = dialects.sqlite_foreign_key_problems(connection)
+    return _verdict("foreign keys", problems, "every reference resolves", "row(s) refer to missing rows")
+
+
+def _revision(current: str | None, head: str | None) -> CheckResult:
+    if current == head:
+        return CheckResult("revision", True, f"at head ({head})")
+    problem = f"the database is at revision {current or 'none'}, the head is {head}: run python -m db migrate"
+    return CheckResult("revision", False, f"at {current or 'none'}, head is {head}", (problem,))
+
+
+def _schema(database: Database, at_head: bool) -> CheckResult:
+    if not at_head:
+        return _skipped("schema", "not compared: the revision is not the head")
+    problems: list[str] = []
+    try:
+        runner.check(database)
+    except runner.SchemaDriftError as drift:
+        problems.extend(_describe_diff(diff) for diff in drift.diffs)
+        problems = problems or [str(drift)]
+    if database.backend == "sqlite":
+        with database.engine.connect() as connection:
+            missing = dialects.missing_sqlite_append_only_triggers(connection)
+        problems.extend(f"missing trigger: {ddl.split()[2]}" for ddl in missing)
+    return _verdict("schema", problems, "matches the models", "difference(s) from the models")
+
+
+def _describe_diff(diff: object) -> str:
+    """One of Alembic's diffs, e.g. ``remove_index ix_user_token_user_id_purpose``."""
+    if isinstance(diff, list):  # column modifications come as a list of tuples
+        return "; ".join(_describe_diff(part) for part in diff)
+    if not isinstance(diff, tuple) or not diff:
+        return str(diff)
+    kind, *rest = diff
+    names = [_name_of(part) for part in rest]
+    return " ".join([str(kind), *(name for name in names if name)])
+
+
+def _name_of(part: object) -> str:
+    table = getattr(part, "table", None)
+    name = getattr(part, "name", None)
+    if name is not None and table is not None and getattr(table, "name", None):
+        return f"{table.name}.{name}"
+    if name is not None:
+        return str(name)
+    return part if isinstance(part, str) else ""
+
+
+def _audit_chain(database: Database) -> CheckResult:
+    with database.unit_of_work(actor=SYSTEM) as uow:
+        report = uow.audit.verify_chain()
+    if report.ok:
+        return CheckResult("audit chain", True, f"{report.checked:,} entries verified")
+    where = f"seq {report.first_bad_seq}" + (f" (entry {report.first_bad_id})" if report.first_bad_id else "")
+    problem = f"broken at {where}: {report.reason}"
+    return CheckResult("audit chain", False, f"broken at seq {report.first_bad_seq}", (problem,))
+
+
+def _blobs(database: Database, progress: Progress) -> CheckResult:
+    storage = LocalStorage(database.settings.storage_root, chunk_size=database.settings.storage_chunk_size)
+    problems: list[str] = []
+    known: set[str] = set()
+    with database.session() as session:
+        total = int(session.scalar(select(func.count()).select_from(FileBlob)) or 0)
+        rows = session.execute(select(FileBlob.sha256, FileBlob.size).order_by(FileBlob.sha256))
+        with progress.track("blobs", total=total) as advance:
+            for sha256, size in rows:
+                known.add(sha256)
+                problem = _blob_problem(storage, sha256, size)
+                if problem:
+                    problems.append(problem)
+                advance(1)
+    on_disk = storage.keys()
+    loose = [f"{key}: bytes on disk that no row names (cleanup removes them)" for key in on_disk if key not in known]
+    good = f"{total:,} blobs match their SHA-256" + (f"; {len(loose):,} unnamed on disk" if loose else "")
+    return _verdict("blobs", problems, good, "blob(s) missing or changed", loose)
+
+
+def _blob_problem(storage: LocalStorage, sha256: str, size: int) -> str | None:
+    try:
+        with storage.open(sha256) as stream:
+            actual, actual_size = hash_stream(stream, storage.chunk_size)
+    except NotFound:
+        return f"{sha256}: missing"
+    if actual != sha256:
+        return f"{sha256}: changed (its bytes hash to {actual})"
+    if actual_size != size:
+        return f"{sha256}: {actual_size} bytes, the row says {size}"
+    return None
+
+
+if __name__ == "__main__":
+    from db.cli import run_script
+
+    run_script("check")
