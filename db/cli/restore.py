@@ -1,1 +1,66 @@
-"""`python -m db restore`."""
+"""``python -m db restore``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from db.cli.app import app
+from db.cli.common import StorageOption, UrlOption, YesOption, console, human_bytes, opened, progress_bars, table
+from db.scripts.archive import Manifest, verify_archive
+from db.scripts.restore_db import RestoreResult, restore
+
+
+def _ask(question: str) -> bool:
+    return bool(typer.confirm(question, default=False))
+
+
+@app.command("restore")
+def restore_command(
+    archive: Annotated[Path, typer.Argument(help="The backup archive (.tar.zst) made by `python -m db backup`.")],
+    url: UrlOption = None,
+    storage: StorageOption = None,
+    yes: YesOption = False,
+    verify_only: Annotated[
+        bool, typer.Option("--verify-only", help="Only check the archive (checksums, completeness); change nothing.")
+    ] = False,
+) -> None:
+    """Restore a backup into the database (any engine) and its blobs; asks before replacing existing data."""
+    if verify_only:
+        with progress_bars() as progress, progress.track("verify", total=_size(archive)) as advance:
+            manifest = verify_archive(archive, progress_advance=advance)
+        show_manifest(archive, manifest)
+        return
+    confirm = _ask if sys.stdin.isatty() else None  # non-interactive: only --yes replaces existing data
+    with opened(url, storage) as database, progress_bars() as progress:
+        result = restore(database, archive, yes=yes, confirm=confirm, progress=progress)
+    show_restore(result)
+
+
+def _size(path: Path) -> int | None:
+    return path.stat().st_size if path.is_file() else None
+
+
+def show_manifest(path: Path, manifest: Manifest) -> None:
+    out = console()
+    out.print(f"[green]✓[/green] {path} is intact: every part present and matching its SHA-256")
+    out.print(f"  {manifest.engine} database {manifest.database}, schema revision {manifest.revision}, "
+              f"taken {manifest.created_at:%Y-%m-%d %H:%M:%S} UTC")
+    rows = [(dump.name, dump.rows) for dump in manifest.tables]
+    out.print(table("contents", ("table", "rows"), rows, numeric=("rows",)))
+    out.print(f"  blobs: {manifest.blob_count:,} ({human_bytes(manifest.blob_bytes)})")
+
+
+def show_restore(result: RestoreResult) -> None:
+    out = console()
+    manifest = result.manifest
+    verb = "replaced the contents of" if result.replaced else "restored into"
+    out.print(f"[green]✓[/green] {verb} {result.target} from {result.archive.name} ({result.seconds:.1f} s)")
+    out.print(f"  backup of {manifest.engine} database {manifest.database}, taken "
+              f"{manifest.created_at:%Y-%m-%d %H:%M:%S} UTC at revision {manifest.revision}; "
+              f"schema now at {result.revision}")
+    out.print(table("restored", ("table", "rows"), sorted(result.rows.items()), numeric=("rows",)))
+    out.print(f"  blobs: {result.blobs:,} ({human_bytes(manifest.blob_bytes)})")
