@@ -7,6 +7,8 @@ Everything here writes in the caller's transaction, so a change that rolls back 
   per-field old and new values; secret columns are recorded as changed but redacted.
 - ``record_event(session, "login.failure", ...)`` appends an activity event.
 - ``record_bulk(...)`` is what the repositories' bulk paths call: one entry per batch, listing the ids.
+- ``append_entries(session, entries)`` appends entries given in full (id, time, actor) in bulk: imports and
+  generated sample data.
 
 Appends lock the chain head row (``SELECT … FOR UPDATE``), so concurrent writers on PostgreSQL and MariaDB queue
 up behind each other instead of forking the chain; SQLite serializes writers anyway. The lock is held until the
@@ -29,8 +31,10 @@ from sqlalchemy import event, insert, inspect, select, update
 from sqlalchemy.orm import Session, UOWTransaction
 
 from db.base import secret_columns
+from db.errors import ValidationError
 from db.models.base import Audited, new_id, utcnow
 from db.models.log_audit import GENESIS_HASH, AuditChainHead, AuditEntry
+from db.repositories.bulk import BulkInserter, batched
 
 REDACTED = "[redacted]"
 HEAD_ID = 1
@@ -132,6 +136,82 @@ def append(session: Session, records: Sequence[Record]) -> None:
     entries: Any = AuditEntry.__table__
     connection.execute(insert(entries), rows)
     connection.execute(update(head).where(head.c.id == HEAD_ID).values(seq=seq, hash=prev))
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """An entry given in full (its own id, time and actor), for ``append_entries``: imports, sample data.
+
+    ``changes`` and ``data`` are Python data, stored as canonical JSON; ``created_at`` must be timezone-aware.
+    """
+
+    id: uuid.UUID
+    created_at: dt.datetime
+    kind: str
+    action: str
+    entity_type: str | None = None
+    entity_id: str | None = None
+    actor: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    changes: Any = None
+    data: Any = None
+
+
+def append_entries(session: Session, entries: Iterable[Entry], *, batch_size: int = 5_000) -> int:
+    """Add ``entries`` to the end of the chain in the session's transaction, in batches; returns how many.
+
+    The chain is extended exactly as ``append`` would extend it one entry at a time (same ``seq``, ``prev_hash``
+    and ``hash``), so ``verify_chain`` holds afterwards; the head row is locked once and updated at the end.
+    Rows go to the driver through the bulk insert path (``db.repositories.bulk``), a batch at a time.
+    """
+    connection = session.connection()
+    head: Any = AuditChainHead.__table__
+    locked = select(head.c.seq, head.c.hash).where(head.c.id == HEAD_ID).with_for_update()
+    current = connection.execute(locked).first()
+    if current is None:
+        connection.execute(insert(head).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH))
+        current = connection.execute(locked).one()
+    seq, prev = int(current.seq), str(current.hash)
+    entries_table: Any = AuditEntry.__table__
+    inserter = BulkInserter(entries_table, connection, "audit_entry")
+    count = 0
+    for batch in batched(entries, batch_size):
+        rows = []
+        for entry in batch:
+            seq += 1
+            row = _entry_row(seq, entry)
+            row["prev_hash"], row["hash"] = prev, _row_hash(prev, row)
+            prev = row["hash"]
+            rows.append(row)
+        count += inserter.insert(rows)
+    if count:
+        connection.execute(update(head).where(head.c.id == HEAD_ID).values(seq=seq, hash=prev))
+    return count
+
+
+def _entry_row(seq: int, entry: Entry) -> dict[str, Any]:
+    created = entry.created_at
+    if created.tzinfo is None or created.utcoffset() is None:
+        raise ValidationError("audit_entry.created_at must be timezone-aware", field="created_at")
+    return {
+        "seq": seq, "id": entry.id, "kind": str(entry.kind), "action": str(entry.action)[:64],
+        "entity_type": _ident(entry.entity_type), "entity_id": _ident(entry.entity_id), "actor": _ident(entry.actor),
+        "ip": _text(entry.ip, 45), "user_agent": _text(entry.user_agent, 512),
+        "request_id": _text(entry.request_id, 128),
+        "changes": None if entry.changes is None else canonical(entry.changes),
+        "data": None if entry.data is None else canonical(entry.data),
+        "created_at": created.astimezone(dt.UTC),
+    }
+
+
+def _row_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
+    """``entry_hash(prev_hash, row)`` for a row of plain values: only the id and the time need converting."""
+    content = {key: row[key] for key in _CONTENT_FIELDS}
+    content["id"], content["created_at"] = str(row["id"]), row["created_at"].isoformat()
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{prev_hash}\n{text}".encode()).hexdigest()
 
 
 def _text(value: Any, limit: int) -> str | None:
