@@ -94,7 +94,7 @@ def create_database_if_missing(url: URL) -> bool:
     """Create the database ``url`` names on its PostgreSQL or MariaDB server if it is missing; True if it was.
 
     SQLite needs nothing: the file is created by its first connection (True if it does not exist yet). The server
-    is reached through its maintenance database (``postgres``; none on MariaDB), so the URL's user needs the right
+    is reached through its maintenance database (``postgres``, or ``mysql`` on MariaDB), so the URL's user needs the right
     to connect there and to create databases; an existing database is never touched.
     """
     backend = url.get_backend_name()
@@ -106,7 +106,7 @@ def create_database_if_missing(url: URL) -> bool:
     if not name:
         raise errors.ValidationError("the database URL names no database", field="url")
     admin = create_engine(
-        url.set(database="postgres" if backend == "postgresql" else None),
+        url.set(database="postgres" if backend == "postgresql" else "mysql"),
         isolation_level="AUTOCOMMIT", poolclass=NullPool, hide_parameters=True,
     )
     try:

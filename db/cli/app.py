@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import typer
+from rich.markup import escape
 
 from db.cli.common import EXPECTED_FAILURES, describe_failure, error_console
 
@@ -47,7 +48,8 @@ def main(argv: Sequence[str] | None = None, *, prog_name: str = "python -m db") 
     except EXPECTED_FAILURES as failure:
         if os.environ.get("DBLAYER_DEBUG"):
             raise
-        error_console().print(f"[bold red]error:[/bold red] {describe_failure(failure)}", highlight=False)
+        message = escape(describe_failure(failure))
+        error_console().print(f"[bold red]error:[/bold red] {message}", soft_wrap=True)
         return 1
     return 0
 

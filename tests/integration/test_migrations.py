@@ -6,9 +6,6 @@ Each test gets the ``dblayer_migrations`` database (a file of its own on SQLite)
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,60 +264,6 @@ def test_sqlite_guard_refuses_a_connection_already_in_a_transaction(sqlite_datab
     database = sqlite_database
     with database.isolated() as isolated, pytest.raises(runner.MigrationError, match="inside a transaction"):
         runner.upgrade(isolated)
-
-
-# --- python -m db ---------------------------------------------------------------------------------
-
-
-def run_db(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"DATABASE_URL": database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "db", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def test_python_m_db_creates_the_database_and_prints_its_revision(tmp_path: Path) -> None:
-    app_db_before = APP_DB.stat().st_mtime_ns if APP_DB.exists() else None
-    path = tmp_path / "nested" / "app.db"
-    first = run_db(f"sqlite:///{path}")
-    assert first.returncode == 0, first.stderr
-    assert path.exists()
-    assert f"revision: {HEAD} (head; upgraded from an empty database)" in first.stdout
-    assert "sqlite" in first.stdout
-
-    second = run_db(f"sqlite:///{path}")
-    assert second.returncode == 0, second.stderr
-    assert f"revision: {HEAD} (head)" in second.stdout
-    assert (APP_DB.stat().st_mtime_ns if APP_DB.exists() else None) == app_db_before
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("postgresql://nobody@127.0.0.1:1/x", "cannot use postgresql+psycopg://nobody@127.0.0.1:1/x"),
-        ("not a url", "not a database URL"),
-    ],
-)
-def test_python_m_db_fails_with_one_line_for_a_bad_or_unreachable_database(url: str, expected: str) -> None:
-    result = run_db(url)
-    assert result.returncode == 1
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert expected in lines[0]
-
-
-def test_python_m_db_help() -> None:
-    result = run_db("sqlite:///unused.db", "--help")
-    assert result.returncode == 0
-    assert "DATABASE_URL" in result.stdout
 
 
 def test_a_sqlite_batch_migration_of_the_audit_log_keeps_it_append_only(
