@@ -176,7 +176,7 @@ def test_migrate_walks_the_revisions_both_ways_and_names_an_unknown_one(fresh: D
     assert history[0].is_head and history[0].revision == HEAD
     assert not migrate_db.status(fresh).at_head
 
-    with pytest.raises(runner.MigrationError, match="'nope'.*the database is at 0002_audit_log"):
+    with pytest.raises(runner.MigrationError, match=r"'nope'.*the database is at 0002_audit_log"):
         migrate_db.upgrade(fresh, "nope")
     assert migrate_db.status(fresh).current == "0002_audit_log"  # untouched
 
