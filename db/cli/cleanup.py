@@ -92,13 +92,14 @@ def _show_plan(listed: CleanupPlan, target: str, *, verbose: bool, dry_run: bool
     if not listed:
         out.print(f"[green]✓[/green] nothing to clean up in {target}")
         return
-    title = f"Would remove from {target} (dry run: nothing changed)" if dry_run else f"To remove from {target}"
-    out.print(table(title, ["kind", "table", "rows"], listed.groups(), numeric=["rows"]))
+    out.print(f"Database: {target}")
+    out.print(table("Would remove" if dry_run else "To remove", ["kind", "table", "rows"], listed.groups(),
+                    numeric=["rows"]))
     if verbose:
         rows = [(item.kind, item.table, item.key, item.description) for item in listed.items]
         out.print(table("Items", ["kind", "table", "id / key", "what"], rows))
     if dry_run:
-        out.print("run again with --apply to remove them")
+        out.print("dry run: nothing was changed; run again with --apply to remove them")
 
 
 def _show_result(result: CleanupResult) -> None:
