@@ -10,7 +10,7 @@ from db.cli.app import app
 from db.cli.common import StorageOption, UrlOption, console, error_console, opened, progress_bars, table
 from db.scripts.check_db import CheckReport, CheckResult, check
 
-SHOWN_PROBLEMS = 10  # per check; the summary counts them all
+SHOWN_FINDINGS = 10  # per check; the summary counts them all
 _STATUS = {True: "[green]ok[/green]", False: "[red]FAILED[/red]", None: "[yellow]skipped[/yellow]"}
 
 
@@ -26,25 +26,31 @@ def check_command(
         target = database.url.render_as_string(hide_password=True)
         with progress_bars() as progress:
             report = check(database, blobs=not no_blobs, progress=progress)
-    console().print(table(f"Checks of {target}", ["check", "status", "details"], map(_row, report.results)))
+    out = console()
+    out.print(table(f"Checks of {target}", ["check", "status", "details"], map(_row, report.results)))
+    for result in report.results:
+        _findings(result)
     if not report.ok:
         names = ", ".join(result.name for result in report.failed)
         error_console().print(f"[bold red]check failed:[/bold red] {names}")
         raise typer.Exit(1)
-    console().print(f"[green]✓[/green] all checks passed in {report.seconds:.2f} s")
+    out.print(f"[green]✓[/green] all checks passed in {report.seconds:.2f} s")
 
 
 def _row(result: CheckResult) -> tuple[str, str, str]:
-    return result.name, _STATUS[result.ok], _details(result)
+    details = result.summary + (f" ({len(result.warnings):,} warnings)" if result.warnings else "")
+    return result.name, _STATUS[result.ok], details
 
 
-def _details(result: CheckResult) -> str:
-    lines = [result.summary]
-    findings = [*result.problems, *(f"warning: {text}" for text in result.warnings)]
-    lines.extend(f"- {text}" for text in findings[:SHOWN_PROBLEMS] if text != result.summary)
-    if len(findings) > SHOWN_PROBLEMS:
-        lines.append(f"... and {len(findings) - SHOWN_PROBLEMS:,} more")
-    return "\n".join(lines)
+def _findings(result: CheckResult) -> None:
+    """Each problem and warning on a line of its own, below the table (keys and ids stay whole for copying)."""
+    out = console()
+    lines = [*(f"[red]{result.name}:[/red] {text}" for text in result.problems if text != result.summary),
+             *(f"[yellow]{result.name} (warning):[/yellow] {text}" for text in result.warnings)]
+    for line in lines[:SHOWN_FINDINGS]:
+        out.print(line, soft_wrap=True)
+    if len(lines) > SHOWN_FINDINGS:
+        out.print(f"{result.name}: ... and {len(lines) - SHOWN_FINDINGS:,} more")
 
 
 __all__ = ["CheckReport", "check_command"]

@@ -155,18 +155,15 @@ def _describe_diff(diff: object) -> str:
     if not isinstance(diff, tuple) or not diff:
         return str(diff)
     kind, *rest = diff
-    names = [_name_of(part) for part in rest]
-    return " ".join([str(kind), *(name for name in names if name)])
+    objects = [part for part in rest if getattr(part, "name", None) is not None]  # an Index, a Column, a Table
+    names = [_name_of(part) for part in objects] if objects else [part for part in rest if isinstance(part, str)]
+    return " ".join([str(kind), *names])
 
 
 def _name_of(part: object) -> str:
     table = getattr(part, "table", None)
-    name = getattr(part, "name", None)
-    if name is not None and table is not None and getattr(table, "name", None):
-        return f"{table.name}.{name}"
-    if name is not None:
-        return str(name)
-    return part if isinstance(part, str) else ""
+    table_name = getattr(table, "name", None)
+    return f"{table_name}.{part.name}" if table_name else str(part.name)  # type: ignore[attr-defined]
 
 
 def _audit_chain(database: Database) -> CheckResult:
