@@ -133,10 +133,22 @@ class AuditRepository(BaseRepository[AuditEntry]):
     # --- retention ---------------------------------------------------------------------------------------------
 
     @translated
+    def purgeable(self, *, before: dt.datetime) -> tuple[int, int] | None:
+        """The first and last seq that ``purge(before=before)`` would remove now, or None when nothing would go."""
+        if before.tzinfo is None:
+            raise ValidationError("before must be timezone-aware", field="before")
+        table = AuditEntry.__table__
+        last = self.session.scalar(select(func.max(table.c.seq)).where(table.c.created_at < before))
+        start = self._last_checkpoint()
+        first = (start.up_to_seq if start else 0) + 1
+        return None if last is None or last < first else (first, last)
+
+    @translated
     def purge(
-        self, *, before: dt.datetime, reason: str, archive_dir: Path | None = None
+        self, *, before: dt.datetime, reason: str, archive_dir: Path | None = None, up_to_seq: int | None = None
     ) -> AuditCheckpoint | None:
-        """Archive, then remove, the oldest entries: the chain's prefix up to the last entry older than ``before``.
+        """Archive, then remove, the oldest entries: the chain's prefix up to the last entry older than ``before``
+        (and no further than ``up_to_seq``, when given: the range a cleanup plan listed).
 
         The archive (gzipped JSON lines, fsynced) is written before anything is deleted; a checkpoint keeps the
         last removed entry's seq and hash, so ``verify_chain`` still holds afterwards. Returns the checkpoint, or
@@ -144,13 +156,11 @@ class AuditRepository(BaseRepository[AuditEntry]):
         """
         if not reason or not reason.strip():
             raise ValidationError("a purge needs a reason", field="reason", rule="required")
-        if before.tzinfo is None:
-            raise ValidationError("before must be timezone-aware", field="before")
-        table = AuditEntry.__table__
-        last = self.session.scalar(select(func.max(table.c.seq)).where(table.c.created_at < before))
-        start = self._last_checkpoint()
-        first = (start.up_to_seq if start else 0) + 1
-        if last is None or last < first:
+        span = self.purgeable(before=before)
+        if span is None:
+            return None
+        first, last = span[0], span[1] if up_to_seq is None else min(span[1], up_to_seq)
+        if last < first:
             return None
         report = self.verify_chain()
         if not report.ok:  # purging would destroy the evidence

@@ -65,7 +65,15 @@ from db.models.file_object import StoredFile, sanitise_filename
 from db.models.membership import Membership
 from db.repositories.base_repository import BaseRepository, translated
 from db.repositories.bulk import batched
-from db.storage import LocalStorage, Readable, Storage, hash_stream, normalise_content_type, sniff_content_type
+from db.storage import (
+    LocalStorage,
+    Readable,
+    Storage,
+    check_key,
+    hash_stream,
+    normalise_content_type,
+    sniff_content_type,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -206,12 +214,17 @@ class FileRepository(BaseRepository[StoredFile]):
         return stored
 
     @translated
-    def purge(self, *, account: Any = None, deleted_before: dt.datetime | None = None) -> PurgeResult:
-        """Remove soft-deleted files for good (of ``account``, deleted before ``deleted_before``, when given).
+    def purge(
+        self, *, account: Any = None, deleted_before: dt.datetime | None = None, ids: Iterable[Any] | None = None
+    ) -> PurgeResult:
+        """Remove soft-deleted files for good (of ``account``, deleted before ``deleted_before``, among ``ids``,
+        when given).
 
         Their blobs that no other row names are removed when the unit of work commits; shared blobs stay.
         """
         criteria: builtins.list[ColumnElement[bool]] = [StoredFile.deleted_at.is_not(None)]
+        if ids is not None:
+            criteria.append(StoredFile.id.in_([_id_of(ident, "id") for ident in ids]))
         if account is not None:
             criteria.append(StoredFile.account_id == _id_of(account, "account"))
         if deleted_before is not None:
@@ -260,6 +273,27 @@ class FileRepository(BaseRepository[StoredFile]):
         for sha256 in sorted(candidates):
             _note(self.session, storage, sha256, placed=False)
         return ReclaimResult(len(candidates) - loose, loose, storage.remove_temporaries(temporaries_older_than))
+
+    @translated
+    def orphan_blobs(self) -> builtins.list[tuple[str, int | None]]:
+        """What ``reclaim_orphans`` would find, changing nothing: (key, size) of blob rows no file row names, and
+        (key, None) of stored bytes without a blob row; sorted by key."""
+        unnamed = select(FileBlob.sha256, FileBlob.size).where(~exists().where(StoredFile.sha256 == FileBlob.sha256))
+        found: dict[str, int | None] = {row.sha256: row.size for row in self.session.execute(unnamed)}
+        for chunk in batched(self.storage.keys(), 1_000):
+            known = set(self.session.scalars(select(FileBlob.sha256).where(FileBlob.sha256.in_(chunk))))
+            found.update((key, None) for key in chunk if key not in known)
+        return sorted(found.items())
+
+    @translated
+    def release_blobs(self, keys: Iterable[str]) -> int:
+        """Remove these blobs when the unit of work commits, each checked once more under its lock then (a blob a
+        file row names by then stays). Returns how many were noted."""
+        storage, noted = self.storage, 0
+        for key in keys:
+            _note(self.session, storage, check_key(key), placed=False)
+            noted += 1
+        return noted
 
     # --- rows are made by store() only, and their content columns never change ---------------------------------
 

@@ -50,7 +50,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast, overload
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -61,6 +61,7 @@ from db.models.base import utcnow
 from db.models.user import FIELD_CHECKS, User, derived_fields, email_key, normalise
 from db.models.user_token import PASSWORD_RESET, TOKEN_PURPOSES, VERIFY_EMAIL, UserToken, token_digest
 from db.repositories.base_repository import BaseRepository, translated
+from db.repositories.bulk import batched
 from db.settings import Settings
 
 UserRef = User | uuid.UUID | str
@@ -319,6 +320,24 @@ class UserRepository(BaseRepository[User]):
         if purpose is not None:
             _ttl(self.settings, purpose)
         return self._revoke(self._resolve(user).id, purpose)
+
+    @translated
+    def stale_tokens(self, before: dt.datetime) -> Sequence[UserToken]:
+        """Tokens that expired, were used or were revoked before ``before`` (a retention cutoff), oldest first."""
+        finished = or_(UserToken.expires_at < before, UserToken.used_at < before, UserToken.revoked_at < before)
+        statement = select(UserToken).where(finished).order_by(UserToken.created_at, UserToken.id)
+        return self.session.scalars(statement).all()
+
+    @translated
+    def delete_tokens(self, ids: Iterable[uuid.UUID]) -> int:
+        """Remove these tokens for good (retention); returns how many went. Recorded as one ``token.purged`` event."""
+        count = 0
+        for chunk in batched(ids, 1_000):
+            result = self.session.execute(delete(UserToken).where(UserToken.id.in_(chunk)))
+            count += int(cast(CursorResult[Any], result).rowcount)
+        if count:
+            audit.record_event(self.session, "token.purged", entity_type="user_token", data={"count": count})
+        return count
 
     def _revoke(self, user_id: uuid.UUID, purpose: str | None) -> int:
         criteria = [UserToken.user_id == user_id, UserToken.used_at.is_(None), UserToken.revoked_at.is_(None)]
