@@ -24,7 +24,8 @@ asked for; ``summary``; ``problems``, the reasons it failed; ``warnings``, findi
 
 A check that cannot run (a table missing in a database that was never migrated) fails with that reason; a
 database that cannot be reached at all raises (``DatabaseUnavailable`` or the driver's error), as every command
-does. Problems name tables, ids, seqs and blob keys (SHA-256 of content), never a secret.
+does, and so does a SQLite file that does not exist (it is not created). Problems name tables, ids, seqs and blob
+keys (SHA-256 of content), never a secret.
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import exc, func, select
 
 from db import dialects
-from db.errors import DatabaseError, NotFound
+from db.errors import DatabaseError, DatabaseUnavailable, NotFound
 from db.migrations import runner
 from db.models.file_blob import FileBlob
-from db.repositories.admin_repository import SYSTEM
+from db.repositories.audit_repository import AuditRepository
 from db.scripts.progress import SILENT, Progress
 from db.session import Database
 from db.storage import LocalStorage, hash_stream
@@ -76,6 +78,7 @@ class CheckReport:
 def check(database: Database, *, blobs: bool = True, progress: Progress = SILENT) -> CheckReport:
     """Run every check (see the module docstring) and return their results; raises only if unreachable."""
     started = time.perf_counter()
+    require_existing(database)
     current = runner.current_revision(database)  # reaches the database first: unreachable raises here
     head = runner.head_revision()
     at_head = current == head
@@ -88,6 +91,14 @@ def check(database: Database, *, blobs: bool = True, progress: Progress = SILENT
         _guarded("blobs", lambda: _blobs(database, progress) if blobs else _skipped("blobs", "not asked for")),
     ]
     return CheckReport(tuple(results), time.perf_counter() - started)
+
+
+def require_existing(database: Database) -> None:
+    """Refuse a SQLite file that does not exist, rather than create an empty one by connecting to it."""
+    name = database.url.database
+    on_disk = database.backend == "sqlite" and bool(name) and name != ":memory:" and not str(name).startswith("file:")
+    if on_disk and not Path(str(name)).expanduser().is_file():
+        raise DatabaseUnavailable(f"no SQLite database at {name}")
 
 
 def _guarded(name: str, run: Callable[[], CheckResult]) -> CheckResult:
@@ -167,8 +178,8 @@ def _name_of(part: object) -> str:
 
 
 def _audit_chain(database: Database) -> CheckResult:
-    with database.unit_of_work(actor=SYSTEM) as uow:
-        report = uow.audit.verify_chain()
+    with database.session() as session:  # a plain session: on SQLite a unit of work would hold the write lock
+        report = AuditRepository(session).verify_chain()
     if report.ok:
         return CheckResult("audit chain", True, f"{report.checked:,} entries verified")
     where = f"seq {report.first_bad_seq}" + (f" (entry {report.first_bad_id})" if report.first_bad_id else "")

@@ -52,6 +52,7 @@ from db.models.file_object import StoredFile
 from db.models.user import User
 from db.repositories.admin_repository import SYSTEM
 from db.repositories.bulk import batched
+from db.scripts.check_db import require_existing
 from db.scripts.progress import SILENT, Progress
 from db.session import Database, UnitOfWork
 from db.storage import LocalStorage
@@ -168,6 +169,7 @@ def plan(database: Database, *, policy: RetentionPolicy = RetentionPolicy(), now
          progress: Progress = SILENT) -> CleanupPlan:
     """What ``apply`` would remove, as of ``now`` (default: the current time). Changes nothing."""
     moment = _aware(now or utcnow())
+    require_existing(database)
     items: list[CleanupItem] = []
     kept: list[str] = []
     with progress.track("planning", total=4) as advance, database.unit_of_work(actor=SYSTEM) as uow:

@@ -254,3 +254,13 @@ def _sha(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+def test_the_command_does_not_create_a_missing_sqlite_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "typo.db"
+
+    assert main(["check", "--url", f"sqlite:///{missing}", "--storage", str(tmp_path)]) == 1
+    assert main(["cleanup", "--url", f"sqlite:///{missing}", "--storage", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count(f"error: no SQLite database at {missing}") == 2
+    assert not missing.exists()
