@@ -93,9 +93,9 @@ def prepare_sqlite_file(url: URL) -> None:
 def create_database_if_missing(url: URL) -> bool:
     """Create the database ``url`` names on its PostgreSQL or MariaDB server if it is missing; True if it was.
 
-    SQLite needs nothing: the file is created by its first connection (True if it does not exist yet). The server
-    is reached through its maintenance database (``postgres``, or ``mysql`` on MariaDB), so the URL's user needs the right
-    to connect there and to create databases; an existing database is never touched.
+    SQLite needs nothing: the file is created by its first connection (True if it does not exist yet). The
+    server is reached through its maintenance database (``postgres``, or ``mysql`` on MariaDB), so the URL's user
+    needs the right to connect there and to create databases; an existing database is never touched.
     """
     backend = url.get_backend_name()
     name = url.database
