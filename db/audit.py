@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
+from json.encoder import encode_basestring
 from typing import Any
 
 from sqlalchemy import event, insert, inspect, select, update
@@ -181,8 +182,7 @@ def append_entries(session: Session, entries: Iterable[Entry], *, batch_size: in
         rows = []
         for entry in batch:
             seq += 1
-            row = _entry_row(seq, entry)
-            row["prev_hash"], row["hash"] = prev, _row_hash(prev, row)
+            row = _chained_row(seq, entry, prev)
             prev = row["hash"]
             rows.append(row)
         count += inserter.insert(rows)
@@ -191,27 +191,60 @@ def append_entries(session: Session, entries: Iterable[Entry], *, batch_size: in
     return count
 
 
-def _entry_row(seq: int, entry: Entry) -> dict[str, Any]:
+def _chained_row(seq: int, entry: Entry, prev_hash: str) -> dict[str, Any]:
+    """The row ``append`` would write for ``entry`` after ``prev_hash``, with its hash."""
     created = entry.created_at
     if created.tzinfo is None or created.utcoffset() is None:
         raise ValidationError("audit_entry.created_at must be timezone-aware", field="created_at")
-    return {
+    created = created.astimezone(dt.UTC)
+    row: dict[str, Any] = {
         "seq": seq, "id": entry.id, "kind": str(entry.kind), "action": str(entry.action)[:64],
         "entity_type": _ident(entry.entity_type), "entity_id": _ident(entry.entity_id), "actor": _ident(entry.actor),
-        "ip": _text(entry.ip, 45), "user_agent": _text(entry.user_agent, 512),
-        "request_id": _text(entry.request_id, 128),
-        "changes": None if entry.changes is None else canonical(entry.changes),
-        "data": None if entry.data is None else canonical(entry.data),
-        "created_at": created.astimezone(dt.UTC),
+        "ip": _plain_text(entry.ip, 45), "user_agent": _plain_text(entry.user_agent, 512),
+        "request_id": _plain_text(entry.request_id, 128),
+        "changes": _canonical_flat(entry.changes), "data": _canonical_flat(entry.data),
+        "created_at": created, "prev_hash": prev_hash,
     }
+    content = _content_json(row, str(entry.id), created.isoformat())
+    row["hash"] = hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
+    return row
 
 
-def _row_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
-    """``entry_hash(prev_hash, row)`` for a row of plain values: only the id and the time need converting."""
-    content = {key: row[key] for key in _CONTENT_FIELDS}
-    content["id"], content["created_at"] = str(row["id"]), row["created_at"].isoformat()
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{prev_hash}\n{text}".encode()).hexdigest()
+def _content_json(row: Mapping[str, Any], ident: str, created: str) -> str:
+    """``canonical(content_of(row))`` written out: the content fields in sorted order, every value text or None
+    but ``seq`` (an int), which is what ``jsonable`` leaves as it is, so ``json.dumps`` would give this same text.
+    A field added to ``_CONTENT_FIELDS`` must be added here too (the tests compare both against verify_chain).
+    """
+    q, n = encode_basestring, _json_text_or_null
+    return (
+        f'{{"action":{q(row["action"])},"actor":{n(row["actor"])},"changes":{n(row["changes"])},'
+        f'"created_at":{q(created)},"data":{n(row["data"])},"entity_id":{n(row["entity_id"])},'
+        f'"entity_type":{n(row["entity_type"])},"id":{q(ident)},"ip":{n(row["ip"])},"kind":{q(row["kind"])},'
+        f'"request_id":{n(row["request_id"])},"seq":{int(row["seq"])},"user_agent":{n(row["user_agent"])}}}'
+    )
+
+
+def _json_text_or_null(value: str | None) -> str:
+    return "null" if value is None else encode_basestring(value)
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_TEXT = frozenset({str})
+def _canonical_flat(value: Any) -> str | None:
+    """``canonical(value)``, without ``jsonable``'s walk when ``value`` is a flat dict of plain JSON values."""
+    if value is None:
+        return None
+    if type(value) is dict and _TEXT.issuperset(map(type, value)) and _PLAIN.issuperset(map(type, value.values())):
+        return _CANONICAL.encode(value)
+    return canonical(value)
+
+
+def _plain_text(value: Any, limit: int) -> str | None:
+    """``_text`` without its per-character walk when the text is printable throughout (no surrogates then)."""
+    if type(value) is str and value.isprintable():
+        return value[:limit]
+    return _text(value, limit)
 
 
 def _text(value: Any, limit: int) -> str | None:

@@ -52,6 +52,9 @@ no blobs (a file row must have its bytes).
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import gc
+import itertools
 import math
 import random
 import time
@@ -75,7 +78,6 @@ from db.models.user import User
 from db.passwords import hasher
 from db.repositories.account_repository import AccountRepository
 from db.repositories.base_repository import BaseRepository
-from db.repositories.bulk import batched
 from db.scripts.progress import SILENT, Advance, Progress
 from db.session import Database
 from db.storage import LocalStorage
@@ -367,10 +369,9 @@ class _World:
     def account_owner(self, account: int) -> int:
         return account * self.plan.users // self.plan.accounts
 
-    def other_id(self, kind: str, index: int, moment: dt.datetime) -> uuid.UUID:
+    def other_id(self, kind: str, index: int, micros: int) -> uuid.UUID:
         key, offset = self.id_keys[kind]
-        millis = (moment - _EPOCH) // dt.timedelta(milliseconds=1)
-        return _uuid7(millis, (index * key + offset) & _MASK74)
+        return _uuid7(micros // 1000, (index * key + offset) & _MASK74)
 
 
 # --- the rows ----------------------------------------------------------------------------------------------------
@@ -436,15 +437,17 @@ def _membership_rows(world: _World) -> Iterator[dict[str, Any]]:
     made = 0
     for account, size in enumerate(_members_per_account(world)):
         owner = world.account_owner(account)
-        account_id, joined = accounts.ident(account), accounts.time(account)
+        account_id, joined_us = accounts.ident(account), accounts.micros(account)
+        joined = _EPOCH + dt.timedelta(microseconds=joined_us)
         uploaders = array("i", [owner])
         others = (pick if pick < owner else pick + 1 for pick in rng.sample(range(world.plan.users - 1), size - 1))
         for user, role in ((owner, "owner"), *((other, role_of()) for other in others)):
-            moment = joined + dt.timedelta(seconds=int(rng.random() * 30 * 86_400)) if role != "owner" else joined
+            delay = int(rng.random() * 30 * 86_400) * 1_000_000 if role != "owner" else 0
+            moment = joined + dt.timedelta(microseconds=delay)
             if role in UPLOADER_ROLES and role != "owner":
                 uploaders.append(user)
             yield {
-                "id": world.other_id("membership", made, moment), "account_id": account_id,
+                "id": world.other_id("membership", made, joined_us + delay), "account_id": account_id,
                 "user_id": users.ident(user), "role": role, "created_at": moment, "updated_at": moment,
             }
             made += 1
@@ -480,14 +483,16 @@ def _blob_rows(world: _World, storage: LocalStorage) -> Iterator[dict[str, Any]]
 def _file_rows(world: _World) -> Iterator[tuple[dict[str, Any], Entry]]:
     """Files with their ``file.uploaded`` events (as ``FileRepository.store`` records them)."""
     rng, files, users, accounts = world.rng, world.files, world.users, world.accounts
+    person_of = _people(users)
     for index in range(world.plan.files):
         fraction = index / files.count
         account = int(rng.random() * accounts.existing_at(fraction))
         choices = world.uploaders[account]
         owner = choices[int(rng.random() * len(choices))]
         blob = world.blobs[int(rng.random() ** 2 * len(world.blobs))]
-        file_id, owner_id, account_id = files.ident(index), str(users.ident(owner)), accounts.ident(account)
-        created = files.time(index)
+        file_id, account_id, person = files.ident(index), accounts.ident(account), person_of(owner)
+        created_us = files.micros(index)
+        created = _EPOCH + dt.timedelta(microseconds=created_us)
         words = f"{FILE_WORDS[int(rng.random() * len(FILE_WORDS))]}-{FILE_WORDS[int(rng.random() * len(FILE_WORDS))]}"
         row = {
             "id": file_id, "account_id": account_id, "owner_id": users.ident(owner),
@@ -496,42 +501,67 @@ def _file_rows(world: _World) -> Iterator[tuple[dict[str, Any], Entry]]:
             "updated_at": created,
         }
         data = {"file_id": str(file_id), "account_id": str(account_id), "size": blob.size,
-                "content_type": blob.content_type, "user_id": owner_id}
-        yield row, _event(world, "file.uploaded", created, user=owner, entity=("file", str(file_id)), data=data)
+                "content_type": blob.content_type, "user_id": person.id}
+        yield row, _event(world, "file.uploaded", created_us, person=person, entity=("file", str(file_id)), data=data)
 
 
-def _event(world: _World, action: str, moment: dt.datetime, *, user: int, entity: tuple[str, str],
+@dataclass(frozen=True, slots=True)
+class _Person:
+    """What every event of one user repeats: the user's id as text, IP address and browser."""
+
+    id: str
+    ip: str
+    user_agent: str
+
+
+def _people(users: _Sequence) -> Callable[[int], _Person]:
+    """User number → ``_Person``, cached (bounded: memory stays flat however many users there are)."""
+
+    @functools.lru_cache(maxsize=1 << 16)
+    def person(user: int) -> _Person:
+        return _Person(str(users.ident(user)), f"10.{user >> 16 & 255}.{user >> 8 & 255}.{user & 255}",
+                       USER_AGENTS[user % len(USER_AGENTS)])
+
+    return person
+
+
+def _event(world: _World, action: str, micros: int, *, person: _Person, entity: tuple[str, str],
            data: dict[str, Any]) -> Entry:
-    """An activity event by user number ``user`` (a login has no actor yet), from that user's IP and browser."""
-    rng, millis = world.rng, (moment - _EPOCH) // dt.timedelta(milliseconds=1)
+    """An activity event by ``person`` (a login has no actor yet)."""
+    getrandbits = world.rng.getrandbits
     return Entry(
-        id=_uuid7(millis, rng.getrandbits(74)), created_at=moment, kind="event", action=action,
-        entity_type=entity[0], entity_id=entity[1], actor=None if action in LOGIN_ACTIONS else data["user_id"],
-        ip=f"10.{user >> 16 & 255}.{user >> 8 & 255}.{user & 255}", user_agent=USER_AGENTS[user % len(USER_AGENTS)],
-        request_id=f"s{world.options.seed}-{rng.getrandbits(64):016x}", data=data,
+        id=_uuid7(micros // 1000, getrandbits(74)), created_at=_EPOCH + dt.timedelta(microseconds=micros),
+        kind="event", action=action, entity_type=entity[0], entity_id=entity[1],
+        actor=None if action in LOGIN_ACTIONS else person.id, ip=person.ip, user_agent=person.user_agent,
+        request_id=f"s{world.options.seed}-{getrandbits(64):016x}", data=data,
     )
 
 
 def _event_rows(world: _World) -> Iterator[Entry]:
-    rng, events, users = world.rng, world.events, world.users
+    rng, events, users, files = world.rng, world.events, world.users, world.files
+    person_of, random = _people(users), rng.random
     activity = ACTIVITY if world.plan.files else tuple(pair for pair in ACTIVITY if pair[0] != "file.downloaded")
     action_of = _weighted(rng, activity)
     for index in range(world.plan.events):
-        moment = events.time(index)
-        fraction = index / events.count
-        user = int(rng.random() * users.existing_at(fraction))
-        user_id, action = str(users.ident(user)), action_of()
-        entity, data = ("user", user_id), _activity_data(world, rng, action, moment, fraction)
-        if action == "file.downloaded":
-            entity = ("file", data["file_id"])
-        elif action.startswith("token."):
-            entity = ("user_token", str(world.other_id("token", index, moment)))
-        data["user_id"] = user_id
-        yield _event(world, action, moment, user=user, entity=entity, data=data)
+        micros, fraction = events.micros(index), index / events.count
+        person, action = person_of(int(random() * users.existing_at(fraction))), action_of()
+        entity: tuple[str, str] = ("user", person.id)
+        data: dict[str, Any]
+        if action == "login.success":
+            data = {"user_id": person.id}
+        elif action == "file.downloaded":
+            file_id = str(files.ident(int(random() * files.existing_at(fraction))))
+            entity, data = ("file", file_id), {"file_id": file_id, "user_id": person.id}
+        else:
+            data = _activity_data(rng, action, micros)
+            data["user_id"] = person.id
+            if action.startswith("token."):
+                entity = ("user_token", str(world.other_id("token", index, micros)))
+        yield _event(world, action, micros, person=person, entity=entity, data=data)
 
 
-def _activity_data(world: _World, rng: random.Random, action: str, moment: dt.datetime,
-                   fraction: float) -> dict[str, Any]:
+def _activity_data(rng: random.Random, action: str, micros: int) -> dict[str, Any]:
+    moment = _EPOCH + dt.timedelta(microseconds=micros)
     if action == "login.failure":
         return {"reason": "bad_password" if rng.random() < 0.9 else "unknown_email"}
     if action == "user.locked":
@@ -544,8 +574,6 @@ def _activity_data(world: _World, rng: random.Random, action: str, moment: dt.da
         return {"purpose": TOKEN_PURPOSES[int(rng.random() * 2)]}
     if action == "password.changed":
         return {"via": "change" if rng.random() < 0.7 else "reset"}
-    if action == "file.downloaded":
-        return {"file_id": str(world.files.ident(int(rng.random() * world.files.existing_at(fraction))))}
     return {}
 
 
@@ -575,6 +603,7 @@ class _Files(BaseRepository[StoredFile]):
 def generate(database: Database, options: GeneratorOptions | None = None, *,
              progress: Progress = SILENT) -> GenerationResult:
     """Generate sample data into ``database`` (migrated to the head); see the module docstring."""
+    clock = time.perf_counter()
     options = check_options(options or GeneratorOptions())
     counts = plan(options)
     _check_schema(database)
@@ -582,7 +611,6 @@ def generate(database: Database, options: GeneratorOptions | None = None, *,
     _refuse_existing(database, world)
     storage = LocalStorage(database.settings.storage_root, chunk_size=database.settings.storage_chunk_size)
     seconds: dict[str, float] = {}
-    clock = time.perf_counter()
     stages: list[tuple[str, int, Callable[[Advance], None]]] = [
         ("user", counts.users, lambda advance: _write(database, _user_rows(world), _Users, options, advance)),
         ("account", counts.accounts,
@@ -606,16 +634,35 @@ def generate(database: Database, options: GeneratorOptions | None = None, *,
     return GenerationResult(counts.per_table(), seconds, counts.total, elapsed, options.seed)
 
 
+def _batches(rows: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``rows`` in lists of ``size``, each made with the cyclic garbage collector paused.
+
+    Building a batch allocates tens of thousands of small containers, each of which counts towards a collection
+    of an ever larger heap; none of them forms a cycle. The collector runs between batches (on the unit of work's
+    leftovers), so memory stays flat.
+    """
+    iterator = iter(rows)
+    while True:
+        gc.disable()
+        try:
+            batch = list(itertools.islice(iterator, size))
+        finally:
+            gc.enable()
+        if not batch:
+            return
+        yield batch
+
+
 def _write(database: Database, rows: Iterable[Mapping[str, Any]], repository: type[BaseRepository[Any]],
            options: GeneratorOptions, advance: Advance) -> None:
-    for batch in batched(rows, options.batch_size):
+    for batch in _batches(rows, options.batch_size):
         with database.unit_of_work(actor=GENERATOR_ACTOR) as uow:
             uow.repository(repository).create_many(batch)
         advance(len(batch))
 
 
 def _write_files(database: Database, world: _World, advance: Advance) -> None:
-    for batch in batched(_file_rows(world), world.options.batch_size):
+    for batch in _batches(_file_rows(world), world.options.batch_size):
         with database.unit_of_work(actor=GENERATOR_ACTOR) as uow:
             uow.repository(_Files).create_many(row for row, _ in batch)
             append_entries(uow.session, (entry for _, entry in batch))
@@ -623,9 +670,13 @@ def _write_files(database: Database, world: _World, advance: Advance) -> None:
 
 
 def _write_events(database: Database, world: _World, advance: Advance) -> None:
-    for batch in batched(_event_rows(world), world.options.batch_size):
+    for batch in _batches(_event_rows(world), world.options.batch_size):
         with database.unit_of_work(actor=GENERATOR_ACTOR) as uow:
-            append_entries(uow.session, batch)
+            gc.disable()  # the hash chain's rows: as above
+            try:
+                append_entries(uow.session, batch, batch_size=len(batch))
+            finally:
+                gc.enable()
         advance(len(batch))
 
 
@@ -643,7 +694,7 @@ def _check_schema(database: Database) -> None:
     current, head = runner.current_revision(database), runner.head_revision()
     if current != head:
         raise CheckFailed(f"the database schema is at revision {current or 'none'}, not {head}: "
-                          "run `python -m db migrate` first")
+                          "run `python -m db migrate upgrade` first")
 
 
 def _refuse_existing(database: Database, world: _World) -> None:
