@@ -35,18 +35,19 @@ belong to accounts that existed by then and are uploaded by their owners, admins
 ``SAMPLE_PASSWORD``, hashed once per run with the database's argon2 settings and a salt drawn from the seed (so
 the hash is deterministic too). Sample data only: never generate into a database real people sign in to.
 
-**Uniqueness and re-runs.** E-mail addresses (``first.last.N@sSEED.example.com``), usernames and account slugs
-carry the seed, so runs with different seeds can share a database. Generating a seed that is already there is
+**Uniqueness and re-runs.** E-mail addresses (``first.last.N@sSEED.mail.example.com``), usernames and account
+slugs carry the seed, so runs with different seeds can share a database. Generating a seed that is already there is
 refused up front (``Conflict``, nothing written). The schema must be at the migrations' head (``CheckFailed``).
 
 **Streaming and transactions.** Rows are made lazily by generators and written ``batch_size`` at a time through
 the repositories' bulk path (``create_many``; audit events through ``db.audit.append_entries``, which extends the
 hash chain exactly as single appends do), one short unit of work per batch (SQLite's write lock is held for one
-batch at a time). Memory stays flat: only per-account member lists and the blob pool's metadata are kept. An
-interrupted run leaves whole batches, parents before children (so references hold); generate into a fresh
-database rather than finishing one. Blob bytes are written (content-addressed, under
-``database.settings.storage_root``) before the rows that name them. ``write_blobs=False`` writes no files and
-no blobs (a file row must have its bytes).
+batch at a time), with the cyclic garbage collector paused while a batch is built. Memory stays flat (about
+130 MB for 100,000 or 1,000,000 rows): only per-account uploader lists, the blob pool's metadata and a bounded
+cache of per-user values are kept. An interrupted run leaves whole batches, parents before children (so
+references hold); generate into a fresh database rather than finishing one. Blob bytes are written
+(content-addressed, under ``database.settings.storage_root``) before the rows that name them.
+``write_blobs=False`` writes no files and no blobs (a file row must have its bytes).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +57,9 @@ def generated(engine_name: str, test_databases: TestDatabases,
 @pytest.fixture
 def fresh(engine_name: str, test_databases: TestDatabases, tmp_path: Path) -> Iterator[Any]:
     """A factory of empty, migrated databases of this test's own (``fresh("gen_a")``), dropped afterwards."""
-    opened: list[Any] = []
-
-    def make(name: str) -> Database:
-        context = test_databases.own(engine_name, name, Settings.for_tests(storage_root=tmp_path / name))
-        opened.append(context)
-        return context.__enter__()
-
-    yield make
-    for context in reversed(opened):
-        context.__exit__(None, None, None)
+    with ExitStack() as stack:
+        yield lambda name: stack.enter_context(
+            test_databases.own(engine_name, name, Settings.for_tests(storage_root=tmp_path / name)))
 
 
 def counts(database: Database) -> dict[str, int]:
