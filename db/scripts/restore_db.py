@@ -95,14 +95,25 @@ def restore(
             rows = _restore_rows(database, manifest, scratch, progress)
             if manifest.revision != runner.head_revision():
                 runner.upgrade(database)
-        except BaseException as failure:
-            _drop_app_tables(database)
+        except Exception as failure:
             reason = failure if isinstance(failure, BackupError) else _describe(failure)
-            raise BackupError(f"restore into {target} failed ({reason}); the target was left empty") from None
+            raise BackupError(f"restore into {target} failed ({reason}); {_leave_empty(database)}") from None
+        except BaseException:  # interrupted: no half-restored database either
+            _leave_empty(database)
+            raise
     return RestoreResult(
         target=target, archive=path, manifest=manifest, rows=rows, blobs=manifest.blob_count,
         replaced=bool(existing), revision=runner.current_revision(database), seconds=time.perf_counter() - started,
     )
+
+
+def _leave_empty(database: Database) -> str:
+    """Drop what a failed restore wrote; say what state the target is in."""
+    try:
+        _drop_app_tables(database)
+    except Exception:
+        return "the target may hold a partial restore: drop its tables (or restore again with --yes)"
+    return "the target was left empty"
 
 
 def _describe(failure: BaseException) -> str:
