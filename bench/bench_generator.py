@@ -179,7 +179,7 @@ def write_section(path: Path, run: str) -> None:
     heading = f"## {SECTION_TITLE}"
     if heading not in text:
         intro = ("Written by `bench/bench_generator.py` (newest run first). Ratios are ratios of medians; the "
-                 "script's docstring says what each side times.")
+                 "script's docstring\nsays what each side times.")
         text = text.rstrip("\n") + f"\n\n{heading}\n\n{intro}\n\n{run}"
     else:
         start = text.index(heading)
