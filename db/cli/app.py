@@ -56,4 +56,4 @@ def main(argv: Sequence[str] | None = None, *, prog_name: str = "python -m db") 
 
 def run_script(command: str) -> NoReturn:
     """``python -m db.scripts.<name> ARGS``: the same as ``python -m db <command> ARGS``."""
-    sys.exit(main([command, *sys.argv[1:]], prog_name=f"python -m db.scripts ({command})"))
+    sys.exit(main([command, *sys.argv[1:]]))

@@ -7,13 +7,13 @@ from typing import Annotated
 import typer
 
 from db.cli.app import app
-from db.cli.common import StorageOption, UrlOption, console, opened
+from db.cli.common import StorageOption, UrlOption, console, opened, progress_bars
 from db.cli.create import describe_creation
 from db.cli.fill import show_reference, show_sample
 from db.cli.render import show_overview
 from db.scripts.create_db import create_database
 from db.scripts.fill_reference import AdminCredentials, fill_reference
-from db.scripts.fill_sample import fill_sample
+from db.scripts.fill_sample import fill_history, fill_sample
 from db.scripts.status_db import overview
 
 
@@ -22,6 +22,9 @@ def setup(
     url: UrlOption = None,
     storage: StorageOption = None,
     sample: Annotated[bool, typer.Option("--sample", help="Also fill the demo data set.")] = False,
+    history: Annotated[int, typer.Option(
+        "--history", min=0, help="With --sample: rows of generated activity over the past year (0: none).",
+    )] = 20_000,
 ) -> None:
     """Everything a new database needs, then its overview: create and migrate, reference data, an administrator
     from DBLAYER_ADMIN_EMAIL / DBLAYER_ADMIN_PASSWORD if set, and with --sample the demo data. Never asks
@@ -32,6 +35,11 @@ def setup(
         show_reference(fill_reference(database, AdminCredentials.from_environment()))
         if sample:
             show_sample(fill_sample(database))
+            with progress_bars() as progress:
+                generated = fill_history(database, history, progress=progress)
+            if generated is not None:
+                out.print(f"[green]✓[/green] {generated.total_rows:,} rows of history generated "
+                          f"({generated.rows_per_second:,.0f} rows/s)")
         show_overview(out, overview(database))
 
 

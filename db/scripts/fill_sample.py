@@ -7,12 +7,17 @@ a PDF and a text note, so the storage reports have something to show); successfu
 administrator's deactivation, so the audit trail and the login reports have a history. Everything goes through the
 same repositories an application uses, so every row is checked and every change is audited.
 
+``fill_history`` adds a year of generated history up to today (``db.scripts.sample_generator`` with a fixed
+seed), so that the dashboard's sign-up chart and the reports have a past to show.
+
 Every sample user's password is ``SAMPLE_PASSWORD``: the data set is for demonstrations and development only.
-Idempotent: if the sample is already there (the account ``acme`` exists), nothing is written.
+Idempotent: if the sample is already there (the account ``acme`` exists), nothing is written; the history is
+written once per database (its seed is recognised).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
 import zlib
 from dataclasses import dataclass
@@ -22,10 +27,14 @@ from db.models.account import Account
 from db.models.user import User
 from db.repositories.admin_repository import SYSTEM
 from db.scripts.create_db import require_head
+from db.scripts.progress import SILENT, Progress
+from db.scripts.sample_generator import GenerationResult, GeneratorOptions, generate, has_seed
 from db.session import Database, UnitOfWork
 
 SAMPLE_PASSWORD = "sample-demo-password"  # documented; for sample data only
 MARKER_SLUG = "acme"
+HISTORY_SEED = 2026
+HISTORY_DAYS = 365
 
 AccountSpec = tuple[str, str, str, tuple[tuple[str, str, str], ...]]
 
@@ -82,6 +91,18 @@ def fill_sample(database: Database) -> SampleResult:
         created=True, accounts=len(accounts), users=len(users),
         memberships=sum(len(people) for *_, people in ACCOUNTS), files=files, logins=logins, failed_logins=failures,
     )
+
+
+def fill_history(database: Database, rows: int = 20_000, *, today: dt.date | None = None,
+                 progress: Progress = SILENT) -> GenerationResult | None:
+    """``rows`` generated rows of activity over the year up to ``today``; None if the history is there already."""
+    require_head(database)
+    if rows <= 0 or has_seed(database, HISTORY_SEED):
+        return None
+    end = today or dt.datetime.now(dt.UTC).date()
+    start = dt.datetime.combine(end - dt.timedelta(days=HISTORY_DAYS), dt.time(), tzinfo=dt.UTC)
+    options = GeneratorOptions(rows=rows, seed=HISTORY_SEED, start=start, days=HISTORY_DAYS)
+    return generate(database, options, progress=progress)
 
 
 def _people(uow: UnitOfWork) -> dict[str, User]:

@@ -37,7 +37,7 @@ the hash is deterministic too). Sample data only: never generate into a database
 
 **Uniqueness and re-runs.** E-mail addresses (``first.last.N@sSEED.mail.example.com``), usernames and account
 slugs carry the seed, so runs with different seeds can share a database. Generating a seed that is already there is
-refused up front (``Conflict``, nothing written). The schema must be at the migrations' head (``CheckFailed``).
+refused up front (``Conflict``, nothing written). The schema must be at the migrations' head (``SchemaDriftError``).
 
 **Streaming and transactions.** Rows are made lazily by generators and handed to the driver 5,000 at a time through
 the repositories' bulk path (``create_many``; audit events through ``db.audit.append_entries``, which extends the
@@ -74,8 +74,7 @@ from argon2.low_level import hash_secret
 from sqlalchemy import select
 
 from db.audit import Entry, append_entries
-from db.errors import CheckFailed, Conflict, ValidationError
-from db.migrations import runner
+from db.errors import Conflict, ValidationError
 from db.models.file_blob import FileBlob
 from db.models.file_object import StoredFile
 from db.models.membership import Membership
@@ -84,6 +83,7 @@ from db.passwords import hasher
 from db.repositories.account_repository import AccountRepository
 from db.repositories.base_repository import BaseRepository
 from db.repositories.bulk import batched
+from db.scripts.create_db import require_head
 from db.scripts.progress import SILENT, Advance, Progress
 from db.session import Database
 from db.storage import LocalStorage
@@ -611,7 +611,7 @@ def generate(database: Database, options: GeneratorOptions | None = None, *,
     clock = time.perf_counter()
     options = check_options(options or GeneratorOptions())
     counts = plan(options)
-    _check_schema(database)
+    require_head(database)
     world = _World.make(options, counts, lambda rng: _password_hash(database, rng))
     _refuse_existing(database, world)
     storage = LocalStorage(database.settings.storage_root, chunk_size=database.settings.storage_chunk_size)
@@ -699,20 +699,17 @@ def _password_hash(database: Database, rng: random.Random) -> str:
     ).decode()
 
 
-def _check_schema(database: Database) -> None:
-    current, head = runner.current_revision(database), runner.head_revision()
-    if current != head:
-        raise CheckFailed(f"the database schema is at revision {current or 'none'}, not {head}: "
-                          "run `python -m db migrate upgrade` first")
+def has_seed(database: Database, seed: int) -> bool:
+    """Whether ``database`` already holds sample users of ``seed`` (their e-mails carry it)."""
+    pattern = f"%@s{seed}.%.example.com"
+    with database.session() as session:
+        return session.scalar(select(User.id).where(User.email_key.like(pattern)).limit(1)) is not None
 
 
 def _refuse_existing(database: Database, world: _World) -> None:
     """Users of this seed already there: the same rows would clash half-way, so refuse now (e-mails carry the
     seed whatever the other options were)."""
-    pattern = f"%@s{world.options.seed}.%.example.com"
-    with database.session() as session:
-        found = session.scalar(select(User.id).where(User.email_key.like(pattern)).limit(1))
-    if found is not None:
+    if has_seed(database, world.options.seed):
         raise Conflict(f"this database already holds sample data of seed {world.options.seed}: "
                        "use another --seed or a fresh database", entity="user")
 

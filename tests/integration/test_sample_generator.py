@@ -16,7 +16,7 @@ from sqlalchemy import MetaData, func, select
 from db import Conflict, Database, ValidationError
 from db.audit import Entry, Record, append, append_entries
 from db.cli import main
-from db.errors import CheckFailed
+from db.migrations.runner import SchemaDriftError
 from db.models.account import Account
 from db.models.file_blob import FileBlob
 from db.models.file_object import StoredFile
@@ -287,7 +287,7 @@ def test_an_unmigrated_database_is_refused(engine_name: str, test_databases: Tes
             existing = MetaData()
             existing.reflect(connection)
             existing.drop_all(connection)
-        with pytest.raises(CheckFailed, match="migrate upgrade"):
+        with pytest.raises(SchemaDriftError, match="python -m db create"):
             generate(database, GeneratorOptions(users=3))
     finally:
         database.dispose()
