@@ -28,7 +28,7 @@ from enum import Enum
 from json.encoder import encode_basestring
 from typing import Any
 
-from sqlalchemy import event, insert, inspect, select, update
+from sqlalchemy import Connection, event, insert, inspect, select, update
 from sqlalchemy.orm import Session, UOWTransaction
 
 from db.base import secret_columns
@@ -106,18 +106,24 @@ class Record:
     data: Any = None
 
 
-def append(session: Session, records: Sequence[Record]) -> None:
-    """Add ``records`` to the end of the chain, in the session's transaction."""
-    if not records:
-        return
-    connection = session.connection()
+def _locked_head(connection: Connection) -> tuple[int, str]:
+    """The chain head's seq and hash, its row locked until the transaction ends (created at genesis if missing)."""
     head: Any = AuditChainHead.__table__
     locked = select(head.c.seq, head.c.hash).where(head.c.id == HEAD_ID).with_for_update()
     current = connection.execute(locked).first()
     if current is None:
         connection.execute(insert(head).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH))
         current = connection.execute(locked).one()
-    seq, prev = int(current.seq), str(current.hash)
+    return int(current.seq), str(current.hash)
+
+
+def append(session: Session, records: Sequence[Record]) -> None:
+    """Add ``records`` to the end of the chain, in the session's transaction."""
+    if not records:
+        return
+    connection = session.connection()
+    head: Any = AuditChainHead.__table__
+    seq, prev = _locked_head(connection)
     context, actor, now = session.info.get("context") or {}, actor_of(session), utcnow()
     rows = []
     for record in records:
@@ -169,12 +175,7 @@ def append_entries(session: Session, entries: Iterable[Entry], *, batch_size: in
     """
     connection = session.connection()
     head: Any = AuditChainHead.__table__
-    locked = select(head.c.seq, head.c.hash).where(head.c.id == HEAD_ID).with_for_update()
-    current = connection.execute(locked).first()
-    if current is None:
-        connection.execute(insert(head).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH))
-        current = connection.execute(locked).one()
-    seq, prev = int(current.seq), str(current.hash)
+    seq, prev = _locked_head(connection)
     entries_table: Any = AuditEntry.__table__
     inserter = BulkInserter(entries_table, connection, "audit_entry")
     count = 0
