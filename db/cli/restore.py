@@ -20,18 +20,20 @@ def _ask(question: str) -> bool:
 
 @app.command("restore")
 def restore_command(
-    archive: Annotated[Path, typer.Argument(help="The backup archive (.tar.zst) made by `python -m db backup`.")],
+    archive: Annotated[Path, typer.Argument(help="The backup archive (.tar) made by `python -m db backup`.")],
     url: UrlOption = None,
     storage: StorageOption = None,
     yes: YesOption = False,
     verify_only: Annotated[
-        bool, typer.Option("--verify-only", help="Only check the archive (checksums, completeness); change nothing.")
+        bool,
+        typer.Option("--verify-only", help="Only check the archive (checksums, completeness, decompression); "
+                     "change nothing."),
     ] = False,
 ) -> None:
     """Restore a backup into the database (any engine) and its blobs; asks before replacing existing data."""
     if verify_only:
-        with progress_bars() as progress, progress.track("verify", total=_size(archive)) as advance:
-            manifest = verify_archive(archive, progress_advance=advance)
+        with progress_bars() as progress:
+            manifest = verify_archive(archive, progress=progress)
         show_manifest(archive, manifest)
         return
     confirm = _ask if sys.stdin.isatty() else None  # non-interactive: only --yes replaces existing data
@@ -40,13 +42,10 @@ def restore_command(
     show_restore(result)
 
 
-def _size(path: Path) -> int | None:
-    return path.stat().st_size if path.is_file() else None
-
-
 def show_manifest(path: Path, manifest: Manifest) -> None:
     out = console()
-    out.print(f"[green]✓[/green] {path} is intact: every part present and matching its SHA-256")
+    out.print(f"[green]✓[/green] {path} is intact: every part present, matching its SHA-256 "
+              "and decompressing to its recorded size")
     out.print(f"  {manifest.engine} database {manifest.database}, schema revision {manifest.revision}, "
               f"taken {manifest.created_at:%Y-%m-%d %H:%M:%S} UTC")
     rows = [(dump.name, dump.rows) for dump in manifest.tables]

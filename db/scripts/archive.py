@@ -1,26 +1,37 @@
-"""The backup archive: one zstd-compressed tar file, its manifest, and the engine-neutral encoding of rows.
+"""The backup archive: a plain tar file of separately compressed parts, its manifest, and the engine-neutral
+encoding of rows.
 
 Layout (the only member names a valid archive may hold; anything else is refused):
 
-    database.sqlite          a SQLite backup: the file made by SQLite's backup API (a consistent snapshot)
-    tables/<table>.jsonl     a PostgreSQL or MariaDB backup: one JSON array per row, columns as in the manifest
-    blobs/<sha256>           each file blob named by the snapshot's ``file_blob`` rows, once
-    manifest.json            last: format version, engine, schema revision, created_at, per-table columns and row
-                             counts, every part's size and SHA-256 (of the bytes as restored), blob count and bytes
+    database.sqlite.zst        a SQLite backup: the file made by SQLite's backup API (a consistent snapshot)
+    tables/<table>.jsonl.zst   a PostgreSQL or MariaDB backup: one JSON array per row, columns as in the manifest
+    blobs/<sha256>             each file blob named by the snapshot's ``file_blob`` rows, once, stored as it is
+    manifest.json              last: format version, engine, schema revision, created_at, per-table columns and
+                               row counts, and for every part its stored size, the SHA-256 of its stored bytes
+                               and its size once decompressed
 
 Decisions:
 
-- The manifest comes last because a part's hash is known only once the part has been written; a reader hashes
-  every member as it streams past and compares at the end. A missing manifest therefore also means a truncated
-  archive.
+- The tar itself is not compressed (``tar -tf`` and ``tarfile`` read it); each ``.zst`` part is a zstd stream of
+  independent frames, one per ``CHUNK`` of input, each with its content checksum. Independent frames let the
+  writer compress chunks on every core at once (``ArchiveWriter``), with at most two chunks per worker in flight,
+  so memory stays flat whatever the database's size; concatenated frames are one valid zstd stream.
+- Blobs are stored uncompressed: they are users' files, mostly compressed already (images, PDFs, office files),
+  and a stored blob's SHA-256 is then its name, which the restore checks again when it stores it.
+- The manifest comes last because a part's hash is known only once the part has been written. A reader first
+  hashes every member's stored bytes and compares them with the manifest (cheap: nothing is decompressed yet),
+  then decompresses each part, where zstd checks every frame's checksum and the reader each part's raw size. A
+  missing manifest therefore also means a truncated archive.
 - Member names are checked against the whitelist above (no absolute path, no ``..``, no link, device or
-  directory, no duplicate), so extraction can never write outside its directory whatever the archive says.
+  directory, no duplicate, nothing after the manifest), so extraction can never write outside its directory
+  whatever the archive says.
 - Rows are typed by column: each column has a tag (``TAGS``) taken from the model's column type. In JSON lines,
   datetimes are ISO-8601 UTC strings, UUIDs their canonical text, Decimals text, bytes base64; other values are
   plain JSON. The same tags give the Core types that read a SQLite snapshot and write into any engine, so a
   backup restores into SQLite, PostgreSQL or MariaDB alike.
 - The archive is written under a temporary name (``.<name>.partial``) in the target directory, fsynced and then
-  renamed: a crashed backup never looks like a backup.
+  renamed: a crashed backup never looks like a backup. The writer needs a seekable file: a part's tar header is
+  written once its stored size is known.
 """
 
 from __future__ import annotations
@@ -37,9 +48,10 @@ import sqlite3
 import tarfile
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -69,25 +81,30 @@ from sqlalchemy.types import TypeEngine
 
 from db.base import UTCDateTime
 from db.errors import BackupError
-from db.scripts.progress import Advance
+from db.scripts.progress import SILENT, Advance, Progress
 
 FORMAT = "dblayer-backup"
-FORMAT_VERSION = 1
-SUFFIX = ".tar.zst"
+FORMAT_VERSION = 2  # 1: one zstd stream over the whole tar (no longer read)
+SUFFIX = ".tar"
 MANIFEST = "manifest.json"
-SQLITE_PART = "database.sqlite"
-# Level 1 (with the frame checksum): a SQLite file shrinks ~3.7x, at about two thirds of level 3's cost; the
-# negative levels are only ~15 % faster and leave the archive ~1.6x larger (bench/bench_backup.py, RESULTS.md).
+COMPRESSED = ".zst"
+SQLITE_PART = "database.sqlite.zst"
+SQLITE_FILE = "database.sqlite"  # the snapshot as extracted
+# Level 1: a SQLite file shrinks ~3.8x; level -1 is ~15 % faster but leaves the archive 1.5x larger
+# (bench/bench_backup.py, RESULTS.md).
 COMPRESSION_LEVEL = 1
-CHUNK = 1 << 20
-MAP_THRESHOLD = 16 << 20  # larger files are mapped and hashed in parallel with their compression
-MAP_CHUNK = 8 << 20
+CHUNK = 16 << 20  # input per zstd frame: large enough for a good ratio, small enough to spread over the cores
+COPY_CHUNK = 1 << 20
 _MAX_MANIFEST_BYTES = 256 << 20
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 _TABLE_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
-_MEMBER = re.compile(rf"(?:manifest\.json|database\.sqlite|tables/{_TABLE_NAME}\.jsonl|blobs/[0-9a-f]{{64}})")
+_MEMBER = re.compile(
+    rf"(?:manifest\.json|database\.sqlite\.zst|tables/{_TABLE_NAME}\.jsonl\.zst|blobs/[0-9a-f]{{64}})")
 _TABLE = re.compile(_TABLE_NAME)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+Chunk = bytes | bytearray | memoryview
 
 
 # --- column types ------------------------------------------------------------------------------------------------
@@ -186,9 +203,19 @@ def snapshot_engine(path: Path) -> Engine:
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    name: str
-    size: int
-    sha256: str
+    name: str  # the member's name in the tar
+    size: int  # stored bytes
+    sha256: str  # of the stored bytes
+    raw_size: int  # bytes once decompressed (= size for a part stored as it is)
+
+    @property
+    def is_compressed(self) -> bool:
+        return self.name.endswith(COMPRESSED)
+
+    @property
+    def extracted_name(self) -> str:
+        """Where ``unpack`` puts the part's content: ``tables/user.jsonl`` for ``tables/user.jsonl.zst``."""
+        return self.name.removesuffix(COMPRESSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +249,7 @@ class Manifest:
 
     @property
     def blob_bytes(self) -> int:
-        return sum(part.size for part in self.blob_parts)
+        return sum(part.raw_size for part in self.blob_parts)
 
     @property
     def is_sqlite_snapshot(self) -> bool:
@@ -233,7 +260,8 @@ class Manifest:
             "format": FORMAT, "format_version": self.format_version, "engine": self.engine,
             "revision": self.revision, "created_at": self.created_at.isoformat(), "database": self.database,
             "tables": [{"name": t.name, "rows": t.rows, "columns": [list(c) for c in t.columns]} for t in self.tables],
-            "parts": [{"name": p.name, "size": p.size, "sha256": p.sha256} for p in self.parts],
+            "parts": [{"name": p.name, "size": p.size, "sha256": p.sha256, "raw_size": p.raw_size}
+                      for p in self.parts],
             "blobs": {"count": self.blob_count, "bytes": self.blob_bytes},
         }
         return json.dumps(document, indent=1, sort_keys=True).encode()
@@ -246,7 +274,8 @@ class Manifest:
             if not isinstance(document, dict) or document.get("format") != FORMAT:
                 raise BackupError("not a backup archive of this database layer (no manifest of ours)")
             if document.get("format_version") != FORMAT_VERSION:
-                raise BackupError(f"unsupported backup format version {document.get('format_version')!r}")
+                raise BackupError(f"unsupported backup format version {document.get('format_version')!r} "
+                                  f"(this code reads version {FORMAT_VERSION})")
             manifest = cls(
                 engine=_text(document["engine"]), revision=_text(document["revision"]),
                 created_at=dt.datetime.fromisoformat(_text(document["created_at"])),
@@ -266,12 +295,13 @@ class Manifest:
         if len(set(names)) != len(names) or any(not _MEMBER.fullmatch(name) for name in names):
             raise BackupError("the archive's manifest lists a bad or duplicate part name")
         tables = {table.name for table in self.tables}
-        dumps = {name.removeprefix("tables/").removesuffix(".jsonl") for name in names if name.startswith("tables/")}
+        dumps = {name.removeprefix("tables/").removesuffix(".jsonl.zst") for name in names
+                 if name.startswith("tables/")}
         if not self.is_sqlite_snapshot and dumps != tables:
             raise BackupError("the archive's manifest does not list one data part per table")
         for part in self.blob_parts:
-            if part.name.removeprefix("blobs/") != part.sha256:
-                raise BackupError(f"the archive's manifest lists blob {part.name} under another hash")
+            if part.name.removeprefix("blobs/") != part.sha256 or part.raw_size != part.size:
+                raise BackupError(f"the archive's manifest lists blob {part.name} under another hash or size")
 
 
 def _text(value: object) -> str:
@@ -298,109 +328,155 @@ def _part(entry: Mapping[str, Any]) -> Part:
     sha256 = _text(entry["sha256"])
     if not _SHA256.fullmatch(sha256):
         raise ValueError("bad hash")
-    return Part(name=_text(entry["name"]), size=_count(entry["size"]), sha256=sha256)
+    return Part(name=_text(entry["name"]), size=_count(entry["size"]), sha256=sha256,
+                raw_size=_count(entry["raw_size"]))
 
 
 # --- writing -----------------------------------------------------------------------------------------------------
 
 
-def _sha256_hex(data: memoryview) -> str:
-    return hashlib.sha256(data).hexdigest()
+def default_workers() -> int:
+    """The CPUs this process may run on."""
+    with contextlib.suppress(AttributeError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _compress_frame(chunk: Chunk, level: int) -> bytes:
+    # One compressor per call: a compressor is not thread-safe, and making one costs little next to 16 MiB.
+    return zstandard.ZstdCompressor(level=level, write_checksum=True).compress(chunk)
+
+
+def compressed_frames(chunks: Iterable[Chunk], *, level: int = COMPRESSION_LEVEL,
+                      workers: int | None = None) -> Iterator[bytes]:
+    """One zstd frame per chunk, in order, compressed by ``workers`` threads (zstd releases the GIL); at most two
+    chunks per worker are in flight, so memory stays bounded whatever the input's length."""
+    workers = workers or default_workers()
+    with ThreadPoolExecutor(workers, thread_name_prefix="zstd") as pool:
+        pending: deque[Future[bytes]] = deque()
+        try:
+            for chunk in chunks:
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+                pending.append(pool.submit(_compress_frame, chunk, level))
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def mapped_chunks(path: Path, size: int | None = None) -> Iterator[memoryview]:
+    """A file's content as read-only views of its mapped pages: no copy, the compressing threads read the pages.
+
+    The mapping is closed once the last view is gone (each view keeps it alive), so a consumer may hold views
+    after the iterator ends."""
+    size = size or CHUNK
+    with path.open("rb") as source:
+        length = os.fstat(source.fileno()).st_size
+        if length == 0:
+            return
+        mapped = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)
+    for offset in range(0, length, size):
+        with memoryview(mapped) as whole:
+            yield whole[offset:offset + size]  # the slice keeps the mapping, not ``whole``, alive
+
+
+def read_chunks(source: IO[bytes], size: int = COPY_CHUNK) -> Iterator[bytes]:
+    while chunk := source.read(size):
+        yield chunk
 
 
 class ArchiveWriter:
-    """Writes members to a zstd-compressed tar stream, hashing each; the manifest goes last (``close``).
+    """Writes parts to an uncompressed tar, each hashed as stored; a part named ``*.zst`` is compressed on the way
+    (``compressed_frames``), any other is stored as it is. The manifest goes last (``close``).
 
-    The tar headers and padding are written here (POSIX ustar/pax, as ``tarfile`` makes them) so that data is
-    copied in 1 MiB chunks rather than ``tarfile``'s 16 KiB.
-    """
+    ``out`` must be seekable: a part's header is written when its stored size is known, in the GNU tar format,
+    whose header is one 512-byte block for every size (PAX adds a block above 8 GiB)."""
 
-    def __init__(self, out: BinaryIO, *, level: int = COMPRESSION_LEVEL) -> None:
-        compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=-1)
-        self._stream = compressor.stream_writer(out, closefd=False)
-        self.parts: list[Part] = []
+    def __init__(self, out: BinaryIO, *, level: int = COMPRESSION_LEVEL, workers: int | None = None) -> None:
+        self._out = out
+        self._level = level
+        self._workers = workers or default_workers()
         self._mtime = int(dt.datetime.now(dt.UTC).timestamp())
+        self.parts: list[Part] = []
 
-    def add(self, name: str, size: int, source: IO[bytes], advance: Advance | None = None) -> Part:
-        """Copy ``size`` bytes of ``source`` as member ``name``; ``BackupError`` if the source changes size."""
-        self._header(name, size)
-        digest, written = hashlib.sha256(), 0
-        while written < size:
-            chunk = source.read(min(CHUNK, size - written))
-            if not chunk:
-                raise BackupError(f"{name} shrank while it was being archived")
-            digest.update(chunk)
-            self._stream.write(chunk)
-            written += len(chunk)
-            if advance is not None:
-                advance(len(chunk))
+    def add(self, name: str, chunks: Iterable[Chunk], advance: Advance | None = None) -> Part:
+        """Store the concatenated ``chunks`` as member ``name``."""
+        raw = _Tally(chunks, advance)
+        stored: Iterable[Chunk] = raw
+        if name.endswith(COMPRESSED):
+            stored = compressed_frames(raw, level=self._level, workers=self._workers)
+        header_at = self._out.tell()
+        self._out.write(bytes(tarfile.BLOCKSIZE))  # the header's place
+        digest, size = hashlib.sha256(), 0
+        for data in stored:
+            digest.update(data)
+            self._out.write(data)
+            size += len(data)
+        end = self._out.tell()
+        self._out.seek(header_at)
+        self._out.write(self._header(name, size))
+        self._out.seek(end)
         self._pad(size)
-        part = Part(name, size, digest.hexdigest())
+        part = Part(name, size, digest.hexdigest(), raw.bytes)
         self.parts.append(part)
         return part
 
     def add_file(self, name: str, path: Path, advance: Advance | None = None) -> Part:
+        if name.endswith(COMPRESSED):
+            return self.add(name, mapped_chunks(path), advance)
         with path.open("rb") as source:
-            size = os.fstat(source.fileno()).st_size
-            if size < MAP_THRESHOLD:
-                return self.add(name, size, source, advance)
-            with mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                return self._add_mapped(name, mapped, advance)
-
-    def _add_mapped(self, name: str, mapped: mmap.mmap, advance: Advance | None) -> Part:
-        """A large file: hashed in a second thread while it is compressed, both reading the same mapped pages
-        (hashlib releases the GIL), so a part costs about max(hash, compress) rather than their sum."""
-        size = len(mapped)
-        self._header(name, size)
-        with memoryview(mapped) as view, ThreadPoolExecutor(1, thread_name_prefix="sha256") as pool:
-            digest = pool.submit(_sha256_hex, view)
-            for offset in range(0, size, MAP_CHUNK):
-                self._stream.write(view[offset:offset + MAP_CHUNK])
-                if advance is not None:
-                    advance(min(MAP_CHUNK, size - offset))
-            sha256 = digest.result()
-        self._pad(size)
-        part = Part(name, size, sha256)
-        self.parts.append(part)
-        return part
+            return self.add(name, read_chunks(source), advance)
 
     def close(self, manifest: Manifest) -> None:
-        """Write the manifest (which lists ``self.parts``) and the end of the archive; flush the compressor."""
+        """Write the manifest (which lists ``self.parts``) and the end of the archive; ``out`` stays open."""
         data = manifest.to_json()
-        self._header(MANIFEST, len(data))
-        self._stream.write(data)
+        self._out.write(self._header(MANIFEST, len(data)))
+        self._out.write(data)
         self._pad(len(data))
-        self._stream.write(bytes(2 * tarfile.BLOCKSIZE))
-        self._stream.flush(zstandard.FLUSH_FRAME)  # ends the frame (with its checksum); ``out`` stays open
+        self._out.write(bytes(2 * tarfile.BLOCKSIZE))
 
-    def _header(self, name: str, size: int) -> None:
+    def _header(self, name: str, size: int) -> bytes:
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode = size, self._mtime, 0o644
-        self._stream.write(info.tobuf(format=tarfile.PAX_FORMAT))
+        header = info.tobuf(format=tarfile.GNU_FORMAT)
+        assert len(header) == tarfile.BLOCKSIZE, "member names are short: one header block"
+        return header
 
     def _pad(self, size: int) -> None:
         remainder = size % tarfile.BLOCKSIZE
         if remainder:
-            self._stream.write(bytes(tarfile.BLOCKSIZE - remainder))
+            self._out.write(bytes(tarfile.BLOCKSIZE - remainder))
+
+
+class _Tally:
+    """Passes chunks through, counting their bytes and reporting them to ``advance``."""
+
+    def __init__(self, chunks: Iterable[Chunk], advance: Advance | None) -> None:
+        self._chunks, self._advance, self.bytes = chunks, advance, 0
+
+    def __iter__(self) -> Iterator[Chunk]:
+        for chunk in self._chunks:
+            self.bytes += len(chunk)
+            if self._advance is not None:
+                self._advance(len(chunk))
+            yield chunk
 
 
 # --- reading and verifying ---------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Seen:
-    parts: dict[str, Part] = field(default_factory=dict)
-    manifest: Manifest | None = None
+def verify_archive(path: str | os.PathLike[str], *, progress: Progress = SILENT) -> Manifest:
+    """Check an archive without extracting it: member names, the manifest, every part's presence, stored size
+    and SHA-256, then every part's decompression (frame checksums, raw size). Returns the manifest;
+    ``BackupError`` with the reason otherwise."""
+    return unpack(path, None, progress=progress)
 
 
-def verify_archive(path: str | os.PathLike[str], *, progress_advance: Advance | None = None) -> Manifest:
-    """Check an archive without extracting it: the manifest, every part's presence, size and SHA-256, member
-    names, and a complete stream. Returns the manifest; ``BackupError`` with the reason otherwise."""
-    return unpack(path, None, progress_advance=progress_advance)
-
-
-def unpack(path: str | os.PathLike[str], into: Path | None, *, progress_advance: Advance | None = None) -> Manifest:
-    """Verify the archive at ``path`` and, if ``into`` is given, extract its parts there (never elsewhere).
+def unpack(path: str | os.PathLike[str], into: Path | None, *, progress: Progress = SILENT) -> Manifest:
+    """Verify the archive at ``path`` and, if ``into`` is given, extract its parts there, decompressed, under
+    their ``Part.extracted_name`` (never elsewhere).
 
     Everything is checked: only what ``verify_archive`` accepts is left in ``into``, and the caller must not use
     ``into`` unless this returns.
@@ -408,22 +484,61 @@ def unpack(path: str | os.PathLike[str], into: Path | None, *, progress_advance:
     archive = Path(path)
     if not archive.is_file():
         raise BackupError(f"no backup archive at {archive}")
-    seen = _Seen()
     try:
-        with archive.open("rb") as raw, _counting(raw, progress_advance) as counted:
-            reader = zstandard.ZstdDecompressor().stream_reader(counted, read_across_frames=True)
-            with tarfile.open(fileobj=reader, mode="r|") as tar:
-                for member in tar:
-                    _take(tar, member, into, seen)
+        with archive.open("rb") as raw:
+            if raw.read(len(_ZSTD_MAGIC)) == _ZSTD_MAGIC:
+                raise BackupError(f"{archive.name} is zstd-compressed: an archive of backup format 1 (.tar.zst), "
+                                  f"which this code no longer reads (it reads format {FORMAT_VERSION}, .tar)")
+            raw.seek(0)
+            with tarfile.open(fileobj=raw, mode="r:") as tar:
+                with progress.track("verify", total=archive.stat().st_size) as advance:
+                    members, manifest = _check_stored(archive, tar, advance)
+                with progress.track("extract" if into else "decompress",
+                                    total=sum(part.raw_size for part in manifest.parts)) as advance:
+                    for part in manifest.parts:
+                        _expand(tar, members[part.name], part, into, advance)
     except BackupError:
         raise
     except (tarfile.TarError, zstandard.ZstdError, EOFError, UnicodeDecodeError) as error:
         raise BackupError(f"{archive.name}: corrupt or truncated archive ({type(error).__name__}: "
                           f"{str(error).splitlines()[0] if str(error) else 'unreadable'})") from None
-    return _complete(archive, seen)
+    return manifest
 
 
-def _take(tar: tarfile.TarFile, member: tarfile.TarInfo, into: Path | None, seen: _Seen) -> None:
+def _check_stored(archive: Path, tar: tarfile.TarFile, advance: Advance
+                  ) -> tuple[dict[str, tarfile.TarInfo], Manifest]:
+    """First pass, nothing decompressed: safe member names, the manifest last, every listed part present with the
+    stored size and SHA-256 the manifest gives."""
+    members: dict[str, tarfile.TarInfo] = {}
+    found: dict[str, Part] = {}
+    manifest: Manifest | None = None
+    for member in tar:
+        _check_member(member, seen=members, after_manifest=manifest is not None)
+        members[member.name] = member
+        source = _member_file(tar, member)
+        if member.name == MANIFEST:
+            if member.size > _MAX_MANIFEST_BYTES:
+                raise BackupError("the archive's manifest is implausibly large")
+            manifest = Manifest.from_json(source.read())
+        else:
+            found[member.name] = _hash_member(member, source, advance)
+    if manifest is None:
+        raise BackupError(f"{archive.name}: truncated or not a backup: the manifest is missing")
+    listed = {part.name: part for part in manifest.parts}
+    for name in sorted(set(listed) - set(found)):
+        raise BackupError(f"{archive.name}: part {name} is missing (truncated archive?)")
+    for name in sorted(set(found) - set(listed)):
+        raise BackupError(f"{archive.name}: part {name} is not in the manifest")
+    for name, part in sorted(listed.items()):
+        if found[name].size != part.size:
+            raise BackupError(f"{archive.name}: part {name} has {found[name].size} bytes, "
+                              f"the manifest says {part.size}")
+        if found[name].sha256 != part.sha256:
+            raise BackupError(f"{archive.name}: part {name} fails its SHA-256 check (corrupted)")
+    return members, manifest
+
+
+def _check_member(member: tarfile.TarInfo, *, seen: Mapping[str, tarfile.TarInfo], after_manifest: bool) -> None:
     name = member.name
     if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/") or re.match(r"[A-Za-z]:", name):
         raise BackupError(f"unsafe archive: member {name!r} would escape the target directory")
@@ -431,76 +546,60 @@ def _take(tar: tarfile.TarFile, member: tarfile.TarInfo, into: Path | None, seen
         raise BackupError(f"unsafe archive: member {name!r} is a link, device or directory, not a file")
     if not _MEMBER.fullmatch(name):
         raise BackupError(f"unsafe archive: unexpected member {name!r}")
-    if name in seen.parts or seen.manifest is not None:
+    if name in seen or after_manifest:
         raise BackupError(f"invalid archive: member {name!r} is duplicated or follows the manifest")
+
+
+def _member_file(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
     source = tar.extractfile(member)
     if source is None:  # pragma: no cover - a regular member always has a file object
-        raise BackupError(f"unreadable member {name!r}")
-    if name == MANIFEST:
-        if member.size > _MAX_MANIFEST_BYTES:
-            raise BackupError("the archive's manifest is implausibly large")
-        seen.manifest = Manifest.from_json(source.read())
-        return
-    target = None if into is None else into / name
-    seen.parts[name] = _copy_hashed(name, source, member.size, target)
+        raise BackupError(f"unreadable member {member.name!r}")
+    return source
 
 
-def _copy_hashed(name: str, source: IO[bytes], size: int, target: Path | None) -> Part:
-    digest, copied = hashlib.sha256(), 0
+def _hash_member(member: tarfile.TarInfo, source: IO[bytes], advance: Advance) -> Part:
+    digest, size = hashlib.sha256(), 0
+    for chunk in read_chunks(source, CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        advance(len(chunk))
+    if size != member.size:
+        raise BackupError(f"truncated archive: member {member.name} ends early")
+    return Part(member.name, size, digest.hexdigest(), size)
+
+
+def _expand(tar: tarfile.TarFile, member: tarfile.TarInfo, part: Part, into: Path | None, advance: Advance) -> None:
+    """Second pass, for one part already checked: decompress (zstd checks each frame's checksum) or copy it into
+    ``into``, or nowhere; its raw size must be the manifest's, and no more than that is ever written."""
+    source = _member_file(tar, member)
     with contextlib.ExitStack() as stack:
+        if part.is_compressed:
+            decompressor = zstandard.ZstdDecompressor()
+            source = stack.enter_context(decompressor.stream_reader(source, read_across_frames=True))
+        elif into is None:
+            advance(part.raw_size)  # stored as it is: the first pass has checked every byte
+            return
         out = None
-        if target is not None:
+        if into is not None:
+            target = into / part.extracted_name
             target.parent.mkdir(parents=True, exist_ok=True)
             out = stack.enter_context(target.open("xb"))
-        while chunk := source.read(CHUNK):
-            digest.update(chunk)
-            copied += len(chunk)
+        written = 0
+        while chunk := source.read(COPY_CHUNK):
+            written += len(chunk)
+            if written > part.raw_size:
+                break
             if out is not None:
                 out.write(chunk)
-    if copied != size:
-        raise BackupError(f"truncated archive: member {name} ends early")
-    return Part(name, size, digest.hexdigest())
-
-
-def _complete(archive: Path, seen: _Seen) -> Manifest:
-    manifest = seen.manifest
-    if manifest is None:
-        raise BackupError(f"{archive.name}: truncated or not a backup: the manifest is missing")
-    listed = {part.name: part for part in manifest.parts}
-    for name in sorted(set(listed) - set(seen.parts)):
-        raise BackupError(f"{archive.name}: part {name} is missing (truncated archive?)")
-    for name in sorted(set(seen.parts) - set(listed)):
-        raise BackupError(f"{archive.name}: part {name} is not in the manifest")
-    for name, part in sorted(listed.items()):
-        found = seen.parts[name]
-        if found.size != part.size:
-            raise BackupError(f"{archive.name}: part {name} has {found.size} bytes, the manifest says {part.size}")
-        if found.sha256 != part.sha256:
-            raise BackupError(f"{archive.name}: part {name} fails its SHA-256 check (corrupted)")
-    return manifest
-
-
-@contextlib.contextmanager
-def _counting(raw: BinaryIO, advance: Advance | None) -> Iterator[BinaryIO]:
-    """``raw``, reporting how many compressed bytes have been read (for a progress bar)."""
-    if advance is None:
-        yield raw
-        return
-    yield _CountingReader(raw, advance)  # type: ignore[misc]
-
-
-class _CountingReader:
-    def __init__(self, raw: BinaryIO, advance: Advance) -> None:
-        self._raw, self._advance = raw, advance
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        self._advance(len(data))
-        return data
+            advance(len(chunk))
+    if written != part.raw_size:
+        raise BackupError(f"part {part.name} decompresses to {'more than ' if written > part.raw_size else ''}"
+                          f"{written} bytes, the manifest says {part.raw_size}")
 
 
 __all__ = [
-    "COMPRESSION_LEVEL", "FORMAT_VERSION", "MANIFEST", "SQLITE_PART", "SUFFIX", "TAGS",
+    "CHUNK", "COMPRESSION_LEVEL", "FORMAT_VERSION", "MANIFEST", "SQLITE_FILE", "SQLITE_PART", "SUFFIX", "TAGS",
     "ArchiveWriter", "Manifest", "Part", "TableDump",
-    "row_decoder", "row_encoder", "snapshot_engine", "type_tag", "typed_table", "unpack", "verify_archive",
+    "compressed_frames", "default_workers", "mapped_chunks", "read_chunks", "row_decoder", "row_encoder",
+    "snapshot_engine", "type_tag", "typed_table", "unpack", "verify_archive",
 ]

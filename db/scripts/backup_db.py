@@ -1,4 +1,4 @@
-"""An online, consistent backup of the database and its file blobs into one compressed archive.
+"""An online, consistent backup of the database and its file blobs into one archive of compressed parts.
 
     python -m db.scripts.backup_db [--url URL] [--storage DIR] [--dir PATH] [--keep N]   # = python -m db backup
 
@@ -9,15 +9,16 @@ Decisions:
   start. PostgreSQL: one ``REPEATABLE READ READ ONLY`` transaction for every table. MariaDB: ``START TRANSACTION
   WITH CONSISTENT SNAPSHOT`` (InnoDB). These three are the only engine-specific lines (``_sqlite_snapshot`` and
   ``_server_snapshot``).
-- What is in it (layout in ``db.scripts.archive``): the SQLite snapshot file as it is (fast, and readable by the
-  restore on any engine), or, on a server, every table as typed JSON lines streamed in batches (memory stays
-  flat); the tables are those of the application's models (``Base.metadata``) present in the database, with the
-  columns the database has (so an older schema revision is dumped as it is). Then each blob named by the
+- What is in it (layout in ``db.scripts.archive``): the SQLite snapshot file (fast, and readable by the restore
+  on any engine), or, on a server, every table as typed JSON lines streamed in batches straight into the archive
+  (memory stays flat); both zstd-compressed in 16 MiB frames on every core. The tables are those of the
+  application's models (``Base.metadata``) present in the database, with the columns the database has (so an
+  older schema revision is dumped as it is). Then each blob, stored as it is, named by the
   snapshot's ``file_blob`` rows, read from ``database.settings.storage_root`` and checked against its hash: a
   missing or damaged blob fails the backup (``BackupError`` naming the blob) rather than producing an incomplete
   backup. Blobs are immutable, so reading them after the snapshot is consistent; only a concurrent purge of a
   blob that the snapshot still names can fail a backup, and running it again succeeds.
-- Where: ``db/data/backups/`` by default, as ``<database label>-<UTC timestamp>.tar.zst``; written under a
+- Where: ``db/data/backups/`` by default, as ``<database label>-<UTC timestamp>.tar``; written under a
   temporary name and renamed when complete. ``keep=N`` then deletes all but the newest N archives of the same
   database label in that directory (only files whose names match that pattern are ever deleted).
 """
@@ -51,6 +52,7 @@ from db.storage import KEY_PATTERN, LocalStorage
 DEFAULT_DIRECTORY = Path(__file__).resolve().parents[1] / "data" / "backups"
 BATCH_ROWS = 5_000
 _TIMESTAMP = "%Y%m%dT%H%M%S%fZ"
+_SOURCE_MMAP_BYTES = 1 << 40
 _ENGINES = {"sqlite": "sqlite", "postgresql": "postgresql", "mysql": "mariadb", "mariadb": "mariadb"}
 
 
@@ -88,12 +90,12 @@ def backup(
     manifest_base = Manifest(engine=engine, revision=revision, created_at=dt.datetime.now(dt.UTC),
                              database=database.url.render_as_string(hide_password=True), tables=())
     try:
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".backup-") as scratch, partial.open("xb") as out:
+        with partial.open("xb") as out:
             writer = ArchiveWriter(out)
             if engine == "sqlite":
-                tables, blobs = _archive_sqlite(database, Path(scratch), writer, progress)
+                tables, blobs = _archive_sqlite(database, folder, writer, progress)
             else:
-                tables, blobs = _archive_server(database, Path(scratch), writer, progress)
+                tables, blobs = _archive_server(database, writer, progress)
             _archive_blobs(LocalStorage(database.settings.storage_root), blobs, writer, progress)
             manifest = _with(manifest_base, tables, writer.parts)
             writer.close(manifest)
@@ -139,24 +141,25 @@ def _with(base: Manifest, tables: Sequence[TableDump], parts: Sequence[Part]) ->
 
 
 def _archive_sqlite(
-    database: Database, scratch: Path, writer: ArchiveWriter, progress: Progress
+    database: Database, folder: Path, writer: ArchiveWriter, progress: Progress
 ) -> tuple[list[TableDump], list[str]]:
-    snapshot = scratch / archive.SQLITE_PART
-    with progress.track("snapshot", total=1) as advance:
-        _sqlite_snapshot(database, snapshot)
-        advance(1)
-    with progress.track("database", total=snapshot.stat().st_size) as advance:
-        writer.add_file(archive.SQLITE_PART, snapshot, advance)
-    engine = archive.snapshot_engine(snapshot)
-    try:
-        with engine.connect() as connection:
-            tables = [
-                TableDump(table.name, _count(connection, table), columns)
-                for table, columns in _app_tables(connection)
-            ]
-            blobs = _blob_keys(connection)
-    finally:
-        engine.dispose()
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".backup-") as scratch:
+        snapshot = Path(scratch) / archive.SQLITE_FILE
+        with progress.track("snapshot", total=1) as advance:
+            _sqlite_snapshot(database, snapshot)
+            advance(1)
+        with progress.track("database", total=snapshot.stat().st_size) as advance:
+            writer.add_file(archive.SQLITE_PART, snapshot, advance)
+        engine = archive.snapshot_engine(snapshot)
+        try:
+            with engine.connect() as connection:
+                tables = [
+                    TableDump(table.name, _count(connection, table), columns)
+                    for table, columns in _app_tables(connection)
+                ]
+                blobs = _blob_keys(connection)
+        finally:
+            engine.dispose()
     return tables, blobs
 
 
@@ -170,6 +173,9 @@ def _sqlite_snapshot(database: Database, target: Path) -> None:
         raise BackupError(f"no SQLite database at {source_path}")
     source = sqlite3.connect(source_path, timeout=30)
     try:
+        # The source's pages read through a memory map rather than copied by read(): ~15 % off the copy. SQLite
+        # caps the size at its compile-time maximum (2 GiB here); pages beyond it are read as usual.
+        source.execute(f"PRAGMA mmap_size={_SOURCE_MMAP_BYTES}").fetchall()
         destination = sqlite3.connect(target)
         try:
             # A scratch copy needs no durability of its own (the archive made from it is fsynced): without a
@@ -190,20 +196,15 @@ def _sqlite_snapshot(database: Database, target: Path) -> None:
 
 
 def _archive_server(
-    database: Database, scratch: Path, writer: ArchiveWriter, progress: Progress
+    database: Database, writer: ArchiveWriter, progress: Progress
 ) -> tuple[list[TableDump], list[str]]:
     tables: list[TableDump] = []
-    (scratch / "tables").mkdir()
     with _server_snapshot(database) as connection, progress.track("rows") as advance:
         for table, columns in _app_tables(connection):
-            path = scratch / "tables" / f"{table.name}.jsonl"
-            rows = _dump_table(connection, archive.typed_table(table.name, columns), path, advance)
-            tables.append(TableDump(table.name, rows, columns))
+            lines = _JsonLines(connection, archive.typed_table(table.name, columns), advance)
+            writer.add(f"tables/{table.name}.jsonl.zst", lines)
+            tables.append(TableDump(table.name, lines.rows, columns))
         blobs = _blob_keys(connection)
-    with progress.track("tables", total=len(tables)) as advance:
-        for dump in tables:
-            writer.add_file(f"tables/{dump.name}.jsonl", scratch / "tables" / f"{dump.name}.jsonl")
-            advance(1)
     return tables, blobs
 
 
@@ -224,16 +225,30 @@ def _server_snapshot(database: Database) -> Iterator[Connection]:
             connection.rollback()
 
 
-def _dump_table(connection: Connection, table: Table, path: Path, advance: Advance) -> int:
-    encode = archive.row_encoder([archive.type_tag(column.type) for column in table.columns])
-    rows = 0
-    with path.open("w", encoding="utf-8", newline="\n") as out:
-        result = connection.execution_options(yield_per=BATCH_ROWS).execute(select(table))
+class _JsonLines:
+    """A table's rows as typed JSON lines, fetched in batches and given in chunks of about ``archive.CHUNK``
+    bytes (each becomes one zstd frame); ``rows`` counts the rows given so far."""
+
+    def __init__(self, connection: Connection, table: Table, advance: Advance) -> None:
+        self._connection, self._table, self._advance = connection, table, advance
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        encode = archive.row_encoder([archive.type_tag(column.type) for column in self._table.columns])
+        result = self._connection.execution_options(yield_per=BATCH_ROWS).execute(select(self._table))
+        pending: list[bytes] = []
+        pending_bytes = 0
         for batch in result.partitions():
-            out.write("".join(encode(row) + "\n" for row in batch))
-            rows += len(batch)
-            advance(len(batch))
-    return rows
+            data = "".join(encode(row) + "\n" for row in batch).encode()
+            pending.append(data)
+            pending_bytes += len(data)
+            self.rows += len(batch)
+            self._advance(len(batch))
+            if pending_bytes >= archive.CHUNK:
+                yield b"".join(pending)
+                pending, pending_bytes = [], 0
+        if pending:
+            yield b"".join(pending)
 
 
 # --- shared ----------------------------------------------------------------------------------------------------

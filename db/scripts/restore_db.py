@@ -5,10 +5,11 @@
 
 Decisions:
 
-- Verify first, touch later. The archive is checked in full (manifest present and well-formed, every part present
-  with its size and SHA-256, member names on a whitelist so nothing can escape, a complete stream) while its
-  parts are extracted into a private temporary directory; the schema revision must be one this code knows (a
-  backup from newer code is refused). Only then is the target looked at.
+- Verify first, touch later. The archive is checked in full (member names on a whitelist so nothing can escape,
+  manifest present and well-formed, every part present with its stored size and SHA-256, all before anything is
+  decompressed; then every zstd frame's checksum and every part's raw size) while its parts are extracted into a
+  private temporary directory; the schema revision must be one this code knows (a backup from newer code is
+  refused). Only then is the target looked at.
 - A target that already has any of the application's tables (or an Alembic version table) is replaced only with
   ``yes=True`` or after ``confirm(message)`` returns True; the message names the target with its password hidden.
   Without either, ``ConfirmationRequired``. Tables that are not the application's are left alone.
@@ -84,8 +85,7 @@ def restore(
     target = database.url.render_as_string(hide_password=True)
     with tempfile.TemporaryDirectory(prefix="dblayer-restore-") as scratch_dir:
         scratch = Path(scratch_dir)
-        with progress.track("verify", total=path.stat().st_size if path.is_file() else None) as advance:
-            manifest = unpack(path, scratch, progress_advance=advance)
+        manifest = unpack(path, scratch, progress=progress)
         _check_revision(manifest.revision)
         existing = _app_tables_present(database)
         if existing:
@@ -166,7 +166,7 @@ def _drop_app_tables(database: Database) -> None:
 def _restore_blobs(storage: LocalStorage, manifest: Manifest, scratch: Path, progress: Progress) -> None:
     with progress.track("blobs", total=manifest.blob_count) as advance:
         for part in manifest.blob_parts:
-            with (scratch / part.name).open("rb") as source:
+            with (scratch / part.extracted_name).open("rb") as source:
                 key, _size = storage.put(source)
             if key != part.sha256:  # pragma: no cover - the archive was verified; a disk error would show here
                 raise BackupError(f"blob {part.sha256} changed while it was being restored")
@@ -178,7 +178,7 @@ def _restore_blobs(storage: LocalStorage, manifest: Manifest, scratch: Path, pro
 
 def _restore_rows(database: Database, manifest: Manifest, scratch: Path, progress: Progress) -> dict[str, int]:
     if manifest.is_sqlite_snapshot and database.backend == "sqlite":
-        return _copy_sqlite_file(database, manifest, scratch / archive.SQLITE_PART, progress)
+        return _copy_sqlite_file(database, manifest, scratch / archive.SQLITE_FILE, progress)
     _drop_app_tables(database)
     runner.upgrade(database, manifest.revision)
     dumps = {dump.name: dump for dump in manifest.tables}
@@ -227,7 +227,7 @@ def _load_table(connection: Connection, dump: TableDump, rows: Iterator[list[dic
 
 def _rows_of(dump: TableDump, manifest: Manifest, scratch: Path) -> Iterator[list[dict[str, Any]]]:
     if manifest.is_sqlite_snapshot:
-        return _snapshot_rows(dump, scratch / archive.SQLITE_PART)
+        return _snapshot_rows(dump, scratch / archive.SQLITE_FILE)
     return _json_rows(dump, scratch / "tables" / f"{dump.name}.jsonl")
 
 

@@ -1,4 +1,5 @@
-"""The archive format without a database: typed row encoding, type tags, manifest checks, member names."""
+"""The archive format without a database: typed row encoding, type tags, manifest checks, member names, the plain
+tar of separately compressed parts, bounded parallel compression."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import datetime as dt
 import hashlib
 import io
 import json
+import tarfile
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import zstandard
 from sqlalchemy import JSON, BigInteger, Boolean, Double, LargeBinary, Numeric, String, Text, Uuid
 from sqlalchemy.types import ARRAY, Integer
 
@@ -20,6 +24,7 @@ from db.scripts.archive import (
     ArchiveWriter,
     Manifest,
     TableDump,
+    compressed_frames,
     row_decoder,
     row_encoder,
     type_tag,
@@ -75,11 +80,12 @@ def _manifest(**changes: object) -> Manifest:
     return Manifest(**values)  # type: ignore[arg-type]
 
 
-def _write(path: Path, parts: dict[str, bytes], manifest: Manifest | None) -> Path:
+def _write(path: Path, parts: dict[str, list[bytes]], manifest: Manifest | None) -> Path:
+    """An archive of ``parts`` (each given as its chunks: one zstd frame per chunk for a ``.zst`` part)."""
     with path.open("wb") as out:
         writer = ArchiveWriter(out)
-        for name, data in parts.items():
-            writer.add(name, len(data), io.BytesIO(data))
+        for name, chunks in parts.items():
+            writer.add(name, chunks)
         if manifest is not None:
             listed = Manifest(engine=manifest.engine, revision=manifest.revision, created_at=manifest.created_at,
                               database=manifest.database, tables=manifest.tables, parts=tuple(writer.parts))
@@ -88,21 +94,90 @@ def _write(path: Path, parts: dict[str, bytes], manifest: Manifest | None) -> Pa
 
 
 def test_an_archive_round_trips_and_extracts_only_under_its_directory(tmp_path: Path) -> None:
-    archive = _write(tmp_path / "a.tar.zst", {"tables/user.jsonl": b"", "blobs/" + "ab" * 32: b"x"},
+    archive = _write(tmp_path / "a.tar", {"tables/user.jsonl.zst": [], "blobs/" + "ab" * 32: [b"x"]},
                      _manifest(engine="postgresql"))
     with pytest.raises(BackupError, match="under another hash"):
         verify_archive(archive)
     key = hashlib.sha256(b"x").hexdigest()
-    archive = _write(tmp_path / "b.tar.zst", {"tables/user.jsonl": b"", f"blobs/{key}": b"x"},
+    archive = _write(tmp_path / "b.tar", {"tables/user.jsonl.zst": [b"[1]\n", b"[2]\n"], f"blobs/{key}": [b"x"]},
                      _manifest(engine="postgresql"))
     manifest = unpack(archive, tmp_path / "out")
     assert manifest.blob_count == 1 and manifest.blob_bytes == 1
     assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file()) == [
         f"blobs/{key}", "tables/user.jsonl"]
+    assert (tmp_path / "out" / "tables" / "user.jsonl").read_bytes() == b"[1]\n[2]\n"
+
+
+def test_the_archive_is_a_plain_tar_of_parts_the_manifest_describes(tmp_path: Path) -> None:
+    chunks = [bytes(range(256)) * 400, b"second frame " * 1000, b"third"]
+    archive = _write(tmp_path / "a.tar", {"tables/user.jsonl.zst": chunks}, _manifest(engine="mariadb"))
+    with tarfile.open(archive) as tar:  # stdlib, no decompression of the tar itself
+        assert tar.getnames() == ["tables/user.jsonl.zst", "manifest.json"]
+        stored = tar.extractfile("tables/user.jsonl.zst").read()  # type: ignore[union-attr]
+        manifest = Manifest.from_json(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    [part] = manifest.parts
+    assert (part.size, part.sha256, part.raw_size) == (len(stored), hashlib.sha256(stored).hexdigest(),
+                                                       sum(map(len, chunks)))
+    frames, rest = [], stored
+    while rest:  # frame by frame: each one independent, with its content checksum
+        assert zstandard.get_frame_parameters(rest).has_checksum
+        frame = zstandard.ZstdDecompressor().decompressobj()
+        frames.append(frame.decompress(rest))
+        rest = frame.unused_data
+    assert frames == chunks
+
+
+def test_parallel_compression_keeps_order_and_only_two_chunks_per_worker_in_flight() -> None:
+    pulled = 0
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal pulled
+        for number in range(40):
+            pulled += 1
+            yield f"chunk {number} ".encode() * 1000
+
+    frames = compressed_frames(chunks(), workers=2)
+    decompressed = []
+    for frame in frames:
+        decompressed.append(zstandard.ZstdDecompressor().decompress(frame))
+        assert pulled - len(decompressed) <= 2 * 2
+    assert decompressed == [f"chunk {number} ".encode() * 1000 for number in range(40)]
+
+
+def test_a_part_whose_frames_do_not_match_the_manifest_is_refused(tmp_path: Path) -> None:
+    good = _write(tmp_path / "good.tar", {"tables/user.jsonl.zst": [b"[1]\n" * 1000]}, _manifest(engine="mariadb"))
+    manifest = verify_archive(good)
+    [part] = manifest.parts
+    with tarfile.open(good) as tar:
+        stored = tar.extractfile(part.name).read()  # type: ignore[union-attr]
+    lying = Manifest(engine="mariadb", revision=manifest.revision, created_at=manifest.created_at,
+                     database=manifest.database, tables=manifest.tables,
+                     parts=(type(part)(part.name, part.size, part.sha256, part.raw_size + 1),))
+    _write_raw(tmp_path / "size.tar", part.name, stored, lying)
+    with pytest.raises(BackupError, match="decompresses to 4000 bytes, the manifest says 4001"):
+        verify_archive(tmp_path / "size.tar")
+
+    damaged = bytearray(stored)
+    damaged[-2] ^= 0xFF  # inside the frame's content checksum; the manifest is made to agree with the damage
+    agreeing = Manifest(engine="mariadb", revision=manifest.revision, created_at=manifest.created_at,
+                        database=manifest.database, tables=manifest.tables,
+                        parts=(type(part)(part.name, part.size, hashlib.sha256(damaged).hexdigest(), part.raw_size),))
+    _write_raw(tmp_path / "frame.tar", part.name, bytes(damaged), agreeing)
+    with pytest.raises(BackupError, match="corrupt"):
+        unpack(tmp_path / "frame.tar", tmp_path / "out")
+
+
+def _write_raw(path: Path, name: str, stored: bytes, manifest: Manifest) -> None:
+    """A tar holding ``stored`` as it is under ``name``, and ``manifest``."""
+    with tarfile.open(path, "w") as tar:
+        for member, data in ((name, stored), ("manifest.json", manifest.to_json())):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
 
 
 def test_a_logical_dump_must_have_one_part_per_table(tmp_path: Path) -> None:
-    archive = _write(tmp_path / "a.tar.zst", {}, _manifest(engine="mariadb"))
+    archive = _write(tmp_path / "a.tar", {}, _manifest(engine="mariadb"))
     with pytest.raises(BackupError, match="one data part per table"):
         verify_archive(archive)
 
@@ -111,6 +186,7 @@ def test_a_logical_dump_must_have_one_part_per_table(tmp_path: Path) -> None:
     b"not json", b"[]", json.dumps({"format": "other"}).encode(),
     json.dumps({"format": "dblayer-backup", "format_version": 99}).encode(),
     json.dumps({"format": "dblayer-backup", "format_version": 1, "engine": "sqlite"}).encode(),
+    json.dumps({"format": "dblayer-backup", "format_version": 2, "engine": "sqlite"}).encode(),
 ])
 def test_a_malformed_manifest_is_refused(document: bytes) -> None:
     with pytest.raises(BackupError):
@@ -124,8 +200,23 @@ def test_a_manifest_with_a_hostile_table_name_is_refused() -> None:
         Manifest.from_json(json.dumps(document).encode())
 
 
+def test_a_manifest_whose_blob_is_not_stored_as_it_is_is_refused() -> None:
+    key = hashlib.sha256(b"x").hexdigest()
+    document = json.loads(_manifest(engine="mariadb", tables=()).to_json())
+    document["parts"] = [{"name": f"blobs/{key}", "size": 1, "sha256": key, "raw_size": 2}]
+    with pytest.raises(BackupError, match="under another hash or size"):
+        Manifest.from_json(json.dumps(document).encode())
+
+
 def test_a_file_that_is_not_an_archive_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "x.tar.zst"
-    path.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(100))
+    path = tmp_path / "x.tar"
+    path.write_bytes(b"not a tar" + bytes(1000))
     with pytest.raises(BackupError, match="corrupt or truncated"):
+        verify_archive(path)
+
+
+def test_an_archive_of_the_first_format_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "old.tar.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(b"a whole tar, compressed"))
+    with pytest.raises(BackupError, match="backup format 1"):
         verify_archive(path)
