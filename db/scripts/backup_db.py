@@ -33,6 +33,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,19 +149,23 @@ def _archive_sqlite(
         with progress.track("snapshot", total=1) as advance:
             _sqlite_snapshot(database, snapshot)
             advance(1)
-        with progress.track("database", total=snapshot.stat().st_size) as advance:
-            writer.add_file(archive.SQLITE_PART, snapshot, advance)
-        engine = archive.snapshot_engine(snapshot)
-        try:
-            with engine.connect() as connection:
-                tables = [
-                    TableDump(table.name, _count(connection, table), columns)
-                    for table, columns in _app_tables(connection)
-                ]
-                blobs = _blob_keys(connection)
-        finally:
-            engine.dispose()
-    return tables, blobs
+        # The snapshot's row counts and blob keys are read while it is compressed (SQLite releases the GIL).
+        with ThreadPoolExecutor(1, thread_name_prefix="snapshot-contents") as pool:
+            contents = pool.submit(_snapshot_contents, snapshot)
+            with progress.track("database", total=snapshot.stat().st_size) as advance:
+                writer.add_file(archive.SQLITE_PART, snapshot, advance)
+            return contents.result()
+
+
+def _snapshot_contents(snapshot: Path) -> tuple[list[TableDump], list[str]]:
+    engine = archive.snapshot_engine(snapshot)
+    try:
+        with engine.connect() as connection:
+            tables = [TableDump(table.name, _count(connection, table), columns)
+                      for table, columns in _app_tables(connection)]
+            return tables, _blob_keys(connection)
+    finally:
+        engine.dispose()
 
 
 def _sqlite_snapshot(database: Database, target: Path) -> None:
