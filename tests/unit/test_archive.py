@@ -23,6 +23,7 @@ from db.errors import BackupError
 from db.scripts.archive import (
     ArchiveWriter,
     Manifest,
+    Part,
     TableDump,
     compressed_frames,
     row_decoder,
@@ -152,7 +153,7 @@ def test_a_part_whose_frames_do_not_match_the_manifest_is_refused(tmp_path: Path
         stored = tar.extractfile(part.name).read()  # type: ignore[union-attr]
     lying = Manifest(engine="mariadb", revision=manifest.revision, created_at=manifest.created_at,
                      database=manifest.database, tables=manifest.tables,
-                     parts=(type(part)(part.name, part.size, part.sha256, part.raw_size + 1),))
+                     parts=(Part(part.name, part.size, part.sha256, part.raw_size + 1),))
     _write_raw(tmp_path / "size.tar", part.name, stored, lying)
     with pytest.raises(BackupError, match="decompresses to 4000 bytes, the manifest says 4001"):
         verify_archive(tmp_path / "size.tar")
@@ -161,7 +162,7 @@ def test_a_part_whose_frames_do_not_match_the_manifest_is_refused(tmp_path: Path
     damaged[-2] ^= 0xFF  # inside the frame's content checksum; the manifest is made to agree with the damage
     agreeing = Manifest(engine="mariadb", revision=manifest.revision, created_at=manifest.created_at,
                         database=manifest.database, tables=manifest.tables,
-                        parts=(type(part)(part.name, part.size, hashlib.sha256(damaged).hexdigest(), part.raw_size),))
+                        parts=(Part(part.name, part.size, hashlib.sha256(damaged).hexdigest(), part.raw_size),))
     _write_raw(tmp_path / "frame.tar", part.name, bytes(damaged), agreeing)
     with pytest.raises(BackupError, match="corrupt"):
         unpack(tmp_path / "frame.tar", tmp_path / "out")
