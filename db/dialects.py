@@ -45,7 +45,7 @@ def resolve_url(url: str | URL | None) -> URL:
         return make_url(f"sqlite:///{DEFAULT_SQLITE_PATH}")
     try:
         parsed = make_url(raw)
-    except exc.ArgumentError:
+    except (exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         # The text is not echoed: a malformed URL may still hold a password.
         raise errors.DatabaseUnavailable(
             "not a database URL (expected e.g. postgresql://user:password@host/name or sqlite:///path.db)"

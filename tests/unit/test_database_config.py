@@ -50,6 +50,14 @@ def test_a_malformed_url_is_a_clear_error_without_the_password() -> None:
     assert "not a database URL" in str(raised.value)
 
 
+@pytest.mark.parametrize("url", ["postgresql://ada:hunter2@db.example:port/app", "mariadb://ada:hunter2@h:99999x/d"])
+def test_a_url_with_a_bad_port_is_the_same_clear_error(url: str) -> None:
+    with pytest.raises(DatabaseUnavailable) as raised:
+        Database(url)
+    assert "hunter2" not in str(raised.value)
+    assert "not a database URL" in str(raised.value)
+
+
 def test_the_repr_hides_the_password() -> None:
     assert "hunter2" not in repr(Database("postgresql://ada:hunter2@db.example/app"))
 
