@@ -46,6 +46,7 @@ from db.migrations import runner
 from db.models.file_blob import FileBlob
 from db.scripts import archive
 from db.scripts.archive import ArchiveWriter, Manifest, Part, TableDump
+from db.scripts.check_db import require_existing
 from db.scripts.progress import SILENT, Advance, Progress
 from db.session import Database
 from db.storage import KEY_PATTERN, LocalStorage
@@ -80,6 +81,7 @@ def backup(
     engine = _ENGINES.get(database.backend)
     if engine is None:
         raise BackupError(f"cannot back up a {database.backend} database")
+    require_existing(database)  # connecting would create an empty SQLite file
     revision = runner.current_revision(database)
     if revision is None:
         raise BackupError("the database has no schema (never migrated): nothing to back up")

@@ -452,6 +452,17 @@ def test_cli_reports_bad_archives_with_exit_code_1(tmp_path: Path, capsys: pytes
     assert rc == 2
 
 
+def test_backing_up_a_sqlite_file_that_does_not_exist_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "typo.db"
+    rc = main(["backup", "--url", f"sqlite:///{missing}", "--dir", str(tmp_path / "backups"),
+               "--storage", str(tmp_path / "files")])
+    captured = capsys.readouterr()
+    assert rc == 1 and "no SQLite database at" in captured.err
+    assert not missing.exists()
+
+
 def test_cli_verify_only_describes_an_intact_archive(made: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["restore", str(made), "--verify-only"])
     out = capsys.readouterr().out
