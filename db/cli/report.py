@@ -16,6 +16,8 @@ from db.errors import ValidationError
 from db.repositories.report_repository import ReportResult
 from db.scripts.report_db import PERIODIC, available, run_report
 
+DEFAULT_DAYS = 30
+
 
 class Format(enum.StrEnum):
     table = "table"
@@ -41,7 +43,8 @@ def report(
     start: Annotated[str | None, typer.Option(help="Start of the range (ISO date; default: --days before --end).")]
     = None,
     end: Annotated[str | None, typer.Option(help="End of the range, excluded (default: now).")] = None,
-    days: Annotated[int, typer.Option(min=1, help="Length of the default range, in days.")] = 30,
+    days: Annotated[int | None, typer.Option(min=1, help="Length of the default range, in days (default: 30).")]
+    = None,
     bucket: Annotated[str | None, typer.Option(help="day, week or month (per-period reports).")] = None,
     kind: Annotated[str | None, typer.Option(help="event or change (audit reports).")] = None,
     limit: Annotated[int | None, typer.Option(help="How many rows (top_uploaders).")] = None,
@@ -64,7 +67,7 @@ def report(
 
 
 def _parameters(name: str, given: dict[str, Any], start: dt.datetime | None, end: dt.datetime | None,
-                days: int) -> dict[str, Any]:
+                days: int | None) -> dict[str, Any]:
     """What the user gave, plus a default range for reports that take one; an option the report lacks is an error."""
     known = {report.name: report for report in available()}
     if name not in known:
@@ -73,8 +76,8 @@ def _parameters(name: str, given: dict[str, Any], start: dt.datetime | None, end
     parameters = {key: value for key, value in given.items() if value is not None}
     if "start" in takes:
         end = end or dt.datetime.now(dt.UTC)
-        parameters.update(start=start or end - dt.timedelta(days=days), end=end)
-    elif start or end:
+        parameters.update(start=start or end - dt.timedelta(days=days or DEFAULT_DAYS), end=end)
+    elif start or end or days is not None:
         raise ValidationError(f"report {name} takes no time range")
     return parameters
 

@@ -192,6 +192,8 @@ def test_reports_list_run_export_and_refuse_bad_parameters(created: str, capsys:
     assert code == 1 and "bucket must be one of" in err
     code, _, err = run(capsys, "report", "accounts_by_plan", "--url", created, "--start", "2026-01-01")
     assert code == 1 and "takes no time range" in err
+    code, _, err = run(capsys, "report", "accounts_by_plan", "--url", created, "--days", "7")
+    assert code == 1 and "takes no time range" in err
 
 
 def test_admin_commands(created: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
