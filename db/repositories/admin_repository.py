@@ -294,14 +294,16 @@ class AdminRepository(BaseRepository[Role]):
         return [(row[0], row[1]) for row in self.session.execute(statement.order_by(target.deleted_at, target.id))]
 
     @translated
-    def purge_deleted_rows(self, model: str | type[Any], ids: Iterable[Any], *, reason: str) -> int:
-        """Hard-delete these rows of a soft-deletable model, those of them that are still soft-deleted (a restored
-        row stays); returns how many. What a cleanup plan listed, by id. Irreversible: needs ``data.purge``."""
+    def purge_deleted_rows(self, model: str | type[Any], ids: Iterable[Any], *, deleted_before: dt.datetime,
+                           reason: str) -> int:
+        """Hard-delete these rows of a soft-deletable model, those of them still soft-deleted before
+        ``deleted_before`` (a restored row stays, and so does one restored and deleted again since); returns how
+        many. What a cleanup plan listed, by id. Irreversible: needs ``data.purge``."""
         reason = self._authorize("data.purge", reason)
         target = _soft_deletable(model)
         purger, count = _purger(target)(self.session), 0
         for chunk in batched(ids, 1_000):
-            filters = {"id__in": chunk, "deleted_at__isnull": False}
+            filters = {"id__in": chunk, "deleted_at__lt": deleted_before}
             count += purger.delete_many(filters, hard=True, include_deleted=True)
         self._event("admin.purge", str(target.__tablename__), None, reason, count=count, by="id")
         return count

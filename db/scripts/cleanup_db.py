@@ -296,15 +296,18 @@ def _remove_rows(uow: UnitOfWork, plan: CleanupPlan, removed: list[tuple[str, st
     if tokens:
         removed.append((TOKEN, "user_token", uow.users.delete_tokens(_uuids(tokens))))
         advance(len(tokens))
+    if plan.policy.deleted_after is None:
+        return
+    cutoff = plan.now - plan.policy.deleted_after  # a row deleted again since the plan is not old enough
     files = plan.keys(SOFT_DELETED, "file")
     if files:
-        count = sum(uow.files.purge(ids=chunk).files for chunk in batched(files, 1_000))
+        count = sum(uow.files.purge(ids=chunk, deleted_before=cutoff).files for chunk in batched(files, 1_000))
         removed.append((SOFT_DELETED, "file", count))
         advance(len(files))
     for model in (Account, User):
         ids = plan.keys(SOFT_DELETED, model.__tablename__)
         if ids:
-            count = uow.admin.purge_deleted_rows(model, _uuids(ids), reason=REASON)
+            count = uow.admin.purge_deleted_rows(model, _uuids(ids), deleted_before=cutoff, reason=REASON)
             removed.append((SOFT_DELETED, model.__tablename__, count))
             advance(len(ids))
 

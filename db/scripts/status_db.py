@@ -21,6 +21,7 @@ from db.models.membership import Membership
 from db.models.user import User
 from db.repositories.audit_repository import AuditRepository
 from db.repositories.report_repository import AccountStorage, PeriodCount, ReportRepository
+from db.scripts.check_db import require_existing
 from db.scripts.create_db import require_head
 from db.session import Database
 
@@ -44,6 +45,7 @@ class Overview:
 
 def overview(database: Database, *, top_accounts: int = 5) -> Overview:
     """Collect the overview; the schema must be at head (run ``create`` or ``migrate upgrade`` first)."""
+    require_existing(database)
     require_head(database)
     revision, head = runner.current_revision(database), runner.head_revision()
     with database.session() as session:

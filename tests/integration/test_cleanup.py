@@ -222,6 +222,25 @@ def test_rows_deleted_or_restored_after_the_plan_are_left_alone(db: Database, tm
     assert world.shared_deleted_file not in after["file"]
 
 
+def test_rows_restored_and_deleted_again_after_the_plan_are_not_old_enough_to_go(db: Database,
+                                                                               tmp_path: Path) -> None:
+    world = populate(db)
+    found = plan(db, policy=EVERYTHING_FINISHED)
+    assert {world.gone_user, world.deleted_file} <= listed(found, SOFT_DELETED)
+    with db.unit_of_work(actor=SYSTEM) as uow:
+        user = uow.users.get_by_id(world.gone_user, include_deleted=True)
+        assert user is not None
+        user.deleted_at = None  # restored (users have no restore method: an administrator's direct fix)
+        uow.flush()
+        uow.users.delete(user)  # deleted again: its retention starts over
+        uow.files.restore(world.deleted_file)
+        uow.files.delete(world.deleted_file)
+    apply(db, found, archive_dir=tmp_path / "archive")
+
+    after = snapshot(db)
+    assert world.gone_user in after["user"] and world.deleted_file in after["file"]
+
+
 def test_a_broken_audit_chain_stops_the_apply_before_anything_is_removed(db: Database, tmp_path: Path) -> None:
     populate(db)
     found = plan(db, policy=EVERYTHING_FINISHED)

@@ -100,6 +100,14 @@ def test_create_then_status(url: str, capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 0 and f"revision {HEAD} head" in out and "audit chain OK" in out
 
 
+def test_status_of_a_missing_sqlite_file_says_so_and_creates_nothing(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "typo.db"
+    code, out, err = run(capsys, "status", "--url", f"sqlite:///{missing}")
+    assert code == 1 and out == "" and "no SQLite database at" in err
+    assert not missing.exists()
+
+
 def test_fill_without_a_schema_says_to_create_it(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "fill", "--url", url)
     assert code == 1 and out == ""
