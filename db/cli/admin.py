@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from db.cli.app import app
 from db.cli.common import UrlOption, console, opened
@@ -74,4 +75,4 @@ def _password(email: str, from_stdin: bool) -> str:
 
 def _show(result: AdminResult, what: str) -> None:
     roles = ", ".join(result.roles) or "none"
-    console().print(f"[green]✓[/green] {result.email}: {what} (roles: {roles})")
+    console().print(f"[green]✓[/green] {escape(result.email)}: {escape(what)} (roles: {escape(roles)})")

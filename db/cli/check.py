@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from db.cli.app import app
 from db.cli.common import StorageOption, UrlOption, console, error_console, opened, progress_bars, table
 from db.scripts.check_db import CheckReport, CheckResult, check
 
 SHOWN_FINDINGS = 10  # per check; the summary counts them all
-_STATUS = {True: "[green]ok[/green]", False: "[red]FAILED[/red]", None: "[yellow]skipped[/yellow]"}
+_STATUS = {True: Text("ok", style="green"), False: Text("FAILED", style="red"), None: Text("skipped", style="yellow")}
 
 
 @app.command("check")
@@ -37,7 +39,7 @@ def check_command(
     out.print(f"[green]✓[/green] all checks passed in {report.seconds:.2f} s")
 
 
-def _row(result: CheckResult) -> tuple[str, str, str]:
+def _row(result: CheckResult) -> tuple[str, Text, str]:
     details = result.summary + (f" ({len(result.warnings):,} warnings)" if result.warnings else "")
     return result.name, _STATUS[result.ok], details
 
@@ -45,8 +47,8 @@ def _row(result: CheckResult) -> tuple[str, str, str]:
 def _findings(result: CheckResult) -> None:
     """Each problem and warning on a line of its own, below the table (keys and ids stay whole for copying)."""
     out = console()
-    lines = [*(f"[red]{result.name}:[/red] {text}" for text in result.problems if text != result.summary),
-             *(f"[yellow]{result.name} (warning):[/yellow] {text}" for text in result.warnings)]
+    lines = [*(f"[red]{result.name}:[/red] {escape(text)}" for text in result.problems if text != result.summary),
+             *(f"[yellow]{result.name} (warning):[/yellow] {escape(text)}" for text in result.warnings)]
     for line in lines[:SHOWN_FINDINGS]:
         out.print(line, soft_wrap=True)
     if len(lines) > SHOWN_FINDINGS:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from db.cli.app import app
 from db.cli.common import StorageOption, UrlOption, YesOption, confirm_or_abort, console, opened, progress_bars, table
@@ -88,7 +89,7 @@ def cleanup(
 def _show_plan(listed: CleanupPlan, target: str, *, verbose: bool, dry_run: bool) -> None:
     out = console()
     for note in listed.kept:
-        out.print(f"[yellow]kept:[/yellow] {note}")
+        out.print(f"[yellow]kept:[/yellow] {escape(note)}")
     if not listed:
         out.print(f"[green]✓[/green] nothing to clean up in {target}")
         return

@@ -23,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import exc
 
 from db.errors import DatabaseError
@@ -138,23 +139,28 @@ def progress_bars() -> AbstractContextManager[RichProgress]:
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
           numeric: Sequence[str] = ()) -> Table:
-    """A Rich table; columns named in ``numeric`` are right-aligned and numbers get thousands separators."""
+    """A Rich table; columns named in ``numeric`` are right-aligned and numbers get thousands separators.
+
+    Cells are plain text (a file name such as ``[bold].txt`` is shown as it is), unless given as ``rich.text.Text``;
+    long values wrap rather than being cut, so ids and keys stay whole."""
     result = Table(title=title, title_justify="left", header_style="bold")
     for name in columns:
-        result.add_column(name, justify="right" if name in numeric else "left")
+        result.add_column(name, justify="right" if name in numeric else "left", overflow="fold")
     for row in rows:
         result.add_row(*(_cell(value) for value in row))
     return result
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Text:
+    if isinstance(value, Text):
+        return value
     if isinstance(value, bool) or value is None:
-        return "" if value is None else ("yes" if value else "no")
+        return Text("" if value is None else ("yes" if value else "no"))
     if isinstance(value, int):
-        return f"{value:,}"
+        return Text(f"{value:,}")
     if isinstance(value, float):
-        return f"{value:,.2f}"
-    return str(value)
+        return Text(f"{value:,.2f}")
+    return Text(str(value))
 
 
 def human_bytes(size: float) -> str:

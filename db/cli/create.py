@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
+
 from db.cli.app import app
 from db.cli.common import UrlOption, console, opened
 from db.scripts.create_db import CreateResult, create_database
@@ -16,7 +18,7 @@ def create(url: UrlOption = None) -> None:
 
 
 def describe_creation(result: CreateResult) -> str:
-    made = "created" if result.created else "exists"
+    made = f"{escape(result.url)} {'created' if result.created else 'exists'}"
     if not result.upgraded:
-        return f"[green]✓[/green] {result.url} {made}, schema at {result.after} (nothing to migrate)"
-    return f"[green]✓[/green] {result.url} {made}, schema migrated from {result.before or 'empty'} to {result.after}"
+        return f"[green]✓[/green] {made}, schema at {result.after} (nothing to migrate)"
+    return f"[green]✓[/green] {made}, schema migrated from {result.before or 'empty'} to {result.after}"

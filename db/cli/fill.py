@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from db.cli.app import app
 from db.cli.common import StorageOption, UrlOption, console, opened, table
@@ -80,9 +81,10 @@ def show_reference(result: ReferenceResult) -> None:
                   "or run `python -m db admin create EMAIL`")
     elif result.admin_created or result.admin_granted:
         what = "created and made superadmin" if result.admin_created else "made superadmin"
-        out.print(f"[green]✓[/green] administrator {result.admin_email} {what}")
+        out.print(f"[green]✓[/green] administrator {escape(result.admin_email)} {what}")
     else:
-        out.print(f"[green]✓[/green] administrator {result.admin_email} already a superadmin (password unchanged)")
+        email = escape(result.admin_email)
+        out.print(f"[green]✓[/green] administrator {email} already a superadmin (password unchanged)")
 
 
 def show_sample(result: SampleResult) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from db.cli.common import human_bytes, table
@@ -35,7 +36,8 @@ def _bar(value: int, largest: int, width: int) -> str:
 
 def show_overview(console: Console, overview: Overview) -> None:
     state = "[green]head[/green]" if overview.revision == overview.head else f"[red]not head ({overview.head})[/red]"
-    console.print(f"[bold]{overview.engine}[/bold] {overview.url}  revision {overview.revision or 'none'} {state}")
+    revision = overview.revision or "none"
+    console.print(f"[bold]{overview.engine}[/bold] {escape(overview.url)}  revision {revision} {state}")
     counts: list[tuple[str, object]] = list(overview.counts.items())
     counts.append(("stored bytes", human_bytes(overview.stored_bytes)))
     console.print(table("Rows", ["what", "count"], counts, numeric=["count"]))
