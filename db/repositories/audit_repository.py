@@ -172,7 +172,9 @@ class AuditRepository(BaseRepository[AuditEntry]):
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"audit-{first:012d}-{last:012d}-{utcnow():%Y%m%dT%H%M%S%f}.jsonl.gz"
         partial = path.with_suffix(".partial")
-        with gzip.open(partial, "wt", encoding="utf-8") as archive:
+        # Owner-only: the archived entries may name people and record what they did.
+        raw = os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+        with raw, gzip.open(raw, "wt", encoding="utf-8") as archive:
             for row in self._entries_from(first):
                 if row.seq > last:
                     break

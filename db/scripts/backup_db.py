@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import re
 import sqlite3
@@ -36,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import Connection, Table, func, inspect, select
 
@@ -93,7 +95,7 @@ def backup(
     manifest_base = Manifest(engine=engine, revision=revision, created_at=dt.datetime.now(dt.UTC),
                              database=database.url.render_as_string(hide_password=True), tables=())
     try:
-        with partial.open("xb") as out:
+        with private_file(partial) as out:
             writer = ArchiveWriter(out)
             if engine == "sqlite":
                 tables, blobs = _archive_sqlite(database, folder, writer, progress)
@@ -114,14 +116,22 @@ def backup(
 
 
 def database_label(database: Database) -> str:
-    """The name part shared by every backup of this database: ``sqlite-app``, ``postgresql-host-5432-name``."""
+    """The name part shared by every backup of this database, e.g. ``sqlite-app-1a2b3c4d`` or
+    ``postgresql-db.example.com-5432-app-5e6f7a8b``. The last part is a hash of the database's identity (the
+    SQLite file's absolute path; the server, port and name), so that two databases whose readable parts agree
+    (``/srv/prod/app.db`` and ``/srv/staging/app.db``) never share a label, and ``--keep`` on one never deletes
+    the other's backups."""
     url = database.url
     if database.backend == "sqlite":
-        parts = ["sqlite", Path(url.database or "memory").stem]
+        path = Path(url.database or "memory").expanduser()
+        parts = ["sqlite", path.stem]
+        identity = str(path.resolve())
     else:
         parts = [_ENGINES.get(database.backend, database.backend), url.host or "local", str(url.port or ""),
                  url.database or ""]
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(part for part in parts if part)).strip("._-") or "database"
+        identity = "\0".join(parts)
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(part for part in parts if part)).strip("._-") or "database"
+    return f"{readable}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
 
 
 def apply_retention(directory: Path, label: str, keep: int) -> tuple[Path, ...]:
@@ -133,6 +143,11 @@ def apply_retention(directory: Path, label: str, keep: int) -> tuple[Path, ...]:
     for path in doomed:
         path.unlink(missing_ok=True)
     return doomed
+
+
+def private_file(path: Path) -> BinaryIO:
+    """A new file only its owner may read: a backup holds password hashes and token digests."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 def _with(base: Manifest, tables: Sequence[TableDump], parts: Sequence[Part]) -> Manifest:

@@ -28,7 +28,7 @@ from db.models.user import User
 from db.repositories.audit_repository import AuditRepository
 from db.scripts import archive, backup_db
 from db.scripts.archive import ArchiveWriter, Manifest, TableDump, unpack, verify_archive
-from db.scripts.backup_db import backup
+from db.scripts.backup_db import backup, database_label
 from db.scripts.restore_db import restore
 from db.settings import Settings
 from db.storage import LocalStorage
@@ -405,6 +405,30 @@ def test_keep_deletes_all_but_the_newest_backups_of_that_database(source: Databa
     assert made[2].removed == (made[0].path,)
     assert sorted(folder.iterdir()) == sorted([made[1].path, made[2].path, unrelated])
     assert [result.manifest.revision for result in made] == [runner.head_revision()] * 3
+
+
+def test_keep_never_touches_the_backups_of_another_database_with_the_same_file_name(tmp_path: Path) -> None:
+    folder = tmp_path / "backups"
+    databases = []
+    for stage in ("prod", "staging"):
+        (tmp_path / stage).mkdir()
+        database = Database(f"sqlite:///{tmp_path / stage / 'app.db'}", settings=settings_for(tmp_path / stage))
+        runner.upgrade(database)
+        databases.append(database)
+    try:
+        prod = backup(databases[0], directory=folder)
+        staging = [backup(databases[1], directory=folder, keep=1) for _ in range(2)]
+    finally:
+        for database in databases:
+            database.dispose()
+    assert database_label(databases[0]) != database_label(databases[1])
+    assert database_label(databases[0]).startswith("sqlite-app-")
+    assert staging[1].removed == (staging[0].path,)
+    assert prod.path.exists()
+
+
+def test_a_backup_is_readable_by_its_owner_only(made: Path) -> None:
+    assert made.stat().st_mode & 0o777 == 0o600
 
 
 # --- the command line ------------------------------------------------------------------------------------------

@@ -179,6 +179,7 @@ def test_apply_removes_exactly_the_listed_items(db: Database, tmp_path: Path) ->
         (kind, table): rows for kind, table, rows in found.groups()
     }
     assert result.archive is not None and (tmp_path / "archive" / result.archive).is_file()
+    assert (tmp_path / "archive" / result.archive).stat().st_mode & 0o777 == 0o600  # owner-only
     with db.session() as session:
         assert uow_chain_ok(db)
         purged = session.scalars(select(AuditEntry.action).where(AuditEntry.action.in_(
