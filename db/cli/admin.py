@@ -28,15 +28,16 @@ Reason = Annotated[str, typer.Option("--reason", help="Why: recorded in the audi
 @admin.command("create")
 def create(
     email: Email,
+    role: Annotated[str, typer.Option(help="The role to grant (no default: say superadmin if you mean it).")],
+    reason: Reason,
     url: UrlOption = None,
-    role: Annotated[str, typer.Option(help="The role to grant.")] = admin_db.DEFAULT_ROLE,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
 ) -> None:
     """Create an administrator (or give an existing user the role). The password is asked for, read from stdin
     with --password-stdin, or taken from DBLAYER_ADMIN_PASSWORD; never from the command line."""
     password = _password(email, password_stdin)
     with opened(url) as database:
-        result = admin_db.create_admin(database, email, password, role=role)
+        result = admin_db.create_admin(database, email, password, role=role, reason=reason)
     _show(result, f"created, {role}" if result.created else (f"now {role}" if result.changed else f"already {role}"))
 
 

@@ -1,6 +1,6 @@
 """Administrators from the command line: create one, grant or revoke a role, unlock a user.
 
-    python -m db admin create ada@example.com --role superadmin   # asks for the password on a terminal
+    python -m db admin create ada@example.com --role superadmin --reason "first operator"   # asks the password
     python -m db admin grant bob@example.com support --reason "joins the help desk"
     python -m db admin revoke bob@example.com support --reason "left the help desk"
     python -m db admin unlock carol@example.com --reason "verified by phone"
@@ -18,8 +18,6 @@ from db.models.user import User
 from db.repositories.admin_repository import SYSTEM
 from db.session import Database, UnitOfWork
 
-DEFAULT_ROLE = "superadmin"
-
 
 @dataclass(frozen=True, slots=True)
 class AdminResult:
@@ -29,8 +27,7 @@ class AdminResult:
     roles: tuple[str, ...] = ()  # the user's roles afterwards
 
 
-def create_admin(database: Database, email: str, password: str, *, role: str = DEFAULT_ROLE,
-                 reason: str = "created from the command line") -> AdminResult:
+def create_admin(database: Database, email: str, password: str, *, role: str, reason: str) -> AdminResult:
     """Create the user ``email`` (or take the existing one: its password is left alone) and grant ``role``."""
     with database.unit_of_work(actor=SYSTEM) as uow:
         user = uow.users.get_by_email(email)

@@ -206,7 +206,10 @@ def test_reports_list_run_export_and_refuse_bad_parameters(created: str, capsys:
 
 def test_admin_commands(created: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DBLAYER_ADMIN_PASSWORD", "an operator's passphrase")
-    code, out, _ = run(capsys, "admin", "create", "ops@example.com", "--url", created)
+    code, _, err = run(capsys, "admin", "create", "ops@example.com", "--url", created)
+    assert code == 2 and "--role" in err  # no default role: the highest one is never given by omission
+    code, out, _ = run(capsys, "admin", "create", "ops@example.com", "--role", "superadmin", "--reason", "first",
+                       "--url", created)
     assert code == 0 and "ops@example.com: created, superadmin (roles: superadmin)" in out
     code, out, _ = run(capsys, "admin", "grant", "ops@example.com", "support", "--reason", "desk", "--url", created)
     assert code == 0 and "roles: superadmin, support" in out
@@ -222,7 +225,8 @@ def test_admin_commands(created: str, capsys: pytest.CaptureFixture[str], monkey
 
 
 def test_admin_create_reads_the_password_from_stdin(created: str) -> None:
-    result = run_db("db", "admin", "create", "ops@example.com", "--password-stdin", "--url", created,
+    result = run_db("db", "admin", "create", "ops@example.com", "--role", "superadmin", "--reason", "first",
+                    "--password-stdin", "--url", created,
                     stdin="a passphrase from a pipe\n", env={"DBLAYER_ADMIN_PASSWORD": ""})
     assert result.returncode == 0, result.stderr
     assert "created, superadmin" in flat(result.stdout)

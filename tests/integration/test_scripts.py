@@ -202,9 +202,10 @@ def test_a_revision_is_generated_only_for_a_real_difference(fresh: Database, tmp
 
 
 def test_admin_operations_are_applied_and_audited(fresh: Database) -> None:
-    created = admin_db.create_admin(fresh, "ops@example.com", "an operator's passphrase", role="admin")
+    created = admin_db.create_admin(fresh, "ops@example.com", "an operator's passphrase", role="admin", reason="x")
     assert (created.created, created.roles) == (True, ("admin",))
-    again = admin_db.create_admin(fresh, "ops@example.com", "ignored passphrase here")
+    again = admin_db.create_admin(fresh, "ops@example.com", "ignored passphrase here", role="superadmin",
+                                  reason="promoted")
     assert (again.created, again.changed, again.roles) == (False, True, ("admin", "superadmin"))
     assert not admin_db.grant_role(fresh, "ops@example.com", "admin", reason="twice").changed
     assert admin_db.revoke_role(fresh, "ops@example.com", "admin", reason="rotation").roles == ("superadmin",)
