@@ -83,6 +83,8 @@ def restore(
     started = time.perf_counter()
     path = Path(archive_path)
     target = database.url.render_as_string(hide_password=True)
+    if path.is_file() and not yes and confirm is None and _app_tables_present(database):  # say so before unpacking
+        raise ConfirmationRequired(f"{target} already holds data: restoring would replace it; confirm with --yes")
     with tempfile.TemporaryDirectory(prefix="dblayer-restore-") as scratch_dir:
         scratch = Path(scratch_dir)
         manifest = unpack(path, scratch, progress=progress)

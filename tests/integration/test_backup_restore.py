@@ -252,6 +252,10 @@ def test_restore_replaces_existing_data_only_when_confirmed(source: Database, ta
 
     with pytest.raises(ConfirmationRequired, match="--yes"):
         restore(target, made.path)
+    garbage = tmp_path / "garbage.tar"
+    garbage.write_bytes(b"not an archive")
+    with pytest.raises(ConfirmationRequired, match="--yes"):  # refused before the archive is even read
+        restore(target, garbage)
     with pytest.raises(ConfirmationRequired, match="not confirmed"):
         restore(target, made.path, confirm=refuse)
     assert all_rows(target) == before
