@@ -78,7 +78,7 @@ def show_reference(result: ReferenceResult) -> None:
         out.print("[green]✓[/green] reference data (roles and permissions) up to date")
     if result.admin_email is None:
         out.print(f"[yellow]no administrator created[/yellow]: set {ADMIN_EMAIL_ENV} and {ADMIN_PASSWORD_ENV}, "
-                  "or run `python -m db admin create EMAIL`")
+                  "or run `python -m db admin create EMAIL --role superadmin --reason ...`")
     elif result.admin_created or result.admin_granted:
         what = "created and made superadmin" if result.admin_created else "made superadmin"
         out.print(f"[green]✓[/green] administrator {escape(result.admin_email)} {what}")
