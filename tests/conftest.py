@@ -71,12 +71,17 @@ def ensure_server_database(url: URL) -> str | None:
     return None
 
 
-def reset_schema(database: Database) -> None:
-    """Drop every table, then build the application's schema through its migrations (triggers and seeds too)."""
+def drop_all_tables(database: Database) -> None:
+    """Drop every table the database has (whatever made them), children first."""
     with database.engine.begin() as connection:
         existing = MetaData()
         existing.reflect(connection)
         existing.drop_all(connection)
+
+
+def reset_schema(database: Database) -> None:
+    """Drop every table, then build the application's schema through its migrations (triggers and seeds too)."""
+    drop_all_tables(database)
     runner.upgrade(database)
 
 

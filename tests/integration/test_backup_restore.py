@@ -32,7 +32,7 @@ from db.scripts.backup_db import backup, database_label
 from db.scripts.restore_db import restore
 from db.settings import Settings
 from db.storage import LocalStorage
-from tests.conftest import TestDatabases
+from tests.conftest import TestDatabases, drop_all_tables
 
 PASSWORD = "correct horse battery staple"
 Rows = dict[str, list[tuple[Any, ...]]]
@@ -55,17 +55,8 @@ def source(engine_name: str, test_databases: TestDatabases, tmp_path: Path) -> I
 def target(engine_name: str, test_databases: TestDatabases, tmp_path: Path) -> Iterator[Database]:
     """An empty database on the engine (no tables at all), its blobs in a storage root of its own."""
     with test_databases.own(engine_name, "bkb_target", settings_for(tmp_path / "target-files")) as database:
-        _drop_everything(database)
+        drop_all_tables(database)
         yield database
-
-
-def _drop_everything(database: Database) -> None:
-    from sqlalchemy import MetaData
-
-    with database.engine.begin() as connection:
-        existing = MetaData()
-        existing.reflect(connection)
-        existing.drop_all(connection)
 
 
 def populate(database: Database, prefix: str = "p", users: int = 4) -> None:

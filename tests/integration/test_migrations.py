@@ -20,7 +20,7 @@ from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, fun
 from db import Database
 from db.base import TABLE_OPTIONS
 from db.migrations import runner
-from tests.conftest import APP_DB, engine_url, selected_engines
+from tests.conftest import APP_DB, drop_all_tables, engine_url, selected_engines
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = runner.head_revision()  # the project's newest revision
@@ -56,10 +56,7 @@ def empty_database(engine: str, sqlite_dir: Path) -> Iterator[Database]:
         pytest.skip(f"{engine} is not in TEST_ENGINES")
     database = Database(engine_url(engine, sqlite_dir, "dblayer_migrations"))
     assert Path(database.url.database or "").resolve() != APP_DB
-    with database.engine.begin() as connection:
-        existing = MetaData()
-        existing.reflect(connection)
-        existing.drop_all(connection)
+    drop_all_tables(database)
     yield database
     database.dispose()
 

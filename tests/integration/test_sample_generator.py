@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, func, select
+from sqlalchemy import func, select
 
 from db import Conflict, Database, ValidationError
 from db.audit import Entry, Record, append, append_entries
@@ -35,7 +35,7 @@ from db.scripts.sample_generator import (
 )
 from db.settings import Settings
 from db.storage import LocalStorage
-from tests.conftest import TestDatabases, drop_server_database
+from tests.conftest import TestDatabases, drop_all_tables, drop_server_database
 
 OPTIONS = GeneratorOptions(
     rows=3_000, seed=7, users_per_account=8, members_per_account=4, files_per_account=5, blobs=12, batch_size=700,
@@ -283,10 +283,7 @@ def test_an_unmigrated_database_is_refused(engine_name: str, test_databases: Tes
     url = test_databases.url(engine_name, "gen_empty")
     database = Database(url, settings=Settings.for_tests(storage_root=tmp_path))
     try:
-        with database.engine.begin() as connection:  # empty, even if an earlier run left something
-            existing = MetaData()
-            existing.reflect(connection)
-            existing.drop_all(connection)
+        drop_all_tables(database)  # empty, even if an earlier run left something
         with pytest.raises(SchemaDriftError, match="python -m db create"):
             generate(database, GeneratorOptions(users=3))
     finally:
