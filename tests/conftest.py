@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData
 from sqlalchemy.engine import URL, make_url
 
 import db.models  # noqa: F401 - registers every model on Base.metadata
-from db import Database
+from db import Database, dialects
 from db.migrations import runner
 from db.settings import Settings
 from tests.models import TestBase
@@ -50,24 +50,10 @@ def server_url(engine: str, database: str | None = None) -> URL:
 
 def ensure_server_database(url: URL) -> str | None:
     """Create the database named in ``url`` if missing; return why the server is unusable, or None."""
-    backend = url.get_backend_name()
-    admin_db = "postgres" if backend == "postgresql" else "mysql"
-    admin = Database(url.set(database=admin_db), isolation_level="AUTOCOMMIT", poolclass=_null_pool())
     try:
-        with admin.engine.connect() as connection:
-            name = url.database
-            if backend == "postgresql":
-                found = connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
-                if not found:
-                    connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            else:
-                connection.exec_driver_sql(
-                    f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"
-                )
+        dialects.create_database_if_missing(url)
     except Exception as error:
         return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-    finally:
-        admin.dispose()
     return None
 
 

@@ -13,7 +13,7 @@ from db.cli.app import app
 from db.cli.common import UrlOption, console, opened, table
 from db.cli.render import bar_chart
 from db.errors import ValidationError
-from db.repositories.report_repository import ReportResult
+from db.repositories.report_repository import ReportRepository, ReportResult
 from db.scripts.report_db import PERIODIC, available, run_report
 
 DEFAULT_DAYS = 30
@@ -69,10 +69,7 @@ def report(
 def _parameters(name: str, given: dict[str, Any], start: dt.datetime | None, end: dt.datetime | None,
                 days: int | None) -> dict[str, Any]:
     """What the user gave, plus a default range for reports that take one; an option the report lacks is an error."""
-    known = {report.name: report for report in available()}
-    if name not in known:
-        raise ValidationError(f"no report is called {name!r}; the reports are {', '.join(sorted(known))}")
-    takes = known[name].parameters
+    takes = ReportRepository.report(name).parameters  # ValidationError naming the reports, for an unknown name
     parameters = {key: value for key, value in given.items() if value is not None}
     if "start" in takes:
         end = end or dt.datetime.now(dt.UTC)

@@ -30,12 +30,19 @@ class AdminResult:
 def create_admin(database: Database, email: str, password: str, *, role: str, reason: str) -> AdminResult:
     """Create the user ``email`` (or take the existing one: its password is left alone) and grant ``role``."""
     with database.unit_of_work(actor=SYSTEM) as uow:
-        user = uow.users.get_by_email(email)
-        created = user is None
-        if user is None:
-            user = uow.users.create(email=email, password=password, is_verified=True)
-        granted = _grant_missing(uow, user, role, reason)
+        user, created, granted = ensure_admin(uow, email, password, role=role, reason=reason)
         return AdminResult(user.email, created, created or granted, _roles(uow, user))
+
+
+def ensure_admin(uow: UnitOfWork, email: str, password: str, *, role: str, reason: str,
+                 display_name: str | None = None) -> tuple[User, bool, bool]:
+    """The user ``email``, created if missing (an existing user's password is left alone), holding ``role``;
+    with whether it was created and whether the role was granted now."""
+    user = uow.users.get_by_email(email)
+    created = user is None
+    if user is None:
+        user = uow.users.create(email=email, password=password, display_name=display_name, is_verified=True)
+    return user, created, _grant_missing(uow, user, role, reason)
 
 
 def grant_role(database: Database, email: str, role: str, *, reason: str) -> AdminResult:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from db.admin_catalog import seed_builtin_roles
 from db.repositories.admin_repository import SYSTEM, AdminRepository
+from db.scripts.admin_db import ensure_admin
 from db.scripts.create_db import require_head
 from db.session import Database
 
@@ -60,14 +61,8 @@ def fill_reference(database: Database, admin: AdminCredentials | None = None) ->
         changes = seed_builtin_roles(uow.session)
         if admin is None:
             return ReferenceResult(changes)
-        user = uow.users.get_by_email(admin.email)
-        created = user is None
-        if user is None:
-            user = uow.users.create(email=admin.email, password=admin.password, display_name="Administrator",
-                                    is_verified=True)
-        granted = ADMIN_ROLE not in {role.name for role in uow.admin.roles_of(user)}
-        if granted:
-            uow.admin.grant_role(user, ADMIN_ROLE, reason=GRANT_REASON)
+        user, created, granted = ensure_admin(uow, admin.email, admin.password, role=ADMIN_ROLE,
+                                              reason=GRANT_REASON, display_name="Administrator")
         return ReferenceResult(changes, user.email, created, granted)
 
 

@@ -47,7 +47,7 @@ def overview(database: Database, *, top_accounts: int = 5) -> Overview:
     """Collect the overview; the schema must be at head (run ``create`` or ``migrate upgrade`` first)."""
     require_existing(database)
     require_head(database)
-    revision, head = runner.current_revision(database), runner.head_revision()
+    revision = head = runner.head_revision()
     with database.session() as session:
         counts = {label: session.scalar(select(func.count()).select_from(model)) or 0
                   for label, model in COUNTED.items()}
