@@ -56,6 +56,11 @@ class TransientError(DatabaseError):
     """A failure that may succeed when retried: serialization failure, deadlock, lock timeout, busy file."""
 
 
+class DiskFull(DatabaseError):
+    """The disk that holds the database, the file storage or a backup is full: nothing was written (free space and
+    try again)."""
+
+
 class DatabaseUnavailable(DatabaseError):
     """The database could not be reached or opened."""
 
@@ -116,6 +121,7 @@ __all__ = [
     "Conflict",
     "DatabaseError",
     "DatabaseUnavailable",
+    "DiskFull",
     "InvalidFilter",
     "NotFound",
     "PermissionDenied",

@@ -44,8 +44,13 @@ def selected_engines() -> list[str]:
 
 
 def server_url(engine: str, database: str | None = None) -> URL:
+    """The server test database ``database`` (default: the one ``TEST_<ENGINE>_URL`` names).
+
+    ``TEST_DB_SUFFIX`` is appended to every name given here, so that two test runs on one server (two checkouts,
+    say) never share a database.
+    """
     url = make_url(os.environ.get(f"TEST_{engine.upper()}_URL", DEFAULT_SERVER_URLS[engine]))
-    return url.set(database=database) if database else url
+    return url.set(database=database + os.environ.get("TEST_DB_SUFFIX", "")) if database else url
 
 
 def ensure_server_database(url: URL) -> str | None:
