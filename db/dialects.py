@@ -133,12 +133,22 @@ def _create_on_server(connection: Connection, backend: str, name: str) -> bool:
 
 
 def install_sqlite_transactions(engine: Engine, *, busy_timeout: float) -> None:
-    """SQLAlchemy, not pysqlite, begins transactions: SAVEPOINT and real isolation then work.
+    """SQLAlchemy, not pysqlite, begins transactions, and reads never take SQLite's write lock.
 
-    pysqlite's own transaction handling defers BEGIN until the first write and breaks SAVEPOINT; this is
-    SQLAlchemy's documented recipe. A unit of work asks for ``BEGIN IMMEDIATE`` (execution option
-    ``sqlite_begin``) so that a read-then-write transaction takes the write lock up front and waits on the busy
-    timeout instead of failing with "database is locked" at its first write.
+    pysqlite's own transaction handling defers BEGIN until the first write and breaks SAVEPOINT; SQLAlchemy's
+    documented recipe turns it off. On top of it, a transaction begins *by its first statement*
+    (``sqlite_begin="AUTO"``, the default):
+
+    - a read begins ``BEGIN DEFERRED``: a snapshot, no lock, so readers never queue behind writers or each other;
+    - a write (INSERT, UPDATE, DELETE, DDL), a locking read (``with_for_update``) or a SAVEPOINT begins
+      ``BEGIN IMMEDIATE``: the write lock is taken up front, waiting on the busy timeout;
+    - the first write of a transaction that has only read so far does not upgrade it in place (which fails at
+      once, without waiting, if another connection committed since the snapshot was taken): the read-only
+      transaction ends and ``BEGIN IMMEDIATE`` starts a fresh one. Nothing is lost, since nothing was written,
+      and from then on the transaction is serialized. Reads made before it saw the latest committed data, as
+      under PostgreSQL's READ COMMITTED: a read-then-write reads with ``for_update=True`` what it means to change.
+
+    ``sqlite_begin="DEFERRED"``, ``"IMMEDIATE"`` or ``"EXCLUSIVE"`` begins at once in that mode instead.
     """
     in_memory = engine.url.database in (None, "", ":memory:")
 
@@ -155,8 +165,51 @@ def install_sqlite_transactions(engine: Engine, *, busy_timeout: float) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        mode = connection.get_execution_options().get("sqlite_begin", "AUTO")
+        if mode == "AUTO":
+            connection.info[_SQLITE_STATE] = _PENDING
+            return
         connection.exec_driver_sql(f"BEGIN {mode}")
+        connection.info[_SQLITE_STATE] = _READING if mode == "DEFERRED" else _WRITING
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_execute(
+        connection: Connection, _cursor: Any, statement: str, _parameters: Any, context: Any, _many: bool
+    ) -> None:
+        state = connection.info.get(_SQLITE_STATE)
+        if state is None or state == _WRITING:
+            return
+        writes = is_write(statement, context)
+        if state == _READING and not writes:
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        if state == _READING:
+            dbapi_connection.execute("COMMIT")  # ends a snapshot that has written nothing
+            connection.info[_SQLITE_STATE] = None  # should BEGIN IMMEDIATE fail: no transaction is open
+        dbapi_connection.execute("BEGIN IMMEDIATE" if writes else "BEGIN DEFERRED")
+        connection.info[_SQLITE_STATE] = _WRITING if writes else _READING
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _on_end(connection: Connection) -> None:
+        connection.info.pop(_SQLITE_STATE, None)
+
+
+_SQLITE_STATE = "dblayer_sqlite_transaction"
+_PENDING, _READING, _WRITING = "pending", "reading", "writing"
+_WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "SAVEPOINT", "REINDEX")
+
+
+def is_write(statement: str, context: Any) -> bool:
+    """Whether a statement writes or locks: DML, DDL, a SAVEPOINT, or a SELECT … FOR UPDATE."""
+    if context is not None:
+        if context.isinsert or context.isupdate or context.isdelete:
+            return True
+        compiled = context.compiled
+        if compiled is not None and getattr(compiled.statement, "_for_update_arg", None) is not None:
+            return True
+    return statement.lstrip().upper().startswith(_WRITE_VERBS)
 
 
 def is_transient(error: BaseException) -> bool:

@@ -166,13 +166,6 @@ class Database:
             )
         return sessionmaker(bind=self.engine, expire_on_commit=False)
 
-    @cached_property
-    def _write_sessions(self) -> sessionmaker[Session]:
-        if self._bound_connection is not None:
-            return self._sessions
-        writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
-        return sessionmaker(bind=writer, expire_on_commit=False)
-
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session: commit when the block ends, rollback and re-raise on an exception, always close."""
@@ -188,10 +181,11 @@ class Database:
     def unit_of_work(self, actor: Any = None) -> Iterator[UnitOfWork]:
         """A unit of work: commit when the block ends, rollback and re-raise on an exception.
 
-        On SQLite it begins ``IMMEDIATE``: it holds the write lock from its first statement, so a
-        read-then-write never fails half-way with "database is locked".
+        On SQLite its reads take no lock; its first write (or locking read) takes the write lock, waiting on the
+        busy timeout, so a read-then-write never fails half-way with "database is locked" (see
+        ``dialects.install_sqlite_transactions``).
         """
-        with self._write_sessions() as session:
+        with self._sessions() as session:
             uow = UnitOfWork(session, actor=actor, repositories=self.repositories, settings=self.settings)
             with _translated("unit of work"):
                 try:
@@ -242,7 +236,6 @@ class Database:
     def _bound_to(self, connection: Connection) -> Database:
         bound = copy.copy(self)
         bound.__dict__.pop("_sessions", None)
-        bound.__dict__.pop("_write_sessions", None)
         bound._bound_connection = connection
         return bound
 

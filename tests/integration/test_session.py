@@ -125,7 +125,7 @@ def test_a_transient_error_raised_by_the_server_is_retried(database: Database, e
     def work(uow: UnitOfWork) -> int:
         calls.append(1)
         if engine_name == "sqlite":
-            uow.session.execute(text("SELECT 1"))  # BEGIN IMMEDIATE waits 50 ms, then SQLITE_BUSY
+            uow.session.execute(text("SAVEPOINT probe"))  # BEGIN IMMEDIATE waits 50 ms, then SQLITE_BUSY
         elif len(calls) == 1:
             uow.session.execute(text(RAISE_TRANSIENT[engine_name]))
         return len(calls)
