@@ -1,4 +1,15 @@
-"""Writes that outlive the caller's rollback: an "autonomous transaction" on the caller's own session.
+"""Writes that outlive the caller's transaction: transactions of their own, or replays after a rollback.
+
+``independent_transactions(session)`` gives, where it can, short transactions that commit on their own beside the
+caller's (login bookkeeping uses them, ``db.logins``):
+
+- when the session has no transaction in progress and nothing pending, the session's own transactions: each
+  commits at once (under ``Database.isolated()`` it is a SAVEPOINT of the test's outer transaction);
+- when its transaction has only read so far and the session is bound to an engine, a second session on another
+  pooled connection. Its transaction cannot wait on the caller's, which holds no lock and has written nothing (on
+  SQLite it holds no write lock: see ``dialects.install_sqlite_transactions``);
+- otherwise (the caller's transaction has written: a second connection might wait on its locks forever, and on
+  SQLite could never get the write lock) None, and the caller falls back to ``autonomous_write`` below.
 
 A failed login must be counted although the login raises, and the unit of work around it rolls back on that
 exception. ``autonomous_write(session, write)`` calls ``write(session)`` at once, in the session's transaction,
@@ -24,11 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, SessionTransaction
+
+from db import dialects
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +56,40 @@ class _Entry:
     made_in: SessionTransaction | None  # None: undone by a rollback, to be made again
 
 
+Transactions = Callable[[], AbstractContextManager[Session]]
+
+
+def independent_transactions(session: Session) -> Transactions | None:
+    """A factory of transactions that commit whatever becomes of ``session``'s, or None (see the module docstring)."""
+    if not session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        return lambda: _own(session)
+    bind = session.get_bind()
+    if isinstance(bind, Engine) and session.in_transaction() and not dialects.has_written(session.connection()):
+        return lambda: _beside(session, bind)
+    return None
+
+
+@contextlib.contextmanager
+def _own(session: Session) -> Iterator[Session]:
+    with session.begin():
+        yield session
+
+
+@contextlib.contextmanager
+def _beside(session: Session, engine: Engine) -> Iterator[Session]:
+    info = {key: session.info[key] for key in ("actor", "context", "settings") if key in session.info}
+    with Session(bind=engine, expire_on_commit=False, info=info) as side, side.begin():
+        yield side
+
+
 def autonomous_write(session: Session, write: Write) -> None:
     """Call ``write(session)`` now, and again in a transaction of its own if this transaction rolls back."""
     write(session)
+    replay_on_rollback(session, write)
+
+
+def replay_on_rollback(session: Session, write: Write) -> None:
+    """``write``'s effect has just been made in the session's transaction: make it again if that is rolled back."""
     _ledger(session).append(_Entry(write, _innermost(session)))
 
 
@@ -107,4 +152,4 @@ def _after_commit(session: Session) -> None:
         session.info.get(_LEDGER, []).clear()
 
 
-__all__ = ["autonomous_write"]
+__all__ = ["Transactions", "autonomous_write", "independent_transactions", "replay_on_rollback"]

@@ -196,6 +196,41 @@ def install_sqlite_transactions(engine: Engine, *, busy_timeout: float) -> None:
         connection.info.pop(_SQLITE_STATE, None)
 
 
+def install_write_tracking(engine: Engine) -> None:
+    """Remember, per connection, whether its transaction has written or locked anything yet (see ``has_written``).
+
+    SQLite's transactions (``install_sqlite_transactions``) know it already.
+    """
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.info[_WROTE] = False
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_execute(
+        connection: Connection, _cursor: Any, statement: str, _parameters: Any, context: Any, _many: bool
+    ) -> None:
+        if connection.info.get(_WROTE) is False and is_write(statement, context):
+            connection.info[_WROTE] = True
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _on_end(connection: Connection) -> None:
+        connection.info.pop(_WROTE, None)
+
+
+def has_written(connection: Connection) -> bool:
+    """Whether the connection's transaction has written or taken a lock: only then can another transaction wait on it.
+
+    Known for the connections of engines set up by ``install_sqlite_transactions`` or ``install_write_tracking``;
+    for any other connection the answer is True (assume the worst).
+    """
+    if connection.dialect.name == "sqlite":
+        return bool(connection.info.get(_SQLITE_STATE, _WRITING) == _WRITING)
+    return connection.info.get(_WROTE) is not False
+
+
+_WROTE = "dblayer_wrote"
 _SQLITE_STATE = "dblayer_sqlite_transaction"
 _PENDING, _READING, _WRITING = "pending", "reading", "writing"
 _WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "SAVEPOINT", "REINDEX")

@@ -3,6 +3,7 @@
     password_hash = hash_password(password, settings)
     verify_password(password, password_hash)       # True or False, never raises on a mismatch
     needs_rehash(password_hash, settings)          # stored with older parameters: hash again at the next login
+    verify_evenly(password, stored_or_None, settings)  # as long as a current verification takes, whatever is stored
     check_password(password, settings, email=...)  # ValidationError(field="password", rule=...) if refused
 
 Every verification of a password in the layer goes through ``verify_password``: one place to count them (the
@@ -16,6 +17,8 @@ from __future__ import annotations
 import functools
 import itertools
 import secrets
+import threading
+import time
 import unicodedata
 from importlib import resources
 
@@ -52,6 +55,28 @@ def needs_rehash(password_hash: str, settings: Settings) -> bool:
         return hasher(settings).check_needs_rehash(password_hash)
     except (InvalidHashError, ValueError):
         return True
+
+
+def verify_evenly(password: str, stored_hash: str | None, settings: Settings) -> bool:
+    """Whether ``password`` matches ``stored_hash``, in the time a verification with the current parameters takes.
+
+    ``stored_hash`` None (unknown email, locked or inactive user, no password) verifies against the dummy hash and
+    is False. A hash made with other parameters than the current ones costs what *its* parameters cost: a wrong
+    password for a user whose hash predates stronger settings would answer in a few milliseconds, against a
+    full verification for an unknown email. So a refusal is padded up to the measured time of a current
+    verification (a running average, per parameter set; until one has been measured, a dummy verification
+    is spent instead). A stored hash *stronger* than the current parameters still takes longer; that happens only
+    if the parameters were lowered, and such hashes are re-made at the next successful login.
+    """
+    started = time.perf_counter()
+    if stored_hash is None or not needs_rehash(stored_hash, settings):
+        matches = verify_password(password, stored_hash or dummy_hash(settings))
+        _CURRENT_COST.observe(_parameters(settings), time.perf_counter() - started)
+        return matches and stored_hash is not None
+    matches = verify_password(password, stored_hash)
+    if not matches:
+        _pad_to_current_cost(password, settings, started)
+    return matches
 
 
 def dummy_hash(settings: Settings) -> str:
@@ -136,6 +161,36 @@ def _dummy_hash(time_cost: int, memory_cost: int, parallelism: int) -> str:
     return _hasher(time_cost, memory_cost, parallelism).hash(secrets.token_urlsafe(32))
 
 
+class _RunningCost:
+    """A running average of how long a verification with each parameter set takes (thread-safe)."""
+
+    def __init__(self, weight: float = 0.2) -> None:
+        self._weight = weight
+        self._seconds: dict[tuple[int, int, int], float] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, parameters: tuple[int, int, int], seconds: float) -> None:
+        with self._lock:
+            previous = self._seconds.get(parameters)
+            self._seconds[parameters] = seconds if previous is None else previous + self._weight * (seconds - previous)
+
+    def estimate(self, parameters: tuple[int, int, int]) -> float | None:
+        return self._seconds.get(parameters)
+
+
+_CURRENT_COST = _RunningCost()
+
+
+def _pad_to_current_cost(password: str, settings: Settings, started: float) -> None:
+    target = _CURRENT_COST.estimate(_parameters(settings))
+    if target is None:
+        verify_evenly(password, None, settings)  # measures the current cost for the next time
+        return
+    remaining = target - (time.perf_counter() - started)
+    if remaining > 0:
+        time.sleep(remaining)
+
+
 _VERIFIER = PasswordHasher()  # verification reads the parameters from the hash; these defaults are unused
 
 __all__ = [
@@ -145,5 +200,6 @@ __all__ = [
     "hash_password",
     "hasher",
     "needs_rehash",
+    "verify_evenly",
     "verify_password",
 ]

@@ -154,6 +154,8 @@ class Database:
         engine = create_engine(self.url, **dialects.engine_options(self.url, self._options))
         if self.backend == "sqlite":
             dialects.install_sqlite_transactions(engine, busy_timeout=self._options.get("busy_timeout", 5.0))
+        else:
+            dialects.install_write_tracking(engine)
         if self.backend in ("mysql", "mariadb"):
             dialects.install_mariadb_reset(engine)
         return engine

@@ -7,25 +7,26 @@
         user = uow.users.authenticate("ada@example.com", secret)    # AuthenticationError if refused
 
 **Logins.** Unknown email, wrong password, inactive user, locked user and user without a password all raise the
-same ``AuthenticationError`` with the same message, and each spends exactly one password verification
-(``db.passwords.verify_password``; a dummy hash for an unknown email), so neither the answer nor its timing tells
-which. ``Settings.lockout_threshold`` consecutive wrong passwords lock the account for ``lockout_period``; while
-locked, even the right password is refused and attempts do not count; the first failure after the lock has
-expired starts a new count. A success resets the count, records ``last_login_at`` and re-hashes a password stored
-with out-of-date argon2 parameters. A user's login row is read ``FOR UPDATE``, so concurrent guesses at one
-account are counted one after the other and cannot slip past the lock together.
+same ``AuthenticationError`` with the same message, and each spends one password verification's time
+(``db.passwords.verify_evenly``; a dummy hash where there is nothing to verify), so neither the answer nor its
+timing tells which. ``Settings.lockout_threshold`` consecutive wrong passwords lock the account for
+``lockout_period``; while locked, even the right password is refused and attempts do not count; the first failure
+after the lock has expired starts a new count. A success resets the count, records ``last_login_at`` and
+re-hashes a password stored with out-of-date argon2 parameters.
 
-**Failed logins survive the exception.** ``authenticate`` raises, and the unit of work around it rolls back on an
-exception, which would undo the count. So the failure's writes (count, lock, ``login.failure`` and
-``user.locked`` events) go through ``db.autonomous.autonomous_write``: made at once in the caller's transaction
-and, if that transaction rolls back, made again in a transaction of their own right after the rollback. The
-natural code is therefore correct:
+**Attempts are counted before the password is verified, in transactions of their own** (``db.logins``): at most
+``lockout_threshold`` wrong passwords are ever verified between two successes, however many logins race, a lock
+once decided is never undone by a racing success, argon2 never runs under a lock, and the count survives the
+rollback of the unit of work around ``authenticate`` (which raises). The natural code is therefore correct:
 
     try:
         with database.unit_of_work() as uow:
             user = uow.users.authenticate(email, password)
     except AuthenticationError:
         ...  # the failure is counted and logged; anything else the block wrote is rolled back
+
+Call ``authenticate`` before the unit of work writes anything: in a transaction that has already written, the
+attempt is counted in that transaction (and made again after a rollback), and verified under its locks.
 
 Login bookkeeping (count, lock, last login, re-hash) is written by an UPDATE that leaves ``version`` and
 ``updated_at`` alone: a login never makes an administrator's pending edit of the user stale.
@@ -43,7 +44,6 @@ hashing are refused: ``password_hash`` and the ``*_key`` columns cannot be set d
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import secrets
 import unicodedata
 import uuid
@@ -51,11 +51,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast, overload
 
 from sqlalchemy import CursorResult, delete, or_, select, update
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
-from db import audit, passwords
-from db.autonomous import autonomous_write
+from db import audit, logins, passwords
 from db.errors import AuthenticationError, Conflict, StaleVersion, TokenError, ValidationError
 from db.models.base import utcnow
 from db.models.user import FIELD_CHECKS, User, derived_fields, email_key, normalise
@@ -174,13 +171,10 @@ class UserRepository(BaseRepository[User]):
     @translated
     def authenticate(self, email: str, password: str) -> User:
         """The user with this email and password; ``AuthenticationError`` otherwise (see the module docstring)."""
-        user = self._login_row(email)
-        refusal = self._refusal(user, password)
-        if refusal is not None:
-            self._record_failure(user, refusal)
+        criterion = User.email_key == email_key(email) if isinstance(email, str) else None
+        user = logins.check(self.session, criterion, password, self.settings, login=True)
+        if user is None:
             raise AuthenticationError()
-        assert user is not None
-        self._record_success(user, password)
         return user
 
     @translated
@@ -189,18 +183,15 @@ class UserRepository(BaseRepository[User]):
 
         Outstanding password-reset tokens are revoked.
         """
-        found = self._resolve(user)
-        self.session.flush()
-        self.session.refresh(found, with_for_update=True)
-        refusal = self._refusal(found, old_password)
-        if refusal is not None:
-            self._record_failure(found, refusal)
+        user_id = user.id if isinstance(user, User) else self._resolve(user).id
+        found = logins.check(self.session, User.id == user_id, old_password, self.settings, login=False)
+        if found is None:
             raise AuthenticationError()
         passwords.check_password(new_password, self.settings, email=found.email)
         if _same_password(old_password, new_password):
             raise ValidationError("the new password must differ from the current one", field="password",
                                   rule="unchanged")
-        return self._set_password(found, new_password, via="change")
+        return self._set_password(found, passwords.hash_password(new_password, self.settings), via="change")
 
     @translated
     def reset_password(self, raw_token: str, new_password: str) -> User:
@@ -212,8 +203,9 @@ class UserRepository(BaseRepository[User]):
         if owner is None:
             raise TokenError()
         passwords.check_password(new_password, self.settings, email=owner.email)
+        new_hash = passwords.hash_password(new_password, self.settings)  # before any write: no lock held meanwhile
         user = self.consume_token(raw_token, PASSWORD_RESET)
-        return self._set_password(user, new_password, via="reset")
+        return self._set_password(user, new_hash, via="reset")
 
     @translated
     def require_password_reset(self, user: UserRef) -> str:
@@ -221,48 +213,10 @@ class UserRepository(BaseRepository[User]):
         found = super().update(self._resolve(user), must_change_password=True)
         return self.issue_token(found, PASSWORD_RESET)
 
-    def _login_row(self, email: str) -> User | None:
-        if not isinstance(email, str):
-            return None
-        statement = (
-            select(User).where(User.email_key == email_key(email), User.deleted_at.is_(None))
-            .with_for_update().execution_options(populate_existing=True)
-        )
-        return self.session.scalars(statement).first()
-
-    def _refusal(self, user: User | None, password: str) -> str | None:
-        """Why a login is refused (None: it is not), after exactly one password verification."""
-        stored = user.password_hash if user is not None else None
-        matches = passwords.verify_password(password, stored or passwords.dummy_hash(self.settings))
-        if user is None:
-            return "unknown_email"
-        if stored is None:
-            return "no_password"
-        if user.is_locked(utcnow()):
-            return "locked"
-        if not user.is_active:
-            return "inactive"
-        return None if matches else "bad_password"
-
-    def _record_failure(self, user: User | None, reason: str) -> None:
-        user_id = user.id if user is not None else None
-        autonomous_write(self.session, functools.partial(
-            _register_failure, user_id=user_id, reason=reason, settings=self.settings
-        ))
-
-    def _record_success(self, user: User, password: str) -> None:
-        values: dict[str, Any] = {"failed_login_count": 0, "locked_until": None, "last_login_at": utcnow()}
-        rehash = user.password_hash is not None and passwords.needs_rehash(user.password_hash, self.settings)
-        if rehash:
-            values["password_hash"] = passwords.hash_password(password, self.settings)
-        _write_login_fields(self.session, user.id, values)
-        audit.record_event(self.session, "login.success", entity_type="user", entity_id=user.id, user_id=user.id,
-                           data={"rehashed": True} if rehash else None)
-
-    def _set_password(self, user: User, new_password: str, *, via: str) -> User:
+    def _set_password(self, user: User, password_hash: str, *, via: str) -> User:
         now = utcnow()
         super().update(
-            user, password_hash=passwords.hash_password(new_password, self.settings), password_changed_at=now,
+            user, password_hash=password_hash, password_changed_at=now,
             must_change_password=False, failed_login_count=0, locked_until=None,
         )
         self._revoke(user.id, PASSWORD_RESET)
@@ -395,44 +349,6 @@ class UserRepository(BaseRepository[User]):
                 if f"{field}_key" in (error.constraint or str(error)):
                     raise _already_exists(field) from None
             raise
-
-
-def _register_failure(session: Session, *, user_id: uuid.UUID | None, reason: str, settings: Settings) -> None:
-    """Count a failed login (a wrong password only) and lock at the threshold; log ``login.failure``.
-
-    Self-contained, as ``autonomous_write`` requires: it may run again after the caller's rollback.
-    """
-    locked_until = _count_failure(session, user_id, settings) if user_id and reason == "bad_password" else None
-    audit.record_event(session, "login.failure", entity_type="user", entity_id=user_id, user_id=user_id,
-                       data={"reason": reason})
-    if locked_until is not None:
-        audit.record_event(session, "user.locked", entity_type="user", entity_id=user_id, user_id=user_id,
-                           data={"until": locked_until.isoformat(), "failures": settings.lockout_threshold})
-
-
-def _count_failure(session: Session, user_id: uuid.UUID, settings: Settings) -> dt.datetime | None:
-    """Add one failure (restarting after an expired lock); the new ``locked_until`` if this one locks."""
-    now = utcnow()
-    statement = select(User.failed_login_count, User.locked_until).where(User.id == user_id).with_for_update()
-    row = session.execute(statement).one_or_none()
-    if row is None:
-        return None
-    count, locked_until = row
-    count = 1 if locked_until is not None and locked_until <= now else count + 1
-    threshold = settings.lockout_threshold
-    new_lock = now + settings.lockout_period if 0 < threshold <= count else None
-    _write_login_fields(session, user_id, {"failed_login_count": count, "locked_until": new_lock})
-    return new_lock
-
-
-def _write_login_fields(session: Session, user_id: uuid.UUID, values: dict[str, Any]) -> None:
-    """Login bookkeeping: one UPDATE that leaves ``version`` and ``updated_at`` alone; the loaded user follows."""
-    statement = update(User).where(User.id == user_id).values(**values, updated_at=User.updated_at)
-    session.execute(statement.execution_options(synchronize_session=False))
-    loaded = session.identity_map.get(session.identity_key(User, user_id))
-    if loaded is not None:
-        for key, value in values.items():
-            set_committed_value(loaded, key, value)
 
 
 def _checked(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,152 @@
+"""Logins under attack: concurrent guesses, racing successes, and what a login holds while it verifies.
+
+Real processes against a committed database of its own, on every engine. Where the order matters, one attempt
+stops in the middle of its password verification until the other has made its whole attempt
+(``login_workers.login``): the race the attacker wins most often, made to happen every time.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from db import AuthenticationError, Database, passwords
+from db.models.user import User
+from tests.conftest import TestDatabases
+from tests.integration import login_workers
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "violet-Harbor-42-lantern"
+WRONG = "quiet-Meadow-17-compass"
+
+
+@pytest.fixture(scope="module")
+def committed(engine_name: str, test_databases: TestDatabases) -> Iterator[Database]:
+    with test_databases.own(engine_name, "dblayer_logins", login_workers.slow_settings()) as database:
+        yield database
+
+
+@pytest.fixture
+def email(committed: Database) -> str:
+    address = f"race-{uuid.uuid4().hex[:10]}@example.com"
+    with committed.unit_of_work() as uow:
+        uow.users.create(email=address, password=PASSWORD)
+    return address
+
+
+def url_of(database: Database) -> str:
+    return database.url.render_as_string(hide_password=False)
+
+
+def logins_at_once(database: Database, attempts: list[tuple[str, str, str]]) -> list[tuple[str, int]]:
+    """Each (email, password, role) in its own process (see ``login_workers.login``); (outcome, real verifications)."""
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        sync = {"start": manager.Barrier(len(attempts)), "verifying": manager.Event(), "resume": manager.Event()}
+        with ProcessPoolExecutor(len(attempts), mp_context=context) as pool:
+            futures = [pool.submit(login_workers.login, url_of(database), email, password, role, sync)
+                       for email, password, role in attempts]
+            return [future.result(timeout=300) for future in futures]
+
+
+def refuse(database: Database, email: str, times: int) -> None:
+    for _ in range(times):
+        with pytest.raises(AuthenticationError), database.unit_of_work() as uow:
+            uow.users.authenticate(email, WRONG)
+
+
+def login_state(database: Database, email: str) -> tuple[int, bool]:
+    with database.session() as session:
+        user = session.scalars(select(User).where(User.email == email)).one()
+        return user.failed_login_count, user.locked_until is not None
+
+
+def test_eight_concurrent_wrong_passwords_verify_the_hash_at_most_threshold_times(
+    committed: Database, email: str
+) -> None:
+    results = logins_at_once(committed, [(email, WRONG, "free")] * 8)
+    assert [outcome for outcome, _ in results] == ["refused"] * 8
+    assert sum(verified for _, verified in results) == committed.settings.lockout_threshold
+    assert login_state(committed, email) == (committed.settings.lockout_threshold, True)
+
+
+def test_a_right_password_racing_the_failure_that_locks_the_account_is_refused(committed: Database, email: str) -> None:
+    refuse(committed, email, committed.settings.lockout_threshold - 1)
+    results = logins_at_once(committed, [(email, WRONG, "leader"), (email, PASSWORD, "follower")])
+    assert [outcome for outcome, _ in results] == ["refused", "refused"]
+    assert results[1][1] == 0  # refused at once: the account was locked before its hash was touched again
+    assert login_state(committed, email) == (committed.settings.lockout_threshold, True)
+
+
+def test_the_attempt_holding_the_last_slot_decides_and_a_wrong_guess_racing_it_is_not_verified(
+    committed: Database, email: str
+) -> None:
+    refuse(committed, email, committed.settings.lockout_threshold - 1)
+    results = logins_at_once(committed, [(email, PASSWORD, "leader"), (email, WRONG, "follower")])
+    assert results == [("ok", 1), ("refused", 0)]
+    assert login_state(committed, email) == (0, False)
+
+
+def test_many_concurrent_right_passwords_all_get_in(committed: Database, email: str) -> None:
+    results = logins_at_once(committed, [(email, PASSWORD, "free")] * 4)
+    assert [outcome for outcome, _ in results] == ["ok"] * 4
+    assert login_state(committed, email) == (0, False)
+
+
+@pytest.mark.parametrize("password", [PASSWORD, WRONG])
+def test_while_a_login_verifies_it_holds_no_lock_and_no_connection(
+    committed: Database, email: str, engine_name: str, monkeypatch: pytest.MonkeyPatch, password: str
+) -> None:
+    verifying, release = threading.Event(), threading.Event()
+    real_verify = passwords.verify_password
+
+    def stalled(candidate: str, password_hash: str) -> bool:
+        verifying.set()
+        assert release.wait(30)
+        return real_verify(candidate, password_hash)
+
+    monkeypatch.setattr(passwords, "verify_password", stalled)
+    outcome: list[Any] = []
+
+    def attempt() -> None:
+        try:
+            with committed.unit_of_work() as uow:
+                outcome.append(uow.users.authenticate(email, password).email)
+        except AuthenticationError as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=attempt)
+    worker.start()
+    try:
+        assert verifying.wait(30)
+        assert committed.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert_row_and_database_writable(committed, email, engine_name)
+    finally:
+        release.set()
+        worker.join(30)
+    if password == PASSWORD:
+        assert outcome == [email]
+    else:
+        assert len(outcome) == 1 and isinstance(outcome[0], AuthenticationError)
+
+
+def assert_row_and_database_writable(database: Database, email: str, engine_name: str) -> None:
+    """Another connection can lock the user's row at once (and on SQLite take the write lock at once)."""
+    other = Database(database.url, settings=database.settings, busy_timeout=0)
+    locking = "" if engine_name == "sqlite" else " FOR UPDATE NOWAIT"
+    table = "`user`" if engine_name == "mariadb" else '"user"'
+    try:
+        with other.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection:
+            statement = text(f"SELECT id FROM {table} WHERE email = :email{locking}")
+            assert connection.execute(statement, {"email": email}).first() is not None
+            connection.rollback()
+    finally:
+        other.dispose()
