@@ -21,6 +21,7 @@ from db.models.log_audit import AuditEntry
 from db.models.user import User
 from db.models.user_token import UserToken
 from db.settings import Settings
+from tests.argon2_clock import SimulatedArgon2Clock
 from tests.conftest import TestDatabases
 
 PASSWORD = "violet-Harbor-42-lantern"
@@ -311,6 +312,30 @@ def test_every_refused_login_raises_the_same_error_after_exactly_one_verificatio
     error = refused_login(database, email, password)
     assert str(error) == "invalid email or password"
     assert len(verifications) == 1
+
+
+def test_every_refused_login_takes_the_same_time_whatever_the_stored_hash(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashes made before the parameters were raised verify fast: without padding, an enumeration oracle."""
+    make_user(database, email="outdated@example.com")
+    _locked(database)
+    make_user(database, email="inactive@example.com", is_active=False)
+    make_user(database, email="nopassword@example.com", password=None)
+    stronger = with_settings(database, password_time_cost=3, password_memory_cost_kib=64)
+    make_user(stronger, email="current@example.com")
+    clock = SimulatedArgon2Clock(monkeypatch)
+    refused_login(stronger, "nobody@example.com")  # the first measurement of a current verification
+    times = {
+        email: clock.elapsed(lambda email=email, password=password: refused_login(stronger, email, password))
+        for email, password in [
+            ("nobody@example.com", PASSWORD), ("outdated@example.com", OTHER_PASSWORD),
+            ("current@example.com", OTHER_PASSWORD), (EMAIL, PASSWORD), ("inactive@example.com", PASSWORD),
+            ("nopassword@example.com", PASSWORD),
+        ]
+    }
+    assert times["nobody@example.com"] > 0
+    assert times == pytest.approx(dict.fromkeys(times, times["nobody@example.com"]), rel=1e-9)
 
 
 def test_an_unknown_email_spends_its_verification_on_the_dummy_hash(

@@ -9,6 +9,7 @@ from argon2.exceptions import InvalidHashError
 from db import ValidationError, passwords
 from db.models.user import User, email_key
 from db.settings import Settings
+from tests.argon2_clock import SimulatedArgon2Clock
 
 FAST = Settings.for_tests()
 GOOD = "violet-Harbor-42-lantern"
@@ -185,3 +186,43 @@ def test_a_malformed_email_is_refused_without_being_echoed(bad: str) -> None:
         User(email=bad)
     assert (caught.value.field, caught.value.rule) == ("email", "format")
     assert not bad or bad not in str(caught.value)
+
+
+# --- every refusal costs what a current verification costs ---------------------------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> SimulatedArgon2Clock:
+    return SimulatedArgon2Clock(monkeypatch)
+
+
+CURRENT = Settings.for_tests(password_time_cost=3, password_memory_cost_kib=64)
+
+
+def test_refusals_take_the_time_of_a_current_verification_whatever_the_stored_hash(
+    clock: SimulatedArgon2Clock,
+) -> None:
+    current_hash = passwords.hash_password(GOOD, CURRENT)
+    outdated_hash = passwords.hash_password(GOOD, FAST)  # t=1, m=8: a fraction of the current cost
+    weaker_memory = passwords.hash_password(GOOD, Settings.for_tests(password_time_cost=3, password_memory_cost_kib=16))
+    clock.elapsed(lambda: passwords.verify_evenly("wrong", None, CURRENT))  # the first measurement
+    unknown = clock.elapsed(lambda: passwords.verify_evenly("wrong", None, CURRENT))
+    assert unknown == clock.cost(passwords.dummy_hash(CURRENT)) > 0
+    for stored in (current_hash, outdated_hash, weaker_memory, "not a hash at all"):
+        refusal = clock.elapsed(lambda stored=stored: passwords.verify_evenly("wrong", stored, CURRENT))
+        assert refusal == pytest.approx(unknown, rel=1e-9)
+
+
+def test_before_any_measurement_a_refusal_spends_a_whole_dummy_verification(clock: SimulatedArgon2Clock) -> None:
+    outdated_hash = passwords.hash_password(GOOD, FAST)
+    spent = clock.elapsed(lambda: passwords.verify_evenly("wrong", outdated_hash, CURRENT))
+    assert spent >= clock.cost(passwords.dummy_hash(CURRENT))
+
+
+def test_verify_evenly_tells_right_from_wrong_and_never_accepts_the_dummy(clock: SimulatedArgon2Clock) -> None:
+    outdated_hash = passwords.hash_password(GOOD, FAST)
+    assert passwords.verify_evenly(GOOD, outdated_hash, CURRENT)
+    assert passwords.verify_evenly(GOOD, passwords.hash_password(GOOD, CURRENT), CURRENT)
+    assert not passwords.verify_evenly(GOOD, None, CURRENT)
+    assert not passwords.verify_evenly(GOOD + "x", outdated_hash, CURRENT)
+    assert clock.slept > 0  # the refusal of the outdated hash was padded
