@@ -33,6 +33,7 @@ from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from db.base import TABLE_OPTIONS, Base
 from db.errors import ValidationError
+from db.lookalikes import lookalike_problem
 from db.models.base import Audited, SoftDelete, Timestamps, UUIDPrimaryKey, Versioned
 
 EMAIL_MAX_LENGTH = 320
@@ -58,6 +59,7 @@ def check_email(value: Any) -> str:
         value, EMAIL_MAX_LENGTH
     ):
         raise ValidationError("user.email is not a valid email address", field="email", rule="format")
+    _refuse_lookalike("email", value.strip())
     return value.strip()
 
 
@@ -69,6 +71,7 @@ def check_username(value: Any) -> str | None:
     ):
         raise ValidationError("user.username must be 3-64 letters, digits, '_', '.' or '-'", field="username",
                               rule="format")
+    _refuse_lookalike("username", value.strip())
     return value.strip()
 
 
@@ -179,12 +182,24 @@ class User(UUIDPrimaryKey, Timestamps, SoftDelete, Versioned, Audited, Base):
         return checked
 
 
+def _refuse_lookalike(field: str, value: str) -> None:
+    """Text built to pass for another address or name is refused (``db.lookalikes``: the policy and its reasons)."""
+    problem = lookalike_problem(value)
+    if problem is not None:
+        rule, reason = problem
+        raise ValidationError(f"user.{field} {reason}: it could pass for another {field}", field=field, rule=rule)
+
+
 def _too_long(value: str, limit: int) -> bool:
     return len(value.strip()) > limit or len(normalise(value)) > limit  # NFKC can lengthen a string
 
 
 def _has_control(value: str) -> bool:
-    return any(unicodedata.category(char) == "Cc" for char in value)
+    """Controls, and the bidirectional embeddings, overrides and isolates that reorder what follows them."""
+    return any(unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS for char in value)
+
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @functools.cache

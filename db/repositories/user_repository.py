@@ -378,7 +378,8 @@ def _ttl(settings: Settings, purpose: str) -> dt.timedelta:
 
 
 def _plausible_token(raw_token: Any) -> bool:
-    return isinstance(raw_token, str) and 0 < len(raw_token) <= MAX_TOKEN_LENGTH
+    """Tokens are URL-safe base64 (``secrets.token_urlsafe``): anything else, a lone surrogate included, is no token."""
+    return isinstance(raw_token, str) and 0 < len(raw_token) <= MAX_TOKEN_LENGTH and raw_token.isascii()
 
 
 def _same_password(old: str, new: str) -> bool:

@@ -115,6 +115,31 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
 # --- creating users and their emails -------------------------------------------------------------------------
 
 
+LOOK_ALIKES = ["ali\u200bce@example.com", "ali\u00adce@example.com", "alice@example.com\u200b",
+               "\u202ealice@example.com", "\u0430lice@example.com", "alice@ex\u0430mple.com",
+               "\u0430\u04cf\u0456\u0441\u0435@example.com"]
+
+
+@pytest.mark.parametrize("look_alike", LOOK_ALIKES)
+def test_an_address_that_displays_as_a_registered_one_cannot_register_or_be_moved_to(
+    database: Database, look_alike: str
+) -> None:
+    alice = make_user(database, email="alice@example.com")
+    bob = make_user(database, email="bob@example.com")
+    with pytest.raises(ValidationError) as refused, database.unit_of_work() as uow:
+        uow.users.create(email=look_alike, password=PASSWORD)
+    assert refused.value.field == "email" and refused.value.rule in {"invisible", "mixed_script", "confusable"}
+    with pytest.raises(ValidationError), database.unit_of_work() as uow:
+        uow.users.update(bob, email=look_alike)
+    with pytest.raises(ValidationError), database.unit_of_work() as uow:
+        uow.users.create_many([{"email": "carol@example.com", "password": None},
+                               {"email": look_alike, "password": None}])
+    with database.unit_of_work() as uow:
+        assert uow.users.count({}) == 2
+        assert uow.users.get_by_email(look_alike) is None
+    assert fetch(database, alice).email == "alice@example.com"
+
+
 def test_a_new_user_has_a_normalised_email_key_and_an_argon2id_hash(database: Database) -> None:
     user = fetch(database, make_user(database, email="  Ada.Lovelace+x@Example.COM "))
     assert user.email == "Ada.Lovelace+x@Example.COM"
@@ -624,11 +649,14 @@ def test_bad_tokens_all_raise_the_same_token_error(database: Database) -> None:
     user_id = make_user(database)
     raw = issue(database, user_id, "verify_email")
     messages = set()
-    for candidate, purpose in ((raw, "password_reset"), ("not-a-token", "verify_email"), ("", "verify_email"),
-                               ("x" * 10_000, "verify_email")):
+    hostile = ["not-a-token", "", "x" * 10_000, raw[:-1] + "\udc80", "\ud800", raw + "\x00", raw[:-1] + "\u00e9",
+               None, 42, b"bytes"]
+    for candidate, purpose in [(raw, "password_reset"), *((bad, "verify_email") for bad in hostile)]:
         with pytest.raises(TokenError) as caught:
-            consume(database, candidate, purpose)
+            consume(database, candidate, purpose)  # type: ignore[arg-type]
         messages.add(str(caught.value))
+        with pytest.raises(TokenError), database.unit_of_work() as uow:
+            uow.users.reset_password(candidate, OTHER_PASSWORD)  # type: ignore[arg-type]
     assert messages == {"invalid or expired token"}
     assert consume(database, raw, "verify_email").id == user_id  # the wrong-purpose attempt did not use it
 
