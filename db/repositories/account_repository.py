@@ -8,7 +8,7 @@
 Every membership change locks the account row (``SELECT … FOR UPDATE``) before it reads the memberships, and reads
 them with locking reads, so two transactions demoting or removing two different owners at once are serialized and
 the second sees the first's change (on MariaDB too, whose REPEATABLE READ snapshot a plain read would reuse).
-SQLite serializes writing transactions anyway (a unit of work begins IMMEDIATE).
+SQLite serializes writing transactions anyway (the locking read takes its write lock).
 """
 
 from __future__ import annotations
