@@ -150,3 +150,39 @@ def assert_row_and_database_writable(database: Database, email: str, engine_name
             connection.rollback()
     finally:
         other.dispose()
+
+
+def kill_while_verifying(database: Database, email: str, password: str) -> None:
+    """A login process killed (SIGKILL) in the middle of its password verification."""
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        sync = {"verifying": manager.Event(), "resume": manager.Event()}  # never resumed
+        process = context.Process(target=login_workers.login,
+                                  args=(url_of(database), email, password, "leader", sync))
+        process.start()
+        try:
+            assert sync["verifying"].wait(120)
+        finally:
+            process.kill()
+            process.join(30)
+    assert process.exitcode == -9
+
+
+def test_a_login_killed_while_verifying_stays_counted_and_leaves_nothing_stuck(
+    committed: Database, email: str
+) -> None:
+    kill_while_verifying(committed, email, PASSWORD)
+    assert login_state(committed, email) == (1, False)  # the safe side: counted as a failure
+    with committed.unit_of_work() as uow:
+        assert uow.users.authenticate(email, PASSWORD).email == email
+    assert login_state(committed, email) == (0, False)
+
+
+def test_a_login_killed_while_holding_the_last_slot_leaves_the_account_locked(
+    committed: Database, email: str
+) -> None:
+    refuse(committed, email, committed.settings.lockout_threshold - 1)
+    kill_while_verifying(committed, email, PASSWORD)
+    assert login_state(committed, email) == (committed.settings.lockout_threshold, True)
+    with pytest.raises(AuthenticationError), committed.unit_of_work() as uow:
+        uow.users.authenticate(email, PASSWORD)
