@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import multiprocessing
 import os
 import re
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from db.errors import NotFound, ValidationError
+from db.errors import DiskFull, NotFound, StorageMismatch, ValidationError
 from db.models.file_object import FILENAME_MAX_BYTES, FILENAME_MAX_LENGTH, sanitise_filename
-from db.storage import LocalStorage, hash_stream, normalise_content_type, sniff_content_type
+from db.storage import MARKER, LocalStorage, StorageOwner, hash_stream, normalise_content_type, sniff_content_type
+from tests.tmpfs import small_disk
 
 # --- filenames -------------------------------------------------------------------------------------------------
 
@@ -306,3 +310,60 @@ def test_hash_stream_reads_in_chunks() -> None:
 def test_a_chunk_size_below_one_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
         LocalStorage(tmp_path, chunk_size=0)
+
+
+# --- the database a root serves: its marker ----------------------------------------------------------------------
+
+
+def owner(name: str) -> StorageOwner:
+    return StorageOwner.of(uuid.uuid5(uuid.NAMESPACE_DNS, name), f"sqlite:///{name}.db")
+
+
+def test_a_new_root_has_no_owner_until_it_is_bound_and_then_keeps_the_first(storage: LocalStorage) -> None:
+    assert storage.owner() is None
+    assert storage.bind(owner("first")) == owner("first") == storage.owner()
+    assert storage.bind(owner("second")) == owner("first")  # bound already: the first stays
+    assert storage.bind(owner("second"), replace=True) == storage.owner() == owner("second")
+    assert list(storage.keys()) == [] and leftovers(storage) == []  # the marker is no blob, no temporary file left
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b'{"format": 99, "database_id": "x"}', b"[1, 2]",
+                                     b'{"format": 1}', b"\xff\xfe"])
+def test_a_damaged_marker_is_refused_rather_than_guessed(storage: LocalStorage, content: bytes) -> None:
+    storage.root.mkdir(parents=True)
+    (storage.root / MARKER).write_bytes(content)
+    with pytest.raises(StorageMismatch, match="damaged marker"):
+        storage.owner()
+
+
+def _bind_as(root: str, name: str, start: Any) -> str:
+    start.wait()
+    return LocalStorage(root).bind(owner(name)).database_id
+
+
+def test_processes_binding_one_new_root_at_once_all_see_one_winner(tmp_path: Path) -> None:
+    root = str(tmp_path / "contested")
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(6) as pool:
+        start = manager.Barrier(6)
+        seen = pool.starmap(_bind_as, [(root, f"db{index}", start) for index in range(6)])
+    winner = LocalStorage(root).owner()
+    assert winner is not None and set(seen) == {winner.database_id}
+
+
+# --- a full disk ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_disk_storage(tmp_path: Path) -> Iterator[LocalStorage]:
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        yield LocalStorage(disk / "blobs", chunk_size=64 * 1024)
+
+
+def test_a_full_disk_is_reported_as_disk_full_and_leaves_nothing_behind(full_disk_storage: LocalStorage) -> None:
+    kept, _ = full_disk_storage.put(b"already here")
+    with pytest.raises(DiskFull, match="full") as refused:
+        full_disk_storage.put(io.BytesIO(os.urandom(2 * 2**20)))
+    assert full_disk_storage.location in str(refused.value)
+    assert list(full_disk_storage.keys()) == [kept] and leftovers(full_disk_storage) == []
+    assert full_disk_storage.put(b"small enough")[1] == 12  # the space came back
