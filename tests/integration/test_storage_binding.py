@@ -23,11 +23,13 @@ from db.base import Base
 from db.errors import ConfirmationRequired
 from db.models.file_blob import FileBlob
 from db.models.file_object import StoredFile
+from db.models.user import User
 from db.scripts import bind_storage
 from db.scripts.backup_db import backup
 from db.scripts.check_db import check
 from db.scripts.cleanup_db import RetentionPolicy, cleanup
 from db.scripts.restore_db import restore
+from db.scripts.sample_generator import GeneratorOptions, generate
 from db.settings import Settings
 from db.storage import MARKER, LocalStorage
 from db.storage_binding import BindingState, existing_identity
@@ -133,6 +135,16 @@ def test_a_second_database_on_a_bound_root_can_neither_store_nor_clean_and_nothi
     assert contents(root) == before
     assert rows(second, StoredFile) == rows(second, FileBlob) == 0
     assert all_verified(first, files) and check(first).ok
+
+
+def test_sample_data_is_not_generated_into_another_databases_root(
+    first: Database, second: Database, root: Path
+) -> None:
+    with_files(first)
+    before = contents(root)
+    with pytest.raises(StorageMismatch):
+        generate(second, GeneratorOptions(users=20, accounts=2, files_per_account=2, events_per_user=1, seed=5))
+    assert contents(root) == before and rows(second, User) == rows(second, FileBlob) == 0  # nothing written
 
 
 def test_check_of_the_second_database_reports_whose_root_it_is(first: Database, second: Database) -> None:
