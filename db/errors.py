@@ -61,6 +61,18 @@ class DiskFull(DatabaseError):
     try again)."""
 
 
+class StorageMismatch(DatabaseError):
+    """The file storage root is bound to another database (or may serve one): nothing was read, stored or removed
+    there. ``root`` is the storage, ``database_id`` this database's identity, ``bound_to`` the identity the root's
+    marker names (None: the root has no marker)."""
+
+    def __init__(self, message: str, *, root: str, database_id: object = None, bound_to: object = None) -> None:
+        super().__init__(message)
+        self.root = root
+        self.database_id = database_id
+        self.bound_to = bound_to
+
+
 class DatabaseUnavailable(DatabaseError):
     """The database could not be reached or opened."""
 
@@ -127,6 +139,7 @@ __all__ = [
     "PermissionDenied",
     "QuotaExceeded",
     "StaleVersion",
+    "StorageMismatch",
     "TokenError",
     "TransientError",
     "ValidationError",

@@ -129,14 +129,15 @@ class Database:
     ``options`` are passed to ``sqlalchemy.create_engine`` (``echo=True``, ``pool_size=...``), except
     ``busy_timeout`` (seconds a SQLite writer waits for the lock, default 5), ``attempts`` (the default
     number of tries of ``run_in_transaction``), ``repositories`` (name → repository class, as attributes of
-    every unit of work) and ``settings`` (``db.settings.Settings``: password hashing, lockout, tokens).
+    every unit of work) and ``settings`` (``db.settings.Settings``: password hashing, lockout, tokens, file storage;
+    default ``Settings.from_env()``, which reads ``DBLAYER_STORAGE_ROOT`` as the command line does).
     """
 
     def __init__(self, url: str | URL | None = None, **options: Any) -> None:
         self.url = dialects.resolve_url(url)
         self.attempts: int = options.pop("attempts", DEFAULT_ATTEMPTS)
         self.repositories: dict[str, type[BaseRepository[Any]]] = dict(options.pop("repositories", None) or {})
-        self.settings: Settings = options.pop("settings", None) or Settings()
+        self.settings: Settings = options.pop("settings", None) or Settings.from_env()
         self._options = options
         self._bound_connection: Connection | None = None
 

@@ -1,9 +1,13 @@
 """Settings of the layer's own behaviour (password hashing, lockout, tokens, audit, file storage), per Database.
 
-    Database(url, settings=Settings(lockout_threshold=10))
+    Database(url)                                      # Settings.from_env(): the defaults and the environment
+    Database(url, settings=Settings.from_env(lockout_threshold=10))   # the environment, and this
+    Database(url, settings=Settings(storage_root=path))   # exactly these (the environment is not read)
     Database(url, settings=Settings.for_tests())      # fast password hashing for test suites
 
-A unit of work hands its Database's settings to every repository (``repository.settings``).
+The library and the command line read the environment in one place, ``Settings.from_env`` (``ENVIRONMENT`` lists
+the variables); an explicit value wins over the environment. A unit of work hands its Database's settings to every
+repository (``repository.settings``).
 """
 
 from __future__ import annotations
@@ -11,10 +15,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+from db.errors import ValidationError
 
 DEFAULT_STORAGE_ROOT = Path(__file__).resolve().parent / "data" / "files"
+STORAGE_ROOT_ENV = "DBLAYER_STORAGE_ROOT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +50,32 @@ class Settings:
     storage_chunk_size: int = 2**20
 
     @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """The defaults, then what the environment sets (``ENVIRONMENT``; an empty variable is unset), then
+        ``overrides``: what ``Database()`` and every command use."""
+        values: dict[str, Any] = {}
+        for variable, (name, parse) in ENVIRONMENT.items():
+            text = (os.environ if environ is None else environ).get(variable, "")
+            if text.strip():
+                values[name] = parse(variable, text)
+        return cls(**{**values, **overrides})
+
+    @classmethod
     def for_tests(cls, **overrides: object) -> Settings:
-        """The cheapest argon2 parameters and a throwaway storage root: for test suites only, never for real use."""
-        scratch = Path(tempfile.gettempdir()) / f"dblayer-test-files-{os.getpid()}"
+        """The cheapest argon2 parameters and a throwaway storage root of its own (a new directory name on each
+        call, since a storage root serves one database): for test suites only, never for real use."""
+        scratch = Path(tempfile.gettempdir()) / f"dblayer-test-files-{uuid.uuid4().hex}"
         fast = cls(password_time_cost=1, password_memory_cost_kib=8, password_parallelism=1, storage_root=scratch)
         return replace(fast, **overrides)  # type: ignore[arg-type]
+
+
+def _path(variable: str, text: str) -> Path:
+    if "\0" in text:
+        raise ValidationError(f"{variable} must be a directory path", field=variable, rule="format")
+    return Path(text).expanduser()
+
+
+# Environment variable → (setting, parser). The parser gets the variable's name for its error message.
+ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    STORAGE_ROOT_ENV: ("storage_root", _path),
+}

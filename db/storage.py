@@ -14,6 +14,10 @@ Writing is done in two steps, so that a caller can decide between them whether t
 The temporary file is in ``root/.tmp`` (the same file system, so the rename is atomic), fsynced before it is
 renamed, and the directory is fsynced after: a crash leaves a whole blob under its key or a temporary file that
 ``remove_temporaries`` deletes, never half a blob under its final name. Memory use is one chunk, whatever the size.
+A full disk (or quota) raises ``DiskFull`` and leaves no temporary file behind.
+
+A root serves one database: ``owner()`` reads the marker (``root/.dblayer-database.json``) that names the database
+it is bound to, ``bind()`` writes it, atomically and only if there is none (``db.storage_binding`` decides when).
 """
 
 from __future__ import annotations
@@ -21,26 +25,48 @@ from __future__ import annotations
 import codecs
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import io
+import json
 import os
 import re
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
 
 import filetype
 
-from db.errors import NotFound, ValidationError
+from db.errors import DiskFull, NotFound, StorageMismatch, ValidationError
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 SNIFF_BYTES = 8192  # what the magic-number detection needs
 DEFAULT_CHUNK_SIZE = 2**20
 OCTET_STREAM = "application/octet-stream"
 TEMPORARY_DIR = ".tmp"
+MARKER = ".dblayer-database.json"
+MARKER_FORMAT = 1
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@dataclass(frozen=True, slots=True)
+class StorageOwner:
+    """The database a storage root is bound to, as its marker records it."""
+
+    database_id: str  # the database's identity (``database_identity.id``), a UUID as text
+    database: str  # its URL without password when it was bound: for messages only, never compared
+    bound_at: str  # ISO 8601, UTC
+
+    @classmethod
+    def of(cls, database_id: object, database: str) -> StorageOwner:
+        return cls(str(database_id), database, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+    def __str__(self) -> str:
+        return f"{self.database_id} ({self.database})"
 
 
 class Readable(Protocol):
@@ -71,6 +97,19 @@ class Staged(Protocol):
 
 class Storage(Protocol):
     """Where blobs live. Keys are SHA-256 hex digests; every method refuses anything else (``ValidationError``)."""
+
+    @property
+    def location(self) -> str:
+        """Where the blobs are, for messages (a directory, a bucket)."""
+        ...
+
+    def owner(self) -> StorageOwner | None:
+        """The database this storage is bound to; None if it has no marker. A damaged marker: ``StorageMismatch``."""
+        ...
+
+    def bind(self, owner: StorageOwner, *, replace: bool = False) -> StorageOwner:
+        """Record ``owner`` unless a marker exists (``replace``: overwrite it); return the owner now recorded."""
+        ...
 
     def stage(self, stream: Readable | bytes, *, max_size: int | None = None) -> Staged: ...
 
@@ -125,6 +164,53 @@ class LocalStorage:
     def __repr__(self) -> str:
         return f"LocalStorage({str(self.root)!r})"
 
+    @property
+    def location(self) -> str:
+        return printable(self.root)
+
+    # --- the database this root serves ---------------------------------------------------------------------------
+
+    def owner(self) -> StorageOwner | None:
+        try:
+            text = (self.root / MARKER).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except IsADirectoryError:
+            text = b""
+        try:
+            fields = json.loads(text)
+            if fields.pop("format") != MARKER_FORMAT:
+                raise ValueError("unknown format")
+            return StorageOwner(**{name: str(fields[name]) for name in ("database_id", "database", "bound_at")})
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise StorageMismatch(f"the file storage at {self.location} has a damaged marker ({MARKER}): it cannot "
+                                  "tell which database it serves, so nothing was read, stored or removed there; "
+                                  "bind it again with: python -m db storage --bind", root=self.location) from None
+
+    def bind(self, owner: StorageOwner, *, replace: bool = False) -> StorageOwner:
+        marker = self.root / MARKER
+        temporary_dir = self.root / TEMPORARY_DIR
+        with _disk_full_is_reported(self):
+            _make_dirs(temporary_dir)
+            handle, name = tempfile.mkstemp(dir=temporary_dir, prefix="marker-", suffix=".part")
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    out.write(json.dumps({"format": MARKER_FORMAT, **asdict(owner)}, indent=1).encode() + b"\n")
+                    out.flush()
+                    os.fsync(out.fileno())
+                if replace:
+                    os.replace(name, marker)
+                else:
+                    _link_unless_exists(Path(name), marker)
+            finally:
+                Path(name).unlink(missing_ok=True)
+            _fsync_dir(self.root)
+        recorded = self.owner()
+        assert recorded is not None, "a marker was just written"
+        return recorded
+
+    # --- blobs ---------------------------------------------------------------------------------------------------
+
     def path_of(self, key: str) -> Path:
         key = check_key(key)
         return self.root / key[:2] / key[2:4] / key
@@ -132,11 +218,12 @@ class LocalStorage:
     def stage(self, stream: Readable | bytes, *, max_size: int | None = None) -> LocalStaged:
         source: Readable = io.BytesIO(stream) if isinstance(stream, bytes | bytearray | memoryview) else stream
         temporary_dir = self.root / TEMPORARY_DIR
-        _make_dirs(temporary_dir)
-        handle, name = tempfile.mkstemp(dir=temporary_dir, prefix="upload-", suffix=".part")
+        with _disk_full_is_reported(self):
+            _make_dirs(temporary_dir)
+            handle, name = tempfile.mkstemp(dir=temporary_dir, prefix="upload-", suffix=".part")
         digest, size, head = hashlib.sha256(), 0, bytearray()
         try:
-            with os.fdopen(handle, "wb") as out:
+            with _disk_full_is_reported(self), os.fdopen(handle, "wb") as out:
                 while chunk := _chunk(source, self.chunk_size):
                     size += len(chunk)
                     if max_size is not None and size > max_size:
@@ -213,8 +300,9 @@ class LocalStaged:
             if final.stat().st_size == self.size:  # the same bytes are there already (a damaged copy is replaced)
                 self.discard()
                 return False
-        _make_dirs(final.parent)
-        os.replace(self.path, final)
+        with _disk_full_is_reported(self.storage):
+            _make_dirs(final.parent)
+            os.replace(self.path, final)
         _fsync_dir(final.parent)
         self.done = True
         return True
@@ -289,6 +377,23 @@ def _is_text_type(media_type: str) -> bool:
 # --- files and directories -------------------------------------------------------------------------------------
 
 
+def printable(path: Path) -> str:
+    """A path as text that can always be printed (bytes that are not UTF-8 shown as escapes)."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@contextlib.contextmanager
+def _disk_full_is_reported(storage: LocalStorage) -> Iterator[None]:
+    """A full disk or an exceeded disk quota leaves as ``DiskFull`` naming the storage; other errors unchanged."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in _DISK_FULL:
+            raise
+        raise DiskFull(f"the file storage at {storage.location} is full ({os.strerror(error.errno)}): nothing was "
+                       "stored; free space and try again") from None
+
+
 def _chunk(stream: Readable, size: int) -> bytes:
     chunk: object = stream.read(size)
     if chunk is None:  # a non-blocking stream with nothing yet is not supported: treated as its end
@@ -299,6 +404,27 @@ def _chunk(stream: Readable, size: int) -> bytes:
         return bytes(chunk)
     raise ValidationError("file: the stream must yield bytes (open files in binary mode)", field="stream",
                           rule="type")
+
+
+def _link_unless_exists(source: Path, target: Path) -> None:
+    """Give ``source``'s whole content the name ``target`` unless that exists: a hard link, atomic, and refused if
+    ``target`` exists (two databases binding one root at once: one wins). Where links are not supported, an
+    exclusive create and a copy (a crash may then leave a partial marker, which is refused as damaged)."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        return
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        try:
+            handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return
+        with os.fdopen(handle, "wb") as out:
+            out.write(source.read_bytes())
+            out.flush()
+            os.fsync(out.fileno())
 
 
 def _make_dirs(path: Path) -> None:
@@ -331,7 +457,7 @@ def _sorted_dirs(path: Path, pattern: re.Pattern[str]) -> list[Path]:
 
 
 __all__ = [
-    "DEFAULT_CHUNK_SIZE", "KEY_PATTERN", "OCTET_STREAM", "SNIFF_BYTES",
-    "LocalStaged", "LocalStorage", "Readable", "Staged", "Storage",
-    "check_key", "hash_stream", "normalise_content_type", "sniff_content_type",
+    "DEFAULT_CHUNK_SIZE", "KEY_PATTERN", "MARKER", "OCTET_STREAM", "SNIFF_BYTES",
+    "LocalStaged", "LocalStorage", "Readable", "Staged", "Storage", "StorageOwner",
+    "check_key", "hash_stream", "normalise_content_type", "printable", "sniff_content_type",
 ]

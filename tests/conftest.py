@@ -12,6 +12,7 @@ mariadb), inside an outer transaction that is rolled back (sessions join it thro
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from sqlalchemy.engine import URL, make_url
 import db.models  # noqa: F401 - registers every model on Base.metadata
 from db import Database, dialects
 from db.migrations import runner
-from db.settings import Settings
+from db.settings import STORAGE_ROOT_ENV, Settings
 from tests.models import TestBase
 
 ENGINES = ("sqlite", "postgresql", "mariadb")
@@ -129,12 +130,17 @@ class TestDatabases:
             unavailable(engine, self._problems[engine])
         if engine not in self._made:
             url = self.url(engine)
-            database = Database(url, settings=Settings.for_tests())
+            database = Database(url, settings=self.settings(engine, "dblayer_test"))
             assert Path(database.url.database or "") != APP_DB
             reset_schema(database)
             TestBase.metadata.create_all(database.engine)
             self._made[engine] = database
         return self._made[engine]
+
+    def settings(self, engine: str, name: str) -> Settings:
+        """Test settings with a storage root of the database's own: a root serves one database, and a database
+        made again (a new schema, so a new identity) is another database."""
+        return Settings.for_tests(storage_root=self.sqlite_dir / f"files-{engine}-{name}-{uuid.uuid4().hex[:8]}")
 
     def url(self, engine: str, name: str = "dblayer_test") -> URL:
         if engine == "sqlite":
@@ -151,7 +157,7 @@ class TestDatabases:
         """A database of its own, for tests that commit for real: the audit log is append-only, so their entries
         must not land in the shared test database. Schema fresh from the migrations; dropped afterwards."""
         url = self.url(engine, name)
-        database = Database(url, settings=settings or Settings.for_tests())
+        database = Database(url, settings=settings or self.settings(engine, name))
         reset_schema(database)
         try:
             yield database
@@ -162,6 +168,20 @@ class TestDatabases:
     def dispose(self) -> None:
         for database in self._made.values():
             database.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def storage_root_of_the_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """DBLAYER_STORAGE_ROOT, which ``Database()`` and every command read, points into a temporary directory for the
+    whole run: no test touches db/data/files or a root the developer's environment names."""
+    root = tmp_path_factory.mktemp("environment-files")
+    before = os.environ.get(STORAGE_ROOT_ENV)
+    os.environ[STORAGE_ROOT_ENV] = str(root)
+    yield root
+    if before is None:
+        os.environ.pop(STORAGE_ROOT_ENV, None)
+    else:
+        os.environ[STORAGE_ROOT_ENV] = before
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,8 @@ app = typer.Typer(
 
 # Each module registers its commands on ``app`` when imported.
 COMMAND_MODULES = (
-    "setup", "create", "fill", "generate", "migrate", "backup", "restore", "cleanup", "check", "report", "admin",
+    "setup", "create", "fill", "generate", "migrate", "backup", "restore", "cleanup", "check", "storage", "report",
+    "admin",
 )
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,9 +27,9 @@ from sqlalchemy import exc
 from db.errors import DatabaseError
 from db.scripts.progress import Advance
 from db.session import Database
-from db.settings import Settings
+from db.settings import STORAGE_ROOT_ENV, Settings
 
-STORAGE_ENV = "DBLAYER_STORAGE_ROOT"
+STORAGE_ENV = STORAGE_ROOT_ENV
 
 UrlOption = Annotated[
     str | None,
@@ -66,11 +64,9 @@ def error_console() -> Console:
 
 
 def open_database(url: str | None, storage: Path | None = None) -> Database:
-    """The Database at ``url`` (None: DATABASE_URL, else db/data/app.db), its blobs under ``storage``."""
-    settings = Settings()
-    root = storage or (Path(os.environ[STORAGE_ENV]) if os.environ.get(STORAGE_ENV) else None)
-    if root is not None:
-        settings = replace(settings, storage_root=root)
+    """The Database at ``url`` (None: DATABASE_URL, else db/data/app.db), its blobs under ``storage`` (None: as
+    ``Database()`` has it, from ``Settings.from_env``: DBLAYER_STORAGE_ROOT, else db/data/files)."""
+    settings = Settings.from_env() if storage is None else Settings.from_env(storage_root=storage)
     return Database(url, settings=settings)
 
 

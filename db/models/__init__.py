@@ -6,6 +6,7 @@ from db.models.admin_role import Role
 from db.models.admin_role_permission import RolePermission
 from db.models.admin_user_role import UserRole
 from db.models.base import Audited, SoftDelete, Timestamps, UUIDPrimaryKey, Versioned
+from db.models.database_identity import DatabaseIdentity
 from db.models.file_blob import FileBlob
 from db.models.file_object import StoredFile
 from db.models.log_audit import AuditChainHead, AuditCheckpoint, AuditEntry
@@ -20,6 +21,7 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEntry",
     "Audited",
+    "DatabaseIdentity",
     "FileBlob",
     "Membership",
     "Permission",

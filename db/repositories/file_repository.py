@@ -27,6 +27,15 @@ runs in short transactions of its own, on the same session, as soon as the unit 
 A crash in between leaves bytes without rows, never rows without bytes; ``reclaim_orphans`` removes those. Only
 explicit commits and rollbacks are seen (units of work, ``Database.session()``, ``run_in_transaction``).
 
+**One database per storage root.** The storage root is bound to this database (``db.storage_binding``): a root
+bound to another database is refused for everything (``StorageMismatch``), and a root without a marker is bound at
+the first store or removal if it holds nothing another database could miss. Every unit of work checks it once,
+before it first uses the storage.
+
+**No lock while bytes flow.** ``store`` reads, hashes and writes the stream to a temporary file before its first
+statement, so no lock is held (and on SQLite no writer waits) while an upload is read: call it first in its unit of
+work. A full disk raises ``DiskFull`` and leaves nothing behind.
+
 **Quota.** ``store`` locks the account row (``SELECT … FOR UPDATE``) and then sums the sizes of its files that are
 not deleted, with a locking read on MariaDB (whose REPEATABLE READ snapshot could predate a concurrent upload): two
 uploads to one account are serialized and cannot together exceed the quota. Soft-deleted files do not count, so
@@ -35,7 +44,8 @@ uploads to one account are serialized and cannot together exceed the quota. Soft
 **Access.** ``open(file_id, user=...)`` is for members of the file's account (any role). For a non-member it
 raises the same ``NotFound`` as for a missing or deleted file: whether a file exists is not told to outsiders.
 ``store`` needs an ``owner`` (the uploading user) who is a member of the account, viewers excepted, or no owner (a
-system upload). Other reads (``get_by_id``, ``list``, ``page``) check nothing: callers authorise them.
+system upload); the stream is read before this is checked (see above), and a refused upload leaves nothing behind.
+Other reads (``get_by_id``, ``list``, ``page``) check nothing: callers authorise them.
 
 **Lock order.** ``store`` locks the account row, then the blob row, then (as every audited write does) the audit
 chain head. Call it before other audited writes in a unit of work, or run it in ``run_in_transaction``, whose
@@ -56,7 +66,7 @@ from typing import Any, BinaryIO, NoReturn
 from sqlalchemy import ColumnElement, and_, delete, event, exists, func, select
 from sqlalchemy.orm import Session, SessionTransaction
 
-from db import audit, dialects
+from db import audit, dialects, storage_binding
 from db.errors import NotFound, PermissionDenied, QuotaExceeded, ValidationError
 from db.models.account import Account
 from db.models.base import utcnow
@@ -122,10 +132,27 @@ class FileRepository(BaseRepository[StoredFile]):
     )
     sortable = frozenset({"created_at", "filename", "size", "content_type"})
 
-    @functools.cached_property
-    def storage(self) -> Storage:
+    def backend(self) -> Storage:
         """The blob store: ``LocalStorage`` at ``settings.storage_root``. A subclass may return another backend."""
         return LocalStorage(self.settings.storage_root, chunk_size=self.settings.storage_chunk_size)
+
+    @functools.cached_property
+    def storage(self) -> Storage:
+        """The blob store, bound to this database, for storing and removing: a root without a marker is bound now if
+        it may be (see ``db.storage_binding``); ``StorageMismatch`` if it belongs, or may belong, to another one."""
+        storage_binding.bind_for_writes(self.session, self._backend)
+        return self._backend
+
+    @functools.cached_property
+    def _readable_storage(self) -> Storage:
+        """The blob store for reading: refused if bound to another database."""
+        if "storage" not in self.__dict__:
+            storage_binding.require_readable(self.session, self._backend)
+        return self._backend
+
+    @functools.cached_property
+    def _backend(self) -> Storage:
+        return self.backend()
 
     # --- upload and download -----------------------------------------------------------------------------------
 
@@ -137,16 +164,18 @@ class FileRepository(BaseRepository[StoredFile]):
         """Store ``stream`` (read in chunks: memory stays flat) as a file of ``account`` uploaded by ``owner``.
 
         ``filename`` is sanitised; ``content_type`` is the declared type, kept beside the sniffed one. Larger than
-        ``settings.max_file_size``: ``ValidationError``; over the account's quota: ``QuotaExceeded``. Either way,
-        and on any other failure, nothing is left behind.
+        ``settings.max_file_size``: ``ValidationError``; over the account's quota: ``QuotaExceeded``; a full disk:
+        ``DiskFull``; a storage root of another database: ``StorageMismatch``. Either way, and on any other failure,
+        nothing is left behind.
         """
         name, declared = sanitise_filename(filename), normalise_content_type(content_type)
         account_id = _id_of(account, "account")
         owner_id = None if owner is None else _id_of(owner, "owner")
-        self._check_uploader(account_id, owner_id)  # before reading a byte of the stream
-        storage = self.storage
-        with storage.stage(stream, max_size=self.settings.max_file_size) as staged:
+        # The slow part first, before any statement: no lock is held while the bytes are read, hashed and written.
+        with self._backend.stage(stream, max_size=self.settings.max_file_size) as staged:
             sniffed = sniff_content_type(staged.head, complete=staged.size == len(staged.head), declared=declared)
+            self._check_uploader(account_id, owner_id)
+            storage = self.storage
             with self.session.begin_nested():
                 self._check_quota(account_id, staged.size)
                 claim_blob(self.session, staged.sha256, staged.size)
@@ -168,7 +197,7 @@ class FileRepository(BaseRepository[StoredFile]):
         user_id = _id_of(user, "user")
         if stored is None or self._role(stored.account_id, user_id) is None:
             raise NotFound(self.entity, file_id)
-        stream = self.storage.open(stored.sha256)
+        stream = self._readable_storage.open(stored.sha256)
         try:
             self._event("file.downloaded", stored, user_id=user_id)
         except BaseException:
@@ -249,7 +278,7 @@ class FileRepository(BaseRepository[StoredFile]):
             raise NotFound(self.entity, file_id)
         actual: tuple[str | None, int | None] = (None, None)
         try:
-            with self.storage.open(stored.sha256) as stream:
+            with self._readable_storage.open(stored.sha256) as stream:
                 actual = hash_stream(stream, self.settings.storage_chunk_size)
         except NotFound:
             pass
@@ -275,12 +304,27 @@ class FileRepository(BaseRepository[StoredFile]):
         return ReclaimResult(len(candidates) - loose, loose, storage.remove_temporaries(temporaries_older_than))
 
     @translated
+    def binding(self) -> storage_binding.StorageBinding:
+        """The storage root as this database sees it: bound to it, to another database, or to none (and then
+        whose blobs it holds). Changes nothing."""
+        return storage_binding.inspect_binding(self.session, self._backend)
+
+    @translated
+    def require_removable(self) -> None:
+        """Refuse (``StorageMismatch``) unless this database may remove blobs from its storage root. Changes
+        nothing: the root is bound when something is removed."""
+        if "storage" not in self.__dict__:
+            storage_binding.require_writable(self.session, self._backend)
+
+    @translated
     def orphan_blobs(self) -> builtins.list[tuple[str, int | None]]:
         """What ``reclaim_orphans`` would find, changing nothing: (key, size) of blob rows no file row names, and
-        (key, None) of stored bytes without a blob row; sorted by key."""
+        (key, None) of stored bytes without a blob row; sorted by key. Refused where ``reclaim_orphans`` would be."""
+        self.require_removable()
+        storage = self._backend
         unnamed = select(FileBlob.sha256, FileBlob.size).where(~exists().where(StoredFile.sha256 == FileBlob.sha256))
         found: dict[str, int | None] = {row.sha256: row.size for row in self.session.execute(unnamed)}
-        for chunk in batched(self.storage.keys(), 1_000):
+        for chunk in batched(storage.keys(), 1_000):
             known = set(self.session.scalars(select(FileBlob.sha256).where(FileBlob.sha256.in_(chunk))))
             found.update((key, None) for key in chunk if key not in known)
         return sorted(found.items())
@@ -289,9 +333,9 @@ class FileRepository(BaseRepository[StoredFile]):
     def release_blobs(self, keys: Iterable[str]) -> int:
         """Remove these blobs when the unit of work commits, each checked once more under its lock then (a blob a
         file row names by then stays). Returns how many were noted."""
-        storage, noted = self.storage, 0
+        noted = 0
         for key in keys:
-            _note(self.session, storage, check_key(key), placed=False)
+            _note(self.session, self.storage, check_key(key), placed=False)
             noted += 1
         return noted
 

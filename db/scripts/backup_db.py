@@ -16,8 +16,9 @@ Decisions:
   older schema revision is dumped as it is). Then each blob, stored as it is, named by the
   snapshot's ``file_blob`` rows, read from ``database.settings.storage_root`` and checked against its hash: a
   missing or damaged blob fails the backup (``BackupError`` naming the blob) rather than producing an incomplete
-  backup. Blobs are immutable, so reading them after the snapshot is consistent; only a concurrent purge of a
-  blob that the snapshot still names can fail a backup, and running it again succeeds.
+  backup; a storage root bound to another database is refused (``StorageMismatch``) before anything is written.
+  Blobs are immutable, so reading them after the snapshot is consistent; only a concurrent purge of a blob that
+  the snapshot still names can fail a backup, and running it again succeeds.
 - Where: ``db/data/backups/`` by default, as ``<database label>-<UTC timestamp>.tar``; written under a
   temporary name and renamed when complete. ``keep=N`` then deletes all but the newest N archives of the same
   database label in that directory (only files whose names match that pattern are ever deleted).
@@ -42,6 +43,7 @@ from typing import BinaryIO
 from sqlalchemy import Connection, Table, func, inspect, select
 
 import db.models  # noqa: F401 - registers every model on Base.metadata
+from db import storage_binding
 from db.base import Base
 from db.errors import BackupError, ValidationError
 from db.migrations import runner
@@ -87,6 +89,7 @@ def backup(
     revision = runner.current_revision(database)
     if revision is None:
         raise BackupError("the database has no schema (never migrated): nothing to back up")
+    storage = storage_binding.readable_storage(database)  # refused if bound to another database
     folder = Path(directory) if directory is not None else DEFAULT_DIRECTORY
     folder.mkdir(parents=True, exist_ok=True)
     label = database_label(database)
@@ -101,7 +104,7 @@ def backup(
                 tables, blobs = _archive_sqlite(database, folder, writer, progress)
             else:
                 tables, blobs = _archive_server(database, writer, progress)
-            _archive_blobs(LocalStorage(database.settings.storage_root), blobs, writer, progress)
+            _archive_blobs(storage, blobs, writer, progress)
             manifest = _with(manifest_base, tables, writer.parts)
             writer.close(manifest)
             out.flush()

@@ -18,9 +18,14 @@ asked for; ``summary``; ``problems``, the reasons it failed; ``warnings``, findi
   types, nullability, indexes, unique and foreign keys); on SQLite also the append-only triggers of the audit log.
   Not compared (None) when the revision is not the head: the drift would only restate that.
 - ``audit chain``: ``AuditRepository.verify_chain`` (every hash from the last checkpoint to the chain head).
+- ``storage``: the storage root is this database's (``db.storage_binding``): bound to it, or not bound yet and
+  holding nothing another database could miss (a warning says it is not bound yet). A root bound to another
+  database, one without a marker that holds blobs this database does not name, and a database without its
+  identity fail it.
 - ``blobs``: every ``file_blob`` row's bytes are streamed through SHA-256 and compared with its key and size;
   missing and changed blobs fail it. Bytes on disk that no row names are a warning, not a failure: they harm
-  nothing and ``python -m db cleanup`` removes them. ``blobs=False`` skips it (None).
+  nothing and ``python -m db cleanup`` removes them. ``blobs=False`` skips it (None), and so does a storage root
+  bound to another database (the ``storage`` check fails).
 
 A check that cannot run (a table missing in a database that was never migrated) fails with that reason; a
 database that cannot be reached at all raises (``DatabaseUnavailable`` or the driver's error), as every command
@@ -35,16 +40,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import exc, func, select
+from sqlalchemy import exc, func, inspect, select
 
-from db import dialects
+from db import dialects, storage_binding
 from db.errors import DatabaseError, DatabaseUnavailable, NotFound
 from db.migrations import runner
+from db.models.database_identity import DatabaseIdentity
 from db.models.file_blob import FileBlob
 from db.repositories.audit_repository import AuditRepository
 from db.scripts.progress import SILENT, Progress
 from db.session import Database
 from db.storage import LocalStorage, hash_stream
+from db.storage_binding import BindingState
 
 MAX_PROBLEMS = 1_000  # listed per check; the summary still counts them all
 
@@ -82,13 +89,18 @@ def check(database: Database, *, blobs: bool = True, progress: Progress = SILENT
     current = runner.current_revision(database)  # reaches the database first: unreachable raises here
     head = runner.head_revision()
     at_head = current == head
+    storage = _guarded("storage", lambda: _storage(database))
+    foreign = storage.summary == _FOREIGN
     results = [
         _guarded("integrity", lambda: _integrity(database)),
         _guarded("foreign keys", lambda: _foreign_keys(database)),
         _revision(current, head),
         _guarded("schema", lambda: _schema(database, at_head)),
         _guarded("audit chain", lambda: _audit_chain(database)),
-        _guarded("blobs", lambda: _blobs(database, progress) if blobs else _skipped("blobs", "not asked for")),
+        storage,
+        _guarded("blobs", lambda: _skipped("blobs", "not asked for") if not blobs
+                 else _skipped("blobs", "not checked: the storage root belongs to another database") if foreign
+                 else _blobs(database, progress)),
     ]
     return CheckReport(tuple(results), time.perf_counter() - started)
 
@@ -187,8 +199,31 @@ def _audit_chain(database: Database) -> CheckResult:
     return CheckResult("audit chain", False, f"broken at seq {report.first_bad_seq}", (problem,))
 
 
+_FOREIGN = "bound to another database"
+
+
+def _storage(database: Database) -> CheckResult:
+    storage = storage_binding.local_storage(database)
+    with database.engine.connect() as connection:
+        if not inspect(connection).has_table(DatabaseIdentity.__tablename__):
+            problem = "not checked: the database has no identity table (its schema is old: run python -m db migrate)"
+            return CheckResult("storage", False, "not checked: no identity table", (problem,))
+        binding = storage_binding.inspect_binding(connection, storage)
+    state = binding.state
+    if state is BindingState.BOUND:
+        return CheckResult("storage", True, f"{storage.location}: bound to this database ({binding.database_id})")
+    if state is BindingState.FREE:
+        return CheckResult("storage", True, f"{storage.location}: empty, bound at the first upload")
+    if state is BindingState.ADOPTABLE:
+        warning = (f"{storage.location} has no marker; it holds only this database's blobs and is bound to it at the "
+                   "next upload or cleanup (or now: python -m db storage --bind)")
+        return CheckResult("storage", True, f"{storage.location}: not bound yet", (), (warning,))
+    summary = _FOREIGN if state is BindingState.FOREIGN else binding.describe()
+    return CheckResult("storage", False, summary, (str(binding.refusal()),))
+
+
 def _blobs(database: Database, progress: Progress) -> CheckResult:
-    storage = LocalStorage(database.settings.storage_root, chunk_size=database.settings.storage_chunk_size)
+    storage = storage_binding.local_storage(database)
     problems: list[str] = []
     known: set[str] = set()
     with database.session() as session:

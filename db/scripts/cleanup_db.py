@@ -17,7 +17,9 @@
   are archived first (gzipped JSON lines under ``archive_dir``, default ``db/data/audit_archive``) and a checkpoint
   keeps the chain verifiable (``AuditRepository.purge``). A broken chain is never purged (``Conflict``).
 - ``blob``: stored bytes that no file row names: blob rows without a file, bytes without a blob row (left by a
-  crash), and the blobs that the purged files were the last to name.
+  crash), and the blobs that the purged files were the last to name. Only from a storage root that is this
+  database's (``db.storage_binding``): a root bound to another database, or holding blobs this database does not
+  name and no marker, is refused (``StorageMismatch``) by ``plan``, before anything is removed.
 
 **Plan, then apply.** ``plan`` reads only. ``apply`` removes the plan's items by id (by ``seq`` range for the audit
 log), never a fresh query with a later ``now``: an item restored or named again in between stays (a restored row
@@ -44,7 +46,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from db import dialects
+from db import dialects, storage_binding
 from db.errors import ValidationError
 from db.models.account import Account
 from db.models.base import utcnow
@@ -55,7 +57,6 @@ from db.repositories.bulk import batched
 from db.scripts.check_db import require_existing
 from db.scripts.progress import SILENT, Progress
 from db.session import Database, UnitOfWork
-from db.storage import LocalStorage
 
 TOKEN, SOFT_DELETED, AUDIT, BLOB = "token", "soft-deleted", "audit", "blob"
 KINDS = (AUDIT, TOKEN, SOFT_DELETED, BLOB)
@@ -182,8 +183,11 @@ def plan(database: Database, *, policy: RetentionPolicy = RetentionPolicy(), now
         if policy.deleted_after is not None:
             items.extend(_soft_deleted_items(uow, moment - policy.deleted_after, kept))
         advance(1)
+        purged_files = [item.key for item in items if item.table == StoredFile.__tablename__]
+        if policy.blobs or purged_files:  # both remove blobs: refused up front for a root of another database
+            uow.files.require_removable()
         if policy.blobs:
-            items.extend(_blob_items(uow, [item.key for item in items if item.table == StoredFile.__tablename__]))
+            items.extend(_blob_items(uow, purged_files))
         advance(1)
     return CleanupPlan(moment, policy, tuple(items), tuple(kept))
 
@@ -279,7 +283,7 @@ def apply(database: Database, plan: CleanupPlan, *, archive_dir: Path | None = N
             _remove_rows(uow, plan, removed, advance)
             uow.files.release_blobs(blob_keys)
         # released after the commit, each in a transaction of its own: what is still there was kept
-        storage = LocalStorage(database.settings.storage_root)
+        storage = storage_binding.local_storage(database)
         if blob_keys:
             removed.append((BLOB, "file_blob", sum(not storage.exists(key) for key in blob_keys)))
         advance(len(blob_keys))

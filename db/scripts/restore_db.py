@@ -14,7 +14,12 @@ Decisions:
   ``yes=True`` or after ``confirm(message)`` returns True; the message names the target with its password hidden.
   Without either, ``ConfirmationRequired``. Tables that are not the application's are left alone.
 - Blobs go into the target's storage root first (``LocalStorage.put``, each checked against its hash; blobs
-  already there are kept), so that no restored row ever names a missing blob.
+  already there are kept), so that no restored row ever names a missing blob. A root bound to another database,
+  or holding blobs that neither the backup nor the target names, is refused before anything is touched
+  (``db.storage_binding.prepare_restore``).
+- The restored database keeps the target's identity (``database_identity``), or gets a new one if the target had
+  none; never the backup's: a copy must not pass for the original, whose storage root it could then clean. The root
+  is bound to that identity at the end.
 - Rows: the application's tables are dropped, the schema is built by the migrations at the backup's revision,
   the rows the migrations seed (built-in roles, the audit chain's genesis head) are cleared, and the backup's rows
   are inserted with Core in foreign-key order, in batches of ``BATCH_ROWS``, in one transaction; then the schema
@@ -43,7 +48,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, MetaData, delete, insert, inspect, select
 
 import db.models  # noqa: F401 - registers every model on Base.metadata
-from db import dialects
+from db import dialects, storage_binding
 from db.base import Base
 from db.errors import BackupError, ConfirmationRequired
 from db.migrations import runner
@@ -51,7 +56,7 @@ from db.scripts import archive
 from db.scripts.archive import Manifest, TableDump, unpack, verify_archive
 from db.scripts.progress import SILENT, Advance, Progress
 from db.session import Database
-from db.storage import LocalStorage
+from db.storage import Storage
 
 BATCH_ROWS = 5_000
 VERSION_TABLE = "alembic_version"
@@ -89,14 +94,17 @@ def restore(
         scratch = Path(scratch_dir)
         manifest = unpack(path, scratch, progress=progress)
         _check_revision(manifest.revision)
+        storage = storage_binding.local_storage(database)
+        identity = storage_binding.prepare_restore(database, storage, {part.sha256 for part in manifest.blob_parts})
         existing = _app_tables_present(database)
         if existing:
             _confirm(target, manifest, len(existing), yes=yes, confirm=confirm)
-        _restore_blobs(LocalStorage(database.settings.storage_root), manifest, scratch, progress)
+        _restore_blobs(storage, manifest, scratch, progress)
         try:
             rows = _restore_rows(database, manifest, scratch, progress)
             if manifest.revision != runner.head_revision():
                 runner.upgrade(database)
+            storage_binding.finish_restore(database, storage, identity)
         except Exception as failure:
             reason = failure if isinstance(failure, BackupError) else _describe(failure)
             raise BackupError(f"restore into {target} failed ({reason}); {_leave_empty(database)}") from None
@@ -165,7 +173,7 @@ def _drop_app_tables(database: Database) -> None:
 # --- blobs -------------------------------------------------------------------------------------------------------
 
 
-def _restore_blobs(storage: LocalStorage, manifest: Manifest, scratch: Path, progress: Progress) -> None:
+def _restore_blobs(storage: Storage, manifest: Manifest, scratch: Path, progress: Progress) -> None:
     with progress.track("blobs", total=manifest.blob_count) as advance:
         for part in manifest.blob_parts:
             with (scratch / part.extracted_name).open("rb") as source:

@@ -73,6 +73,7 @@ from argon2 import Type
 from argon2.low_level import hash_secret
 from sqlalchemy import select
 
+from db import storage_binding
 from db.audit import Entry, append_entries
 from db.errors import Conflict, ValidationError
 from db.models.file_blob import FileBlob
@@ -614,7 +615,7 @@ def generate(database: Database, options: GeneratorOptions | None = None, *,
     require_head(database)
     world = _World.make(options, counts, lambda rng: _password_hash(database, rng))
     _refuse_existing(database, world)
-    storage = LocalStorage(database.settings.storage_root, chunk_size=database.settings.storage_chunk_size)
+    storage = storage_binding.writable_storage(database) if counts.blobs else storage_binding.local_storage(database)
     seconds: dict[str, float] = {}
     stages: list[tuple[str, int, Callable[[Advance], None]]] = [
         ("user", counts.users, lambda advance: _write(database, _user_rows(world), _Users, options, advance)),

@@ -8,6 +8,8 @@ import io
 import json
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -21,15 +23,17 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from db import Database, InvalidFilter, NotFound, PermissionDenied, QuotaExceeded, ValidationError
+from db import Database, DiskFull, InvalidFilter, NotFound, PermissionDenied, QuotaExceeded, ValidationError
 from db.models.account import Account
 from db.models.file_blob import FileBlob
 from db.models.file_object import StoredFile
 from db.models.user import User
 from db.repositories.file_repository import FileRepository
+from db.scripts.check_db import check
 from db.settings import Settings
 from db.storage import LocalStorage
 from tests.conftest import TestDatabases
+from tests.tmpfs import small_disk
 
 PASSWORD = "correct horse battery staple"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(64)
@@ -484,6 +488,75 @@ def test_a_stream_of_text_rather_than_bytes_is_refused(
     assert nothing_left(files_db, storage)
 
 
+# --- a full disk -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk_db(files_db: Database, tmp_path: Path) -> Iterator[Database]:
+    """The isolated database (its own file or server elsewhere), its blobs on a 1 MiB tmpfs of the test's own."""
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        files_db.settings = replace(files_db.settings, storage_root=disk / "files", storage_chunk_size=64 * 1024)
+        yield files_db
+
+
+def used_bytes(database: Database, account: Account) -> int:
+    with database.unit_of_work() as uow:
+        return sum(stored.size for stored in uow.files.list(filters={"account_id": account.id}))
+
+
+def test_a_full_disk_during_an_upload_is_disk_full_and_leaves_no_row_no_bytes_and_the_quota_as_it_was(
+    small_disk_db: Database, acme: Account, people: dict[str, User]
+) -> None:
+    storage = LocalStorage(small_disk_db.settings.storage_root)
+    kept = store(small_disk_db, acme, people["ada"], b"stored before the disk filled up")
+    with small_disk_db.unit_of_work() as uow:
+        uow.accounts.update(acme.id, storage_quota_bytes=kept.size + 3 * 2**20)
+    with pytest.raises(DiskFull) as refused:
+        store(small_disk_db, acme, people["ada"], GeneratedStream(2 * 2**20), filename="too big for the disk.bin")
+    assert "full" in str(refused.value) and storage.location in str(refused.value)
+    assert file_rows(small_disk_db) == 1 and blob_rows(small_disk_db) == [kept.sha256]
+    assert on_disk(storage) == [kept.sha256] and temporaries(storage) == []
+    assert used_bytes(small_disk_db, acme) == kept.size
+    assert store(small_disk_db, acme, people["ada"], GeneratedStream(300 * 1024)).size == 300 * 1024  # room again
+
+
+def test_an_upload_onto_a_disk_that_is_already_full_is_disk_full_and_the_unit_of_work_goes_on(
+    small_disk_db: Database, acme: Account, people: dict[str, User]
+) -> None:
+    storage = LocalStorage(small_disk_db.settings.storage_root)
+    store(small_disk_db, acme, people["ada"], b"binds the root")
+    ballast = storage.root.parent / "ballast"
+    with pytest.raises(OSError), ballast.open("wb") as out:
+        while True:
+            out.write(bytes(64 * 1024))
+            out.flush()
+    with small_disk_db.unit_of_work() as uow:
+        with pytest.raises(DiskFull):
+            uow.files.store(account=acme, owner=people["ada"], filename="n", stream=GeneratedStream(100 * 1024))
+        uow.users.create(email="still@example.com", password=PASSWORD)  # the unit of work is still usable
+    ballast.unlink()
+    assert temporaries(storage) == [] and file_rows(small_disk_db) == 1
+    assert store(small_disk_db, acme, people["ada"], b"fits once space is freed").size == 24
+
+
+# --- names in bytes --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("given_name", "kept"), [
+    ("\U0001f600" * 255 + ".txt", "\U0001f600" * 62 + ".txt"),
+    ("\u00e9" * 127 + "x", "\u00e9" * 127 + "x"),                  # 255 bytes exactly
+    ("a" + "q\u0307" * 85, "a" + "q\u0307" * 84),                  # 256 bytes: the mark stays with its letter
+])
+def test_a_multibyte_name_is_kept_within_255_bytes_on_every_engine(
+    files_db: Database, acme: Account, people: dict[str, User], given_name: str, kept: str
+) -> None:
+    stored = store(files_db, acme, people["ada"], b"named", filename=given_name)
+    with files_db.unit_of_work() as uow:
+        assert uow.files.get_by_id(stored.id).filename == kept  # type: ignore[union-attr]
+        renamed = uow.files.rename(stored.id, given_name + given_name)
+    assert len(renamed.filename.encode()) <= 255
+
+
 # --- access ----------------------------------------------------------------------------------------------------
 
 
@@ -678,3 +751,113 @@ def test_bytes_a_committed_file_names_survive_racing_rollbacks_and_purges(commit
             assert len(named) == 1
             assert uow.files.verify(named[0].id).ok, f"round {round_}: a committed file lost its bytes"
     assert storage.exists(sha(data))
+
+
+# --- kill -9 in the middle of an upload, in a real process -----------------------------------------------------
+
+
+def killed_upload(database: Database, account: Account, tmp_path: Path, mode: str) -> None:
+    """Run ``tests.integration.storage_workers`` until it reaches ``mode``'s point, then SIGKILL it."""
+    signal_file = tmp_path / f"{mode}.signal"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.storage_workers", database.url.render_as_string(hide_password=False),
+         str(database.settings.storage_root), str(account.id), str(signal_file), mode],
+        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(1200):
+        if signal_file.exists() or child.poll() is not None:
+            break
+        time.sleep(0.1)
+    child.kill()  # SIGKILL: no cleanup of any kind runs
+    _, errors = child.communicate(timeout=60)
+    assert signal_file.exists(), f"the upload never got there: {errors.decode()}"
+
+
+@pytest.mark.slow
+def test_an_upload_killed_while_its_bytes_are_read_leaves_no_row_and_its_temporary_file_is_reclaimed(
+    committed: Database, tmp_path: Path
+) -> None:
+    account, _ = new_account(committed, quota=10**9)
+    storage = LocalStorage(committed.settings.storage_root)
+    before = set(temporaries(storage))
+    killed_upload(committed, account, tmp_path, "reading")
+    left = set(temporaries(storage)) - before
+    assert len(left) == 1 and next(iter(left)).stat().st_size == 2**20  # what was read when it died
+    with committed.unit_of_work() as uow:
+        assert uow.files.count({"account_id": account.id}) == 0
+        assert uow.files.reclaim_orphans(temporaries_older_than=dt.timedelta(0)).temporaries >= 1
+    assert not any(path.exists() for path in left)
+
+
+@pytest.mark.slow
+def test_an_upload_killed_after_its_bytes_were_placed_leaves_no_row_and_the_bytes_are_reclaimed(
+    committed: Database, tmp_path: Path
+) -> None:
+    account, _ = new_account(committed, quota=10**9)
+    storage = LocalStorage(committed.settings.storage_root)
+    before = set(on_disk(storage))
+    killed_upload(committed, account, tmp_path, "placed")
+    [placed] = set(on_disk(storage)) - before  # the bytes are there; nothing names them
+    with committed.unit_of_work() as uow:
+        assert uow.files.count({"account_id": account.id}) == 0
+        assert uow.session.get(FileBlob, placed) is None
+    report = check(committed)
+    assert report.ok and any(placed in warning for warning in report.result("blobs").warnings)
+    with committed.unit_of_work() as uow:
+        assert uow.files.reclaim_orphans().loose_blobs >= 1
+    assert not storage.exists(placed)
+
+
+# --- no lock is held while an upload's bytes are still coming ---------------------------------------------------
+
+
+class StalledStream(io.RawIOBase):
+    """A first chunk, then nothing until ``resume`` is set: a slow client."""
+
+    def __init__(self, started: threading.Event, resume: threading.Event) -> None:
+        self.started, self.resume, self.sent = started, resume, False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.sent:
+            self.sent = True
+            self.started.set()
+            return b"first chunk of a slow upload"
+        self.resume.wait(120)
+        return b""
+
+
+def test_writers_to_the_same_account_do_not_wait_for_an_upload_whose_bytes_are_still_coming(
+    committed: Database,
+) -> None:
+    account, owner = new_account(committed, quota=10**9)
+    started, resume = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def upload() -> None:
+        results["upload"] = store(committed, account, owner, StalledStream(started, resume), filename="slow.bin")
+
+    def write_meanwhile() -> None:
+        try:
+            with committed.unit_of_work() as uow:
+                uow.accounts.update(account.id, name="renamed during the upload")  # the row the quota check locks
+                uow.users.create(email=f"meanwhile-{uuid.uuid4().hex[:8]}@example.com", password=PASSWORD)
+            results["writer"] = "committed"
+        except Exception as error:  # a busy SQLite file, a lock timeout: the writer waited for the upload
+            results["writer"] = repr(error)
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    try:
+        assert started.wait(60)
+        writer = threading.Thread(target=write_meanwhile)
+        writer.start()
+        writer.join(60)  # a guard against a hang, not a measurement
+        done_before_the_upload = "writer" in results
+    finally:
+        resume.set()
+        uploader.join(120)
+    writer.join(120)
+    assert done_before_the_upload and results["writer"] == "committed", results
+    assert isinstance(results["upload"], StoredFile)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import multiprocessing
 import os
 import re
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from db.errors import NotFound, ValidationError
-from db.models.file_object import FILENAME_MAX_LENGTH, sanitise_filename
-from db.storage import LocalStorage, hash_stream, normalise_content_type, sniff_content_type
+from db.errors import DiskFull, NotFound, StorageMismatch, ValidationError
+from db.models.file_object import FILENAME_MAX_BYTES, FILENAME_MAX_LENGTH, sanitise_filename
+from db.storage import MARKER, LocalStorage, StorageOwner, hash_stream, normalise_content_type, sniff_content_type
+from tests.tmpfs import small_disk
 
 # --- filenames -------------------------------------------------------------------------------------------------
 
@@ -57,9 +61,47 @@ from db.storage import LocalStorage, hash_stream, normalise_content_type, sniff_
     ("x" * 10_000 + ".tar.gz", "x" * 252 + ".gz"),
     ("x" * 300 + "." + "y" * 100, ("x" * 300 + "." + "y" * 100)[:255]),  # a 100-character "extension" is cut
     ("a" + " " * 300 + ".txt", "a.txt"),
+    ("CON" + " " * 300 + "a", "_CON"),             # a device name left by the cut gets its prefix too
+    ("CON" + " " * 248 + ".txt", "_CON.txt"),        # 255 bytes: the prefix makes 256, cut again
 ])
 def test_filenames_are_sanitised(given_name: Any, kept: str) -> None:
     assert sanitise_filename(given_name) == kept
+
+
+def utf8(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+EMOJI, FLAG = "\U0001f600", "\U0001f1e9\U0001f1ea"  # a grinning face; the flag of Germany (two symbols)
+FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # three emoji joined by ZWJs, shown as one
+THUMB = "\U0001f44d\U0001f3fd"  # an emoji and its skin tone
+Q_DOT = "q\u0307"  # a letter and a combining mark that no precomposed character replaces (3 bytes)
+
+
+@pytest.mark.parametrize(("given_name", "kept"), [
+    (EMOJI * 255, EMOJI * 63),                              # 1,020 bytes: 63 emoji (252 bytes) fit, not 64
+    (EMOJI * 255 + ".txt", EMOJI * 62 + ".txt"),            # the extension is kept, the stem gives way
+    ("\u00e9" * 127 + "x", "\u00e9" * 127 + "x"),            # exactly 255 bytes: kept whole
+    ("\u00e9" * 128, "\u00e9" * 127),                        # 256 bytes: one character goes, never half of one
+    ("\u6f22" * 85, "\u6f22" * 85),                          # 255 bytes of CJK
+    ("\u6f22" * 86, "\u6f22" * 85),
+    (Q_DOT * 85, Q_DOT * 85),                               # 255 bytes with combining marks: kept
+    ("a" + Q_DOT * 85, "a" + Q_DOT * 84),                   # 256: the mark is not cut from its letter
+    ("e\u0301" * 200, "\u00e9" * 127),                       # composed (NFC) before it is measured
+    ("x" + FLAG * 40, "x" + FLAG * 31),                     # a flag is two symbols, never split
+    (FAMILY * 20, FAMILY * 14),                             # an emoji sequence joined by ZWJs stays whole
+    ("ab" + THUMB * 40, "ab" + THUMB * 31),                 # a skin tone stays with its emoji
+])
+def test_names_are_cut_to_255_bytes_of_utf8_between_whole_characters(given_name: str, kept: str) -> None:
+    safe = sanitise_filename(given_name)
+    assert safe == kept
+    assert utf8(safe) <= 255 and sanitise_filename(safe) == safe
+
+
+def test_a_name_of_255_multibyte_characters_can_be_saved_on_this_file_system(tmp_path: Path) -> None:
+    for name in (EMOJI * 255, "\u00e9" * 255 + ".pdf", Q_DOT * 200, FAMILY * 50):
+        (tmp_path / sanitise_filename(name)).write_bytes(b"saved")  # OSError "File name too long" before
+    assert len(list(tmp_path.iterdir())) == 4
 
 
 @pytest.mark.parametrize("value", [b"bytes.txt", 42, ["a"]])
@@ -71,10 +113,13 @@ def test_a_filename_that_is_not_text_is_refused(value: Any) -> None:
 _UNSAFE = re.compile(r'[/\\<>:"|?*\x00-\x1f\x7f]')
 
 
-@given(st.text(max_size=400) | st.text(alphabet="./\\:C ON\x00\x1fx.e\u0301\u0958", max_size=300))
+@given(st.text(max_size=400) | st.text(alphabet="./\\:C ON\x00\x1fx.e\u0301\u0958", max_size=300)
+       | st.text(alphabet=["\U0001f600", "\U0001f1e9", "\u200d", "\u0301", "\ufe0f", "\U0001f3fd", "\u6f22", ".", " ",
+                           "C", "O", "N"], max_size=300))
 def test_any_sanitised_name_is_safe_and_sanitising_it_again_changes_nothing(name: str) -> None:
     safe = sanitise_filename(name)
     assert 1 <= len(safe) <= FILENAME_MAX_LENGTH
+    assert utf8(safe) <= FILENAME_MAX_BYTES
     assert not _UNSAFE.search(safe)
     assert safe == safe.strip() and not safe.endswith(".")
     assert safe not in ("", ".", "..")
@@ -265,3 +310,60 @@ def test_hash_stream_reads_in_chunks() -> None:
 def test_a_chunk_size_below_one_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
         LocalStorage(tmp_path, chunk_size=0)
+
+
+# --- the database a root serves: its marker ----------------------------------------------------------------------
+
+
+def owner(name: str) -> StorageOwner:
+    return StorageOwner.of(uuid.uuid5(uuid.NAMESPACE_DNS, name), f"sqlite:///{name}.db")
+
+
+def test_a_new_root_has_no_owner_until_it_is_bound_and_then_keeps_the_first(storage: LocalStorage) -> None:
+    assert storage.owner() is None
+    assert storage.bind(owner("first")) == owner("first") == storage.owner()
+    assert storage.bind(owner("second")) == owner("first")  # bound already: the first stays
+    assert storage.bind(owner("second"), replace=True) == storage.owner() == owner("second")
+    assert list(storage.keys()) == [] and leftovers(storage) == []  # the marker is no blob, no temporary file left
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b'{"format": 99, "database_id": "x"}', b"[1, 2]",
+                                     b'{"format": 1}', b"\xff\xfe"])
+def test_a_damaged_marker_is_refused_rather_than_guessed(storage: LocalStorage, content: bytes) -> None:
+    storage.root.mkdir(parents=True)
+    (storage.root / MARKER).write_bytes(content)
+    with pytest.raises(StorageMismatch, match="damaged marker"):
+        storage.owner()
+
+
+def _bind_as(root: str, name: str, start: Any) -> str:
+    start.wait()
+    return LocalStorage(root).bind(owner(name)).database_id
+
+
+def test_processes_binding_one_new_root_at_once_all_see_one_winner(tmp_path: Path) -> None:
+    root = str(tmp_path / "contested")
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(6) as pool:
+        start = manager.Barrier(6)
+        seen = pool.starmap(_bind_as, [(root, f"db{index}", start) for index in range(6)])
+    winner = LocalStorage(root).owner()
+    assert winner is not None and set(seen) == {winner.database_id}
+
+
+# --- a full disk ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_disk_storage(tmp_path: Path) -> Iterator[LocalStorage]:
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        yield LocalStorage(disk / "blobs", chunk_size=64 * 1024)
+
+
+def test_a_full_disk_is_reported_as_disk_full_and_leaves_nothing_behind(full_disk_storage: LocalStorage) -> None:
+    kept, _ = full_disk_storage.put(b"already here")
+    with pytest.raises(DiskFull, match="full") as refused:
+        full_disk_storage.put(io.BytesIO(os.urandom(2 * 2**20)))
+    assert full_disk_storage.location in str(refused.value)
+    assert list(full_disk_storage.keys()) == [kept] and leftovers(full_disk_storage) == []
+    assert full_disk_storage.put(b"small enough")[1] == 12  # the space came back

@@ -1,0 +1,254 @@
+"""Which database a file storage root serves: one, named by its identity; nothing else may use the root.
+
+Blobs are content-addressed, so two databases pointed at one root (the default one, say) cannot tell their blobs
+apart, and one's cleanup would remove the other's. So a root is *bound* to one database: its marker
+(``db.storage.MARKER``) records the identity of that database (``database_identity``, made with the schema), and
+the layer checks it before it uses the root:
+
+    binding = inspect_binding(session, storage)       # read-only: what the root and this database are
+    require_readable(session, storage)                # before a read
+    require_writable(session, storage)                # before a listing of what a removal would take
+    bind_for_writes(session, storage)                 # before a store or a removal: binds a free root
+
+========================  =========================================================================================
+the root                  what the layer does
+========================  =========================================================================================
+bound to this database    uses it
+bound to another one      refuses everything (``StorageMismatch`` naming both databases)
+no marker, no blob        binds it to this database at its first store or removal (a new root)
+no marker, only blobs     binds it (adopts it) likewise: a root from before markers, or whose marker was deleted,
+this database names       that holds nothing another database could miss
+no marker, blobs this     reads only; stores and removals are refused: the blobs may be another database's. An
+database does not name    operator who knows better binds it: ``python -m db storage --bind`` (asks first)
+========================  =========================================================================================
+
+A database without its identity row is refused too (``python -m db storage --bind`` gives it a new identity). A
+restored database keeps the target's identity, or gets a new one; it never takes the backup's (``db.scripts.
+restore_db``), so a copy of a database never passes for the original and cannot clean the original's root.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Set
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, delete, insert, inspect, select
+from sqlalchemy.orm import Session
+
+from db.errors import StorageMismatch
+from db.models.database_identity import DatabaseIdentity, identity_row
+from db.models.file_blob import FileBlob
+from db.repositories.bulk import batched
+from db.storage import LocalStorage, Storage, StorageOwner
+
+if TYPE_CHECKING:
+    from db.session import Database
+
+
+class BindingState(Enum):
+    BOUND = "bound to this database"
+    FOREIGN = "bound to another database"
+    FREE = "not bound, holds no blob"
+    ADOPTABLE = "not bound, holds only blobs this database names"
+    UNCLAIMED = "not bound, holds blobs this database does not name"
+    NO_IDENTITY = "this database has no identity"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageBinding:
+    """A storage root as seen by one database."""
+
+    location: str
+    database_id: uuid.UUID | None  # None: the database has no identity row
+    database: str  # the database's URL without password
+    owner: StorageOwner | None  # what the root's marker names; None: no marker
+    foreign_blobs: int = 0  # a root without a marker: blobs on it that this database does not name
+    blobs: int = 0  # a root without a marker: blobs on it
+
+    @property
+    def state(self) -> BindingState:
+        if self.database_id is None:
+            return BindingState.NO_IDENTITY
+        if self.owner is not None:
+            return BindingState.BOUND if self.owner.database_id == str(self.database_id) else BindingState.FOREIGN
+        if self.foreign_blobs:
+            return BindingState.UNCLAIMED
+        return BindingState.ADOPTABLE if self.blobs else BindingState.FREE
+
+    def describe(self) -> str:
+        state = self.state
+        if state is BindingState.FOREIGN:
+            return f"bound to another database, {self.owner}"
+        if state is BindingState.UNCLAIMED:
+            return (f"not bound to any database, and {self.foreign_blobs:,} of its {self.blobs:,} blobs are not this "
+                    "database's: they may be another database's")
+        return str(state.value)
+
+    def refusal(self) -> StorageMismatch:
+        """The error for a use this binding does not allow."""
+        this = f"{self.database}" + (f" (database {self.database_id})" if self.database_id else "")
+        state = self.state
+        if state is BindingState.NO_IDENTITY:
+            text = (f"{self.database} has no identity (its database_identity row is missing), so it cannot tell "
+                    f"whether the file storage at {self.location} is its own: nothing was read, stored or removed "
+                    "there; give it a new identity with: python -m db storage --bind")
+        elif state is BindingState.FOREIGN:
+            text = (f"the file storage at {self.location} belongs to database {self.owner}, not to {this}: nothing "
+                    "was read, stored or removed there; give each database its own storage root (--storage, "
+                    "DBLAYER_STORAGE_ROOT, Settings.storage_root)")
+        else:
+            text = (f"the file storage at {self.location} is not bound to any database and holds {self.foreign_blobs:,}"
+                    f" blob(s) that {this} does not name: they may belong to another database, so nothing was "
+                    "stored or removed there; give this database its own storage root, or, if the root is its own, "
+                    "bind it with: python -m db storage --bind")
+        return StorageMismatch(text, root=self.location, database_id=self.database_id,
+                               bound_to=self.owner.database_id if self.owner else None)
+
+
+# --- this database's identity -------------------------------------------------------------------------------------
+
+
+def database_identity(session: Session | Connection) -> uuid.UUID | None:
+    """The identity of the database ``session`` is connected to; None if its row is missing."""
+    return session.scalar(select(DatabaseIdentity.id))
+
+
+def existing_identity(connection: Connection) -> uuid.UUID | None:
+    """``database_identity``, or None also when the table is missing (a database not yet, or never, migrated)."""
+    if not inspect(connection).has_table(DatabaseIdentity.__tablename__):
+        return None
+    return database_identity(connection)
+
+
+def stamp_identity(connection: Connection, identity: uuid.UUID) -> None:
+    """Make ``identity`` the database's one identity row, whatever row it had (a restore loads the backup's)."""
+    connection.execute(delete(DatabaseIdentity))
+    connection.execute(insert(DatabaseIdentity), identity_row(identity))
+
+
+def database_label(session: Session | Connection) -> str:
+    """The database's URL without its password, for messages and the marker."""
+    bind = session.get_bind() if isinstance(session, Session) else session
+    return str(bind.engine.url.render_as_string(hide_password=True))
+
+
+# --- checks -------------------------------------------------------------------------------------------------------
+
+
+def inspect_binding(session: Session | Connection, storage: Storage, *, count: bool = True) -> StorageBinding:
+    """The root as this database sees it; without a marker, ``count`` walks the root to count whose blobs it holds.
+    Changes nothing."""
+    identity, label, owner = database_identity(session), database_label(session), storage.owner()
+    binding = StorageBinding(storage.location, identity, label, owner)
+    if owner is not None or identity is None or not count:
+        return binding
+    blobs, foreign = _count_blobs(session, storage.keys())
+    return StorageBinding(storage.location, identity, label, None, foreign, blobs)
+
+
+def require_readable(session: Session | Connection, storage: Storage) -> None:
+    """Refuse to read a root bound to another database (or when this one has no identity)."""
+    binding = inspect_binding(session, storage, count=False)
+    if binding.state in (BindingState.FOREIGN, BindingState.NO_IDENTITY):
+        raise binding.refusal()
+
+
+def require_writable(session: Session | Connection, storage: Storage) -> StorageBinding:
+    """Refuse unless this database may store into and remove from the root (see the module docstring). Changes
+    nothing: a free root is bound by ``bind_for_writes``."""
+    binding = inspect_binding(session, storage)
+    if binding.state not in (BindingState.BOUND, BindingState.FREE, BindingState.ADOPTABLE):
+        raise binding.refusal()
+    return binding
+
+
+def bind_for_writes(session: Session | Connection, storage: Storage) -> None:
+    """``require_writable``, then bind a root without a marker to this database. Two databases binding one root at
+    the same moment: one wins, the other is refused."""
+    binding = require_writable(session, storage)
+    if binding.owner is not None:
+        return
+    recorded = storage.bind(StorageOwner.of(binding.database_id, binding.database))
+    if recorded.database_id != str(binding.database_id):
+        raise StorageBinding(binding.location, binding.database_id, binding.database, recorded).refusal()
+
+
+# --- for the scripts: a Database's LocalStorage, checked ------------------------------------------------------------
+
+
+def local_storage(database: Database) -> LocalStorage:
+    """The database's ``LocalStorage`` (``settings.storage_root``), not checked."""
+    return LocalStorage(database.settings.storage_root, chunk_size=database.settings.storage_chunk_size)
+
+
+def writable_storage(database: Database) -> LocalStorage:
+    """The database's storage, bound to it for storing and removing (``bind_for_writes``, in a session of its own)."""
+    storage = local_storage(database)
+    with database.session() as session:
+        bind_for_writes(session, storage)
+    return storage
+
+
+def readable_storage(database: Database) -> LocalStorage:
+    """The database's storage for reading its blobs (a backup): refused only if its marker names another database.
+    A database without an identity (not migrated yet) has nothing to compare, and reading changes nothing."""
+    storage = local_storage(database)
+    with database.engine.connect() as connection:
+        identity, owner = existing_identity(connection), storage.owner()
+        if identity is not None and owner is not None and owner.database_id != str(identity):
+            raise StorageBinding(storage.location, identity, database_label(connection), owner).refusal()
+    return storage
+
+
+def prepare_restore(database: Database, storage: Storage, restored_blobs: Set[str]) -> uuid.UUID:
+    """Before a restore touches anything: the identity the restored database will have (the target's own, or a new
+    one: never the backup's), once the root is known to be free for it. Refused (``StorageMismatch``) if the root is
+    bound to another database, or holds blobs that neither the backup nor the target names."""
+    with database.engine.connect() as connection:
+        current = existing_identity(connection)
+        identity, label, owner = current or uuid.uuid4(), database_label(connection), storage.owner()
+        if owner is not None:
+            binding = StorageBinding(storage.location, identity, label, owner)
+        else:
+            blobs, foreign = _count_blobs(connection, storage.keys(), also_named=restored_blobs,
+                                          look_up=current is not None)
+            binding = StorageBinding(storage.location, identity, label, None, foreign, blobs)
+    if binding.state not in (BindingState.BOUND, BindingState.FREE, BindingState.ADOPTABLE):
+        raise binding.refusal()
+    return identity
+
+
+def finish_restore(database: Database, storage: Storage, identity: uuid.UUID) -> None:
+    """After the rows are restored: the database gets ``identity`` (``prepare_restore``), and the root is bound to
+    it if it was not."""
+    with database.engine.begin() as connection:
+        stamp_identity(connection, identity)
+        label = database_label(connection)
+    if storage.owner() is None:
+        recorded = storage.bind(StorageOwner.of(identity, label))
+        if recorded.database_id != str(identity):
+            raise StorageBinding(storage.location, identity, label, recorded).refusal()
+
+
+def _count_blobs(session: Session | Connection, keys: Iterable[str], *, also_named: Set[str] = frozenset(),
+                 look_up: bool = True) -> tuple[int, int]:
+    """(blobs, blobs that are neither in ``also_named`` nor, if ``look_up``, named by a ``file_blob`` row)."""
+    total = foreign = 0
+    for chunk in batched(keys, 1_000):
+        unknown = [key for key in chunk if key not in also_named]
+        if look_up and unknown:
+            known = set(session.scalars(select(FileBlob.sha256).where(FileBlob.sha256.in_(unknown))))
+            unknown = [key for key in unknown if key not in known]
+        total += len(chunk)
+        foreign += len(unknown)
+    return total, foreign
+
+
+__all__ = [
+    "BindingState", "StorageBinding", "bind_for_writes", "database_identity", "database_label", "existing_identity",
+    "finish_restore", "inspect_binding", "local_storage", "prepare_restore", "readable_storage", "require_readable",
+    "require_writable", "stamp_identity", "writable_storage",
+]
