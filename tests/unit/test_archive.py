@@ -89,9 +89,19 @@ def _write(path: Path, parts: dict[str, list[bytes]], manifest: Manifest | None)
             writer.add(name, chunks)
         if manifest is not None:
             listed = Manifest(engine=manifest.engine, revision=manifest.revision, created_at=manifest.created_at,
-                              database=manifest.database, tables=manifest.tables, parts=tuple(writer.parts))
+                              database=manifest.database, tables=_counted(manifest.tables, parts),
+                              parts=tuple(writer.parts))
             writer.close(listed)
     return path
+
+
+def _counted(tables: tuple[TableDump, ...], parts: dict[str, list[bytes]]) -> tuple[TableDump, ...]:
+    """The tables with the row counts their parts hold (one row per line)."""
+    counted = []
+    for table in tables:
+        data = b"".join(parts.get(f"tables/{table.name}.jsonl.zst", []))
+        counted.append(TableDump(table.name, len(data.splitlines()), table.columns))
+    return tuple(counted)
 
 
 def test_an_archive_round_trips_and_extracts_only_under_its_directory(tmp_path: Path) -> None:
