@@ -110,6 +110,22 @@ def restore(
     path = Path(archive_path)
     target = database.url.render_as_string(hide_password=True)
     destination = _destination_for(database)
+    try:
+        manifest, rows, replaced = _restore_verified(database, destination, path, yes=yes, confirm=confirm,
+                                                     progress=progress, limits=limits)
+    except KeyboardInterrupt as stop:
+        stop.add_note(f"restore interrupted: {target} {_state(destination)}")
+        raise
+    return RestoreResult(
+        target=target, archive=path, manifest=manifest, rows=rows, blobs=manifest.blob_count,
+        replaced=replaced, revision=runner.current_revision(database), seconds=time.perf_counter() - started,
+    )
+
+
+def _restore_verified(database: Database, destination: _Destination, path: Path, *, yes: bool,
+                      confirm: Confirm | None, progress: Progress, limits: Limits
+                      ) -> tuple[Manifest, dict[str, int], bool]:
+    target = database.url.render_as_string(hide_password=True)
     existing = destination.app_tables()
     if path.is_file() and existing and not yes and confirm is None:  # say so before reading the archive
         raise ConfirmationRequired(f"{target} already holds data: restoring would replace it; confirm with --yes")
@@ -124,17 +140,11 @@ def restore(
         archive.check_free_space(_space_needed(destination, verified, storage))
         try:
             rows = _restore(destination, verified, storage, progress)
-        except KeyboardInterrupt as stop:
-            stop.add_note(f"restore interrupted: {target} {_state(destination)}")
-            raise
         except (ConfirmationRequired, DiskFull) as failure:
             raise type(failure)(f"{failure} ({target} {_state(destination)})") from None
         except Exception as failure:
             raise _failed(target, destination, failure) from None
-    return RestoreResult(
-        target=target, archive=path, manifest=manifest, rows=rows, blobs=manifest.blob_count,
-        replaced=bool(existing), revision=runner.current_revision(database), seconds=time.perf_counter() - started,
-    )
+    return manifest, rows, bool(existing)
 
 
 def _state(destination: _Destination) -> str:
