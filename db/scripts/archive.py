@@ -194,7 +194,7 @@ def row_decoder(columns: Sequence[tuple[str, str]]) -> Callable[[str | bytes], d
             for index, convert in converters:
                 if values[index] is not None:
                     values[index] = convert(values[index])
-        except (ValueError, TypeError, ArithmeticError):  # e.g. a malformed date, UUID, decimal or base64
+        except (ValueError, TypeError, AttributeError, ArithmeticError):  # a malformed date, UUID, decimal, base64
             raise BackupError("a row in the archive holds a value its column's type cannot take") from None
         return dict(zip(names, values, strict=True))
 
