@@ -16,7 +16,7 @@ import os
 import re
 import sqlite3
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -654,7 +654,8 @@ def _replace_sqlite_tables(live: sqlite3.Connection, tables: Sequence[str]) -> N
         if kind == "table":
             quoted = _sqlite_quote(name)
             live.execute(f"INSERT INTO main.{quoted} SELECT * FROM restored.{quoted}")
-    dangling = live.execute("PRAGMA main.foreign_key_check").fetchall()
+    dangling = [row for name in sorted(wanted) for row in live.execute(
+        f"PRAGMA main.foreign_key_check({_sqlite_quote(name)})").fetchall()] if wanted else []
     if dangling:
         raise errors.BackupError(f"{len(dangling)} row(s) of the SQLite file would refer to missing rows after the "
                                  f"swap (first: a {dangling[0][0]} row refers to a missing {dangling[0][2]} row)")
@@ -763,6 +764,18 @@ def mariadb_swap_done(connection: Connection, live: str, staging: str, replaced:
     return mariadb_swap_started(connection, staging) and (
         bool(_mariadb_tables(connection, replaced)) or bool(_mariadb_replaced_tables(connection, live))
         or not [name for name in _mariadb_tables(connection, staging) if name != MARIADB_RESTORE_STATE])
+
+
+@contextlib.contextmanager
+def mariadb_swap_lock(connection: Connection, live: str, *, timeout: int = 60) -> Iterator[None]:
+    """Swaps into one database, one at a time (a named lock, released however the session ends)."""
+    name = f"dblayer_swap_{hashlib.sha256(live.encode()).hexdigest()[:32]}"
+    if connection.execute(text("SELECT GET_LOCK(:name, :timeout)"), {"name": name, "timeout": timeout}).scalar() != 1:
+        raise errors.BackupError(f"another restore into {live} is swapping its data in: try again")
+    try:
+        yield
+    finally:
+        connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
 
 
 def rename_mariadb_tables(connection: Connection, *, live: str, staging: str, replaced: str,

@@ -51,6 +51,7 @@ import os
 import secrets
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -484,12 +485,13 @@ class _MariadbStaging:
     def swap(self, tables: Sequence[str], advance: Advance) -> None:
         self.close()
         live = self.destination.live
-        dialects.rename_mariadb_tables(self._control, live=live, staging=self.staging, replaced=self.replaced,
-                                       tables=tables)
-        self.destination.swapped = True
-        advance(1)
-        dialects.finish_mariadb_swap(self._control, live=live, staging=self.staging, replaced=self.replaced)
-        advance(1)
+        with dialects.mariadb_swap_lock(self._control, live):
+            dialects.rename_mariadb_tables(self._control, live=live, staging=self.staging, replaced=self.replaced,
+                                           tables=tables)
+            self.destination.swapped = True
+            advance(1)
+            dialects.finish_mariadb_swap(self._control, live=live, staging=self.staging, replaced=self.replaced)
+            advance(1)
 
     def close(self) -> None:
         self._database.dispose()
@@ -548,10 +550,13 @@ def _build(staging: _Staging, verified: VerifiedArchive, progress: Progress) -> 
     return rows
 
 
+_ALEMBIC = threading.Lock()  # Alembic's migration context is global to the process: one migration at a time
+
+
 def _migrate(staging: _Staging, revision: str) -> None:
     """Run the migrations up to ``revision`` in the staging area, on its connection."""
     config = runner.alembic_config()
-    with staging.connection() as connection:
+    with staging.connection() as connection, _ALEMBIC:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

@@ -238,3 +238,18 @@ def test_a_restore_killed_at_arbitrary_moments_always_leaves_one_whole_database(
         assert check(occupied).ok
     leftovers.remove(occupied, restore_leftovers(occupied))
     assert leftover_states(occupied) == []
+
+
+def test_two_restores_into_one_database_at_once_leave_one_of_them_whole(
+    engine_name: str, occupied: Database, archives: Callable[[str], Made], tmp_path: Path
+) -> None:
+    """Two operators, two processes, one target: both finish, and the target holds one backup, whole."""
+    first, second = archives("sqlite"), archives("postgresql" if engine_name != "postgresql" else "mariadb")
+    children = [start_restore("never", occupied, made.path, tmp_path)[0] for made in (first, second)]
+    for child in children:
+        _, err = child.communicate(timeout=WAIT)
+        assert child.returncode == 0, err
+    occupied.dispose()
+    assert all_rows(occupied) in (first.rows, second.rows)
+    assert_holds(occupied, all_rows(occupied))
+    assert check(occupied).ok and leftover_states(occupied) == []
