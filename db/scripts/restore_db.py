@@ -17,9 +17,10 @@ Decisions:
   before anything is written (``DiskFull``). A disk that fills up all the same gives ``DiskFull`` too, and the
   target keeps its old data.
 - The old data stays until the new data is complete and verified; then one swap (``db.dialects``, "restore"):
-  SQLite builds a new file beside the target and renames it over the target; PostgreSQL builds the new tables
-  in a staging schema inside one transaction and moves them into place at its end; MariaDB builds them in a
-  staging database and swaps them in with one ``RENAME TABLE``. Verified: every table holds the manifest's row
+  SQLite builds a new file beside the target and copies its tables into the target in one transaction (no
+  rename: connections that have the file open go on working and see the new data); PostgreSQL builds the new
+  tables in a staging schema inside one transaction and moves them into place at its end; MariaDB builds them in
+  a staging database and swaps them in with one ``RENAME TABLE``. Verified: every table holds the manifest's row
   count, the schema is at the head revision (an older backup is upgraded in the staging area), a SQLite file
   passes ``quick_check`` and ``foreign_key_check``, and every blob a restored row names is in the storage root.
   Interrupted or killed anywhere, the target holds the old data or the new, never a mix; what an interruption
@@ -39,9 +40,8 @@ Decisions:
   foreign-key order, in batches of at most ``BATCH_ROWS`` rows and ``BATCH_BYTES`` bytes; then the staging
   schema is upgraded to the head. The audit log's rows, chain head and checkpoints are copied as they are, so
   ``verify_chain()`` holds afterwards.
-- A SQLite snapshot into SQLite becomes the new file itself (the whole file, so tables that are not the
-  application's come from the backup too); rows into a SQLite file get the old file's other tables carried over
-  at the swap.
+- A SQLite snapshot restored into SQLite becomes the staging file itself (no rows are decoded); only the
+  application's tables (and Alembic's) are taken from it, as from any backup.
 """
 
 from __future__ import annotations
