@@ -21,8 +21,8 @@ from db.cli.common import (
     progress_bars,
     table,
 )
-from db.scripts.archive import MAX_EXPANSION_RATIO, Limits, Manifest, verify_archive
-from db.scripts.restore_db import RestoreResult, restore
+from db.scripts.archive import MAX_EXPANSION_RATIO, Limits, Manifest
+from db.scripts.restore_db import RestoreResult, restore, verify_backup
 
 INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C
 
@@ -55,7 +55,7 @@ def restore_command(
     limits = Limits(max_ratio=max_expansion_ratio)
     if verify_only:
         with progress_bars() as progress:
-            manifest = verify_archive(archive, progress=progress, limits=limits)
+            manifest = verify_backup(archive, progress=progress, limits=limits)
         show_manifest(archive, manifest)
         return
     confirm = _ask if sys.stdin.isatty() else None  # non-interactive: only --yes replaces existing data

@@ -19,7 +19,10 @@ Decisions:
   backup. Blobs are immutable, so reading them after the snapshot is consistent; only a concurrent purge of a
   blob that the snapshot still names can fail a backup, and running it again succeeds.
 - Where: ``db/data/backups/`` by default, as ``<database label>-<UTC timestamp>.tar``; written under a
-  temporary name and renamed when complete. ``keep=N`` then deletes all but the newest N archives of the same
+  temporary name (``.<name>.partial``) and renamed when complete. That file, and the scratch folder ``.backup-*``
+  of a SQLite snapshot, are locked while the backup runs (``db.scripts.leftovers``): a killed backup's are
+  removed by ``cleanup``, a running one's never. A row longer than ``archive.MAX_ROW_BYTES`` fails the backup:
+  a restore would refuse it. ``keep=N`` then deletes all but the newest N archives of the same
   database label in that directory (only files whose names match that pattern are ever deleted).
 """
 

@@ -148,6 +148,20 @@ def _restore_verified(database: Database, destination: _Destination, path: Path,
     return manifest, rows, bool(existing)
 
 
+def verify_backup(archive_path: str | os.PathLike[str], *, progress: Progress = SILENT,
+                  limits: Limits = archive.DEFAULT_LIMITS) -> Manifest:
+    """``archive.verify_archive``, and for a SQLite snapshot also what a restore checks before writing anything:
+    the snapshot is sound and holds the manifest's tables with the manifest's row counts (it is extracted to the
+    temporary directory for that). Returns the manifest; ``BackupError`` otherwise."""
+    with archive.open_archive(archive_path, progress=progress, limits=limits) as verified:
+        snapshot = _snapshot_part(verified.manifest)
+        if snapshot is not None:
+            archive.check_free_space({Path(tempfile.gettempdir()): snapshot.raw_size})
+            with _extracted(verified, snapshot) as path:
+                _check_snapshot(path, verified.manifest)
+        return verified.manifest
+
+
 def _state(destination: _Destination) -> str:
     if destination.swapped:
         return "holds the restored data"
@@ -717,7 +731,7 @@ def _check_blobs_present(staging: _Staging, storage: LocalStorage) -> None:
                 raise BackupError(f"the backup names blob {key} but holds no such blob, and the storage root has none")
 
 
-__all__ = ["BATCH_BYTES", "BATCH_ROWS", "Limits", "RestoreResult", "restore", "verify_archive"]
+__all__ = ["BATCH_BYTES", "BATCH_ROWS", "Limits", "RestoreResult", "restore", "verify_archive", "verify_backup"]
 
 
 if __name__ == "__main__":

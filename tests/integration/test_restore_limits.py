@@ -27,7 +27,7 @@ from db.scripts.archive import Limits, Manifest, TableDump
 from db.scripts.backup_db import backup
 from db.scripts.check_db import check
 from db.scripts.leftovers import restore_leftovers
-from db.scripts.restore_db import restore
+from db.scripts.restore_db import restore, verify_backup
 from db.storage import LocalStorage
 from tests.bombs import one_line_bomb, table_bomb
 from tests.conftest import TestDatabases
@@ -126,6 +126,8 @@ def test_a_sqlite_snapshot_whose_manifest_lies_about_its_rows_is_refused(
     with pytest.raises(BackupError, match=r"rows, the manifest says|does not list the tables"):
         restore(occupied, lying, yes=True)
     assert untouched(occupied) == before
+    with pytest.raises(BackupError, match=r"rows, the manifest says|does not list the tables"):
+        verify_backup(lying)  # restore --verify-only
 
 
 # --- a full disk -----------------------------------------------------------------------------------------------
