@@ -9,9 +9,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+import sqlite3
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -640,3 +645,337 @@ def text_order(column: ColumnElement[Any], backend: str, *, descending: bool = F
 def _sql(constant: str) -> ColumnElement[Any]:
     """A constant of our own (never caller input) written into the statement."""
     return literal_column(constant)
+
+
+# --- restore: a staging area and one atomic swap ---------------------------------------------------------------
+# ``db.scripts.restore_db`` builds the restored database next to the live one and swaps it in at the end, so that
+# an interrupted restore leaves either the old data or the new, never a mix. What differs per engine:
+#
+# - SQLite: the new tables are built in a new file ``.<name>.restore-<token>`` beside the target; the swap is one
+#   transaction of the live file (SQLite's DDL is transactional) that replaces its tables with the new file's
+#   (``swap_sqlite_tables``).
+# - PostgreSQL: DDL is transactional, so the whole restore is one transaction: the new tables are built in a
+#   staging schema ``dblayer_restore_<token>``, then the old tables are dropped and the new ones moved into the
+#   live schema (``swap_postgresql_schema``). Killed anywhere, the server rolls everything back: nothing is left.
+# - MariaDB: DDL is not transactional, and InnoDB foreign-key names are unique per database, so the new tables
+#   are built in a staging database and the old ones leave for a second database; one ``RENAME TABLE`` statement
+#   (atomic) moves both sets (``rename_mariadb_tables``). A table with triggers cannot change databases: the staging
+#   tables' triggers (the audit log's append-only ones) are saved in the staging database, dropped, and created
+#   again on the live tables after the rename; an old table with triggers is renamed inside the live database and
+#   dropped after the rename. Killed between the rename and the end, the new data is in place and
+#   ``finish_mariadb_swap`` (run by the next restore or by cleanup) completes it.
+
+RESTORE_TOKEN = re.compile(r"[0-9a-f]{12}")
+_SQLITE_COMPANIONS = ("-journal", "-wal", "-shm")
+
+
+def sqlite_staging_path(target: Path, token: str) -> Path:
+    """The file a restore into the SQLite file ``target`` builds before swapping it in."""
+    return target.with_name(f".{target.name}.restore-{token}")
+
+
+def sqlite_staging_files(target: Path) -> list[Path]:
+    """The staging files of restores into ``target`` (of running or killed restores), without their companions."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.restore-{RESTORE_TOKEN.pattern}")
+    if not target.parent.is_dir():
+        return []
+    return sorted(entry for entry in target.parent.iterdir() if pattern.fullmatch(entry.name))
+
+
+def sqlite_companions(path: Path) -> list[Path]:
+    """The journal, WAL and shared-memory files SQLite may keep beside ``path``."""
+    return [path.with_name(path.name + suffix) for suffix in _SQLITE_COMPANIONS]
+
+
+def swap_sqlite_tables(staging: Path, target: Path, tables: Sequence[str], *, timeout: float) -> None:
+    """Put the complete SQLite file ``staging``'s ``tables`` in place of the live file's, in one transaction.
+
+    A missing target is simply the staging file, linked into place (never over a file that appeared meanwhile).
+    Otherwise, in one ``BEGIN IMMEDIATE`` transaction of the live file (SQLite's DDL is transactional): drop those
+    of ``tables`` it has, create them as ``staging`` has them (with their indexes and triggers), copy their rows,
+    check every foreign key, commit. Killed before the commit, SQLite rolls it back; connections that have the
+    file open keep working and see the new data from their next transaction. The file is not renamed over: a
+    connection with the old file open would go on using its ``-wal`` and ``-shm``, which SQLite finds by name.
+    """
+    if not target.exists():
+        _fsync_path(staging)
+        with contextlib.suppress(FileExistsError):
+            os.link(staging, target)
+            staging.unlink()
+            _fsync_path(target.parent)
+            return
+    live = sqlite3.connect(_sqlite_uri(target), uri=True, timeout=timeout, isolation_level=None)
+    try:
+        live.execute("PRAGMA foreign_keys=OFF")  # dropping a parent table must not cascade; checked before commit
+        live.execute("ATTACH DATABASE ? AS restored", (_sqlite_uri(staging),))
+        live.execute("BEGIN IMMEDIATE")
+        try:
+            _replace_sqlite_tables(live, tables)
+            live.execute("COMMIT")
+        except BaseException:
+            live.execute("ROLLBACK")
+            raise
+        with contextlib.suppress(sqlite3.Error):
+            live.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # give back the WAL the copy grew
+    except sqlite3.OperationalError as error:
+        if is_disk_full(error):
+            raise
+        raise errors.BackupError(f"SQLite could not swap the restored tables into {target} "
+                                 f"({type(error).__name__}: {error})") from None
+    finally:
+        live.close()
+
+
+_SQLITE_KINDS = {"table": 0, "index": 1, "trigger": 2}
+
+
+def _replace_sqlite_tables(live: sqlite3.Connection, tables: Sequence[str]) -> None:
+    wanted = set(tables)
+    for (name,) in live.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'").fetchall():
+        if name in wanted:
+            live.execute(f"DROP TABLE main.{_sqlite_quote(name)}")
+    objects = [row for row in live.execute(
+        "SELECT type, name, tbl_name, sql FROM restored.sqlite_master WHERE sql IS NOT NULL").fetchall()
+        if row[2] in wanted and row[0] in _SQLITE_KINDS]
+    for kind, name, _, sql in sorted(objects, key=lambda row: _SQLITE_KINDS[row[0]]):
+        live.execute(sql)  # unqualified: created in main
+        if kind == "table":
+            quoted = _sqlite_quote(name)
+            live.execute(f"INSERT INTO main.{quoted} SELECT * FROM restored.{quoted}")
+    dangling = [row for name in sorted(wanted) for row in live.execute(
+        f"PRAGMA main.foreign_key_check({_sqlite_quote(name)})").fetchall()] if wanted else []
+    if dangling:
+        raise errors.BackupError(f"{len(dangling)} row(s) of the SQLite file would refer to missing rows after the "
+                                 f"swap (first: a {dangling[0][0]} row refers to a missing {dangling[0][2]} row)")
+
+
+def _sqlite_uri(path: Path) -> str:
+    return f"file:{urllib.parse.quote(str(path.absolute()))}"
+
+
+def _sqlite_quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _fsync_path(path: Path) -> None:
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def begin_postgresql_staging(connection: Connection, token: str) -> tuple[str, str]:
+    """In the restore's transaction: create the staging schema and make it the only one unqualified names
+    reach (the migrations then build the new schema there). Returns (live schema, staging schema)."""
+    live = str(connection.exec_driver_sql("SELECT current_schema()").scalar())
+    staging = f"dblayer_restore_{token}"
+    quoted = connection.dialect.identifier_preparer.quote_identifier(staging)
+    connection.exec_driver_sql(f"CREATE SCHEMA {quoted}")
+    connection.exec_driver_sql(f"SET LOCAL search_path TO {quoted}")
+    return live, staging
+
+
+def swap_postgresql_schema(connection: Connection, *, live: str, staging: str, tables: Sequence[str]) -> None:
+    """Still in the restore's transaction: drop those of ``tables`` that ``live`` has, move every table and function
+    of ``staging`` into ``live`` (a function of the same signature there is replaced), drop ``staging``.
+
+    Nothing is dropped with CASCADE: anything else that depends on the old tables (a foreign key from a table of
+    another application) makes the swap fail, and the transaction rolls back. Concurrent swaps into one database
+    wait for each other (an advisory lock)."""
+    quote = connection.dialect.identifier_preparer.quote_identifier
+    connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                       {"key": f"dblayer restore {live}"})
+    connection.exec_driver_sql(f"SET LOCAL search_path TO {quote(live)}")
+    present = set(connection.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = :schema"),
+                                     {"schema": live}).scalars().all())
+    replaced = [name for name in tables if name in present]
+    if replaced:
+        connection.exec_driver_sql(f"DROP TABLE {', '.join(f'{quote(live)}.{quote(name)}' for name in replaced)}")
+    functions = connection.execute(text(
+        "SELECT p.proname, pg_get_function_identity_arguments(p.oid) FROM pg_proc p "
+        "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = :schema"), {"schema": staging}).all()
+    for name, arguments in functions:
+        connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {quote(live)}.{quote(name)}({arguments})")
+        connection.exec_driver_sql(f"ALTER FUNCTION {quote(staging)}.{quote(name)}({arguments}) "
+                                   f"SET SCHEMA {quote(live)}")
+    tables = connection.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = :schema"),
+                                {"schema": staging}).scalars().all()
+    for name in tables:
+        connection.exec_driver_sql(f"ALTER TABLE {quote(staging)}.{quote(name)} SET SCHEMA {quote(live)}")
+    connection.exec_driver_sql(f"DROP SCHEMA {quote(staging)}")
+
+
+MARIADB_RESTORE_STATE = "dblayer_restore_state"  # in the staging database: phase and the saved triggers
+_MARIADB_REPLACED_PREFIX = "_dblayer_replaced_"  # an old table with triggers, renamed inside the live database
+_SWAPPING = "swapping"
+
+
+def mariadb_restore_databases(live: str, token: str) -> tuple[str, str]:
+    """The staging database (the new tables) and the database the old tables go to, for a restore into ``live``."""
+    base = live if len(live) <= 40 else f"dblayer_{hashlib.sha256(live.encode()).hexdigest()[:16]}"
+    return f"{base}__restore_{token}", f"{base}__replaced_{token}"
+
+
+def mariadb_restore_tokens(connection: Connection, live: str) -> list[str]:
+    """The tokens of restores into ``live`` whose databases exist (running, killed or unfinished restores)."""
+    staging, replaced = mariadb_restore_databases(live, "0" * 12)
+    prefixes = (staging[:-12], replaced[:-12])
+    names = connection.execute(text("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")).scalars().all()
+    return sorted({name[-12:] for name in names
+                   if name.startswith(prefixes) and RESTORE_TOKEN.fullmatch(name[-12:])
+                   and name[:-12] in prefixes})
+
+
+def create_mariadb_staging(connection: Connection, staging: str) -> None:
+    quote = connection.dialect.identifier_preparer.quote_identifier
+    connection.exec_driver_sql(f"CREATE DATABASE {quote(staging)} CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin")
+    connection.exec_driver_sql(f"CREATE TABLE {quote(staging)}.{MARIADB_RESTORE_STATE} "
+                               "(name VARCHAR(64) PRIMARY KEY, value LONGTEXT NOT NULL) ENGINE=InnoDB")
+
+
+def mariadb_swap_started(connection: Connection, staging: str) -> bool:
+    """Whether a restore into the live database reached its swap (its rename may or may not have run)."""
+    quote = connection.dialect.identifier_preparer.quote_identifier
+    if not _mariadb_has_database(connection, staging):
+        return False
+    try:
+        phase = connection.exec_driver_sql(
+            f"SELECT value FROM {quote(staging)}.{MARIADB_RESTORE_STATE} WHERE name = 'phase'").scalar()
+    except exc.DBAPIError:  # killed before its state table was made
+        return False
+    return phase == _SWAPPING
+
+
+def mariadb_swap_done(connection: Connection, live: str, staging: str, replaced: str) -> bool:
+    """Whether the rename of a restore into ``live`` has run (then the new data is live; only the end is left)."""
+    return mariadb_swap_started(connection, staging) and (
+        bool(_mariadb_tables(connection, replaced)) or bool(_mariadb_replaced_tables(connection, live))
+        or not [name for name in _mariadb_tables(connection, staging) if name != MARIADB_RESTORE_STATE])
+
+
+@contextlib.contextmanager
+def mariadb_swap_lock(connection: Connection, live: str, *, timeout: int = 60) -> Iterator[None]:
+    """Swaps into one database, one at a time (a named lock, released however the session ends)."""
+    name = f"dblayer_swap_{hashlib.sha256(live.encode()).hexdigest()[:32]}"
+    if connection.execute(text("SELECT GET_LOCK(:name, :timeout)"), {"name": name, "timeout": timeout}).scalar() != 1:
+        raise errors.BackupError(f"another restore into {live} is swapping its data in: try again")
+    try:
+        yield
+    finally:
+        connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+
+
+def rename_mariadb_tables(connection: Connection, *, live: str, staging: str, replaced: str,
+                          tables: Sequence[str]) -> None:
+    """Swap the staging database's tables in for those of ``tables`` that ``live`` has, in one ``RENAME TABLE``
+    (then ``finish_mariadb_swap``). ``connection`` is on the live database, in autocommit mode."""
+    quote = connection.dialect.identifier_preparer.quote_identifier
+    # The saved triggers and the phase in one statement: all of them or none (InnoDB).
+    state = [(f"trigger {number:04d}", ddl) for number, ddl in enumerate(_mariadb_trigger_ddl(connection, staging))]
+    state.append(("phase", _SWAPPING))
+    values = ", ".join(f"(:name{index}, :value{index})" for index in range(len(state)))
+    connection.execute(
+        text(f"INSERT INTO {quote(staging)}.{MARIADB_RESTORE_STATE} (name, value) VALUES {values} "
+             "ON DUPLICATE KEY UPDATE value = VALUES(value)"),
+        {key: value for index, (name, ddl) in enumerate(state)
+         for key, value in ((f"name{index}", name), (f"value{index}", ddl))})
+    for name in connection.execute(text("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+                                        "WHERE TRIGGER_SCHEMA = :schema"), {"schema": staging}).scalars().all():
+        connection.exec_driver_sql(f"DROP TRIGGER {quote(staging)}.{quote(name)}")
+    connection.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS {quote(replaced)} CHARACTER SET utf8mb4")
+    present = set(_mariadb_tables(connection, live))
+    tables = [name for name in tables if name in present]
+    with_triggers = set(connection.execute(text(
+        "SELECT DISTINCT EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = :schema"),
+        {"schema": live}).scalars().all())
+    moves = [f"{quote(live)}.{quote(name)} TO " + (f"{quote(live)}.{quote(_MARIADB_REPLACED_PREFIX + name)}"
+                                                   if name in with_triggers else f"{quote(replaced)}.{quote(name)}")
+             for name in tables]
+    moves += [f"{quote(staging)}.{quote(name)} TO {quote(live)}.{quote(name)}"
+              for name in _mariadb_tables(connection, staging) if name != MARIADB_RESTORE_STATE]
+    connection.exec_driver_sql(f"RENAME TABLE {', '.join(moves)}")
+
+
+def finish_mariadb_swap(connection: Connection, *, live: str, staging: str, replaced: str) -> None:
+    """After the rename (idempotent): drop the old tables, give the new ones their saved triggers, drop the staging
+    and replaced databases."""
+    quote = connection.dialect.identifier_preparer.quote_identifier
+    for name in _mariadb_replaced_tables(connection, live):
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(live)}.{quote(name)}")
+    present = set(connection.execute(text("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+                                          "WHERE TRIGGER_SCHEMA = :schema"), {"schema": live}).scalars().all())
+    state = f"{quote(staging)}.{MARIADB_RESTORE_STATE}"
+    saved: Sequence[str] = []
+    if _mariadb_has_database(connection, staging):
+        saved = connection.execute(text(f"SELECT value FROM {state} WHERE name LIKE :saved ORDER BY name"),
+                                   {"saved": "trigger %"}).scalars().all()
+    tables = set(_mariadb_tables(connection, live))
+    for ddl in saved:
+        trigger = json.loads(ddl)
+        if trigger["name"] not in present and trigger["table"] in tables:
+            _mariadb_execute_as_is(connection, _mariadb_create_trigger(trigger, quote))
+    drop_mariadb_restore_databases(connection, staging=staging, replaced=replaced)
+
+
+def drop_mariadb_restore_databases(connection: Connection, *, staging: str, replaced: str) -> None:
+    quote = connection.dialect.identifier_preparer.quote_identifier
+    connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote(replaced)}")
+    connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote(staging)}")
+
+
+def _mariadb_trigger_ddl(connection: Connection, schema: str) -> list[str]:
+    """The triggers of ``schema`` as JSON documents ``_mariadb_create_trigger`` turns back into DDL, in their
+    order of execution."""
+    rows = connection.execute(text(
+        "SELECT TRIGGER_NAME, ACTION_TIMING, EVENT_MANIPULATION, EVENT_OBJECT_TABLE, ACTION_STATEMENT "
+        "FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = :schema "
+        "ORDER BY EVENT_OBJECT_TABLE, EVENT_MANIPULATION, ACTION_TIMING, ACTION_ORDER"), {"schema": schema}).all()
+    return [json.dumps({"name": name, "timing": timing, "event": event, "table": table, "body": body})
+            for name, timing, event, table, body in rows]
+
+
+def _mariadb_create_trigger(trigger: Mapping[str, str], quote: Any) -> str:
+    return (f"CREATE TRIGGER {quote(trigger['name'])} {trigger['timing']} {trigger['event']} "
+            f"ON {quote(trigger['table'])} FOR EACH ROW {trigger['body']}")
+
+
+def _mariadb_execute_as_is(connection: Connection, statement: str) -> None:
+    """Run a statement through the driver with no parameters at all: PyMySQL would read a ``%`` in a trigger's
+    body as a parameter marker."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+def _mariadb_has_database(connection: Connection, name: str) -> bool:
+    return connection.execute(text("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :name"),
+                              {"name": name}).scalar() is not None
+
+
+def _mariadb_tables(connection: Connection, schema: str) -> list[str]:
+    return list(connection.execute(text("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :s "
+                                        "ORDER BY TABLE_NAME"), {"s": schema}).scalars().all())
+
+
+def _mariadb_replaced_tables(connection: Connection, live: str) -> list[str]:
+    return [name for name in _mariadb_tables(connection, live) if name.startswith(_MARIADB_REPLACED_PREFIX)]
+
+
+_PG_DISK_FULL = "53100"
+_MYSQL_DISK_FULL = {1021, 1114}  # disk full, table full
+SQLITE_FULL = 13
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """A failure that says the disk (or a quota, or the server's disk) is full: ``ENOSPC``/``EDQUOT``,
+    ``SQLITE_FULL``, PostgreSQL's ``disk_full``, MariaDB's "disk full" and "table is full"."""
+    original = error.orig if isinstance(error, exc.DBAPIError) else error
+    if isinstance(original, OSError) and original.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    code = getattr(original, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF == SQLITE_FULL:
+        return True
+    return getattr(original, "sqlstate", None) == _PG_DISK_FULL or _driver_code(original) in _MYSQL_DISK_FULL

@@ -203,22 +203,32 @@ def readable_storage(database: Database) -> LocalStorage:
     return storage
 
 
-def prepare_restore(database: Database, storage: Storage, restored_blobs: Set[str]) -> uuid.UUID:
+def prepare_restore(database: Database, storage: Storage, restored_blobs: Set[str], *, exists: bool = True) -> uuid.UUID:
     """Before a restore touches anything: the identity the restored database will have (the target's own, or a new
     one: never the backup's), once the root is known to be free for it. Refused (``StorageMismatch``) if the root is
-    bound to another database, or holds blobs that neither the backup nor the target names."""
-    with database.engine.connect() as connection:
-        current = existing_identity(connection)
-        identity, label, owner = current or uuid.uuid4(), database_label(connection), storage.owner()
-        if owner is not None:
-            binding = StorageBinding(storage.location, identity, label, owner)
-        else:
-            blobs, foreign = _count_blobs(connection, storage.keys(), also_named=restored_blobs,
-                                          look_up=current is not None)
-            binding = StorageBinding(storage.location, identity, label, None, foreign, blobs)
+    bound to another database, or holds blobs that neither the backup nor the target names. ``exists`` False: the
+    target does not exist yet (a SQLite file is not created to look inside)."""
+    label = database.url.render_as_string(hide_password=True)
+    if exists:
+        with database.engine.connect() as connection:
+            current = existing_identity(connection)
+            binding = _restore_binding(storage, current, label, restored_blobs, connection)
+    else:
+        binding = _restore_binding(storage, None, label, restored_blobs, None)
     if binding.state not in (BindingState.BOUND, BindingState.FREE, BindingState.ADOPTABLE):
         raise binding.refusal()
-    return identity
+    assert binding.database_id is not None  # the target's identity or a new one, never None
+    return binding.database_id
+
+
+def _restore_binding(storage: Storage, current: uuid.UUID | None, label: str, restored_blobs: Set[str],
+                     connection: Connection | None) -> StorageBinding:
+    identity, owner = current or uuid.uuid4(), storage.owner()
+    if owner is not None:
+        return StorageBinding(storage.location, identity, label, owner)
+    look_up = connection is not None and current is not None
+    blobs, foreign = _count_blobs(connection, storage.keys(), also_named=restored_blobs, look_up=look_up)
+    return StorageBinding(storage.location, identity, label, None, foreign, blobs)
 
 
 def finish_restore(database: Database, storage: Storage, identity: uuid.UUID) -> None:
@@ -233,13 +243,13 @@ def finish_restore(database: Database, storage: Storage, identity: uuid.UUID) ->
             raise StorageBinding(storage.location, identity, label, recorded).refusal()
 
 
-def _count_blobs(session: Session | Connection, keys: Iterable[str], *, also_named: Set[str] = frozenset(),
+def _count_blobs(session: Session | Connection | None, keys: Iterable[str], *, also_named: Set[str] = frozenset(),
                  look_up: bool = True) -> tuple[int, int]:
     """(blobs, blobs that are neither in ``also_named`` nor, if ``look_up``, named by a ``file_blob`` row)."""
     total = foreign = 0
     for chunk in batched(keys, 1_000):
         unknown = [key for key in chunk if key not in also_named]
-        if look_up and unknown:
+        if look_up and unknown and session is not None:
             known = set(session.scalars(select(FileBlob.sha256).where(FileBlob.sha256.in_(unknown))))
             unknown = [key for key in unknown if key not in known]
         total += len(chunk)

@@ -58,8 +58,12 @@ def cleanup(
         "--archive-dir", file_okay=False, help="Where removed audit entries are archived (default: "
         "db/data/audit_archive).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every item, not only the counts.")] = False,
+    backup_dir: Annotated[Path | None, typer.Option(
+        "--backup-dir", file_okay=False, help="Where backups are written, for the leftovers of killed backups "
+        "(default: db/data/backups).")] = None,
 ) -> None:
-    """Finished tokens, old soft-deleted rows, old audit entries (archived first) and orphaned blobs.
+    """Finished tokens, old soft-deleted rows, old audit entries (archived first), orphaned blobs, and what killed
+    backups and restores left behind (never what a running one uses).
 
     Without --apply, lists what would go and changes nothing. With --apply, asks, removes exactly the listed items,
     then gives the space back (VACUUM / ANALYZE / OPTIMIZE TABLE).
@@ -74,11 +78,13 @@ def cleanup(
     with opened(url, storage) as database:
         target = database.url.render_as_string(hide_password=True)
         with progress_bars() as progress:
-            listed = cleanup_db.plan(database, policy=policy, progress=progress)
+            listed = cleanup_db.plan(database, policy=policy, progress=progress, backup_dir=backup_dir)
         _show_plan(listed, target, verbose=verbose, dry_run=not apply)
         if not apply or not listed:
             return
-        confirm_or_abort(f"Remove these {sum(rows for *_, rows in listed.groups()):,} rows and blobs from {target}?",
+        removable = sum(leftover.removable for leftover in listed.leftovers)
+        confirm_or_abort(f"Remove these {sum(rows for *_, rows in listed.groups()):,} rows and blobs from {target}"
+                         + (f" and {removable} leftover(s) of killed backups and restores?" if removable else "?"),
                          yes)
         with progress_bars() as progress:
             result = cleanup_db.apply(database, listed, archive_dir=archive_dir, progress=progress)
@@ -90,12 +96,16 @@ def _show_plan(listed: CleanupPlan, target: str, *, verbose: bool, dry_run: bool
     out = console()
     for note in listed.kept:
         out.print(f"[yellow]kept:[/yellow] {escape(note)}")
+    for leftover in listed.leftovers:
+        label = "leftover" if leftover.removable else "in use"
+        out.print(f"[yellow]{label}:[/yellow] {escape(leftover.describe())}", soft_wrap=True)
     if not listed:
         out.print(f"[green]✓[/green] nothing to clean up in {target}")
         return
     out.print(f"Database: {target}")
-    out.print(table("Would remove" if dry_run else "To remove", ["kind", "table", "rows"], listed.groups(),
-                    numeric=["rows"]))
+    if listed.items:
+        out.print(table("Would remove" if dry_run else "To remove", ["kind", "table", "rows"], listed.groups(),
+                        numeric=["rows"]))
     if verbose:
         rows = [(item.kind, item.table, item.key, item.description) for item in listed.items]
         out.print(table("Items", ["kind", "table", "id / key", "what"], rows))
@@ -105,7 +115,10 @@ def _show_plan(listed: CleanupPlan, target: str, *, verbose: bool, dry_run: bool
 
 def _show_result(result: CleanupResult) -> None:
     out = console()
-    out.print(table("Removed", ["kind", "table", "rows"], result.removed, numeric=["rows"]))
+    for leftover in result.leftovers:
+        out.print(f"removed leftover {escape(leftover.name)} (of a {leftover.kind})", soft_wrap=True)
+    if result.removed:
+        out.print(table("Removed", ["kind", "table", "rows"], result.removed, numeric=["rows"]))
     if result.archive:
         out.print(f"audit entries archived to {result.archive}")
     if result.compacted:

@@ -7,11 +7,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from db.cli.app import app
-from db.cli.common import StorageOption, UrlOption, YesOption, console, human_bytes, opened, progress_bars, table
-from db.scripts.archive import Manifest, verify_archive
-from db.scripts.restore_db import RestoreResult, restore
+from db.cli.common import (
+    StorageOption,
+    UrlOption,
+    YesOption,
+    console,
+    error_console,
+    human_bytes,
+    opened,
+    progress_bars,
+    table,
+)
+from db.scripts.archive import MAX_EXPANSION_RATIO, Limits, Manifest
+from db.scripts.restore_db import RestoreResult, restore, verify_backup
+
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C
 
 
 def _ask(question: str) -> bool:
@@ -29,16 +42,30 @@ def restore_command(
         typer.Option("--verify-only", help="Only check the archive (checksums, completeness, decompression); "
                      "change nothing."),
     ] = False,
+    max_expansion_ratio: Annotated[
+        float,
+        typer.Option("--max-expansion-ratio", min=1, help="Refuse a compressed part that would decompress to "
+                     "more than this many times its stored size (a decompression bomb)."),
+    ] = MAX_EXPANSION_RATIO,
 ) -> None:
-    """Restore a backup into the database (any engine) and its blobs; asks before replacing existing data."""
+    """Restore a backup into the database (any engine) and its blobs; asks before replacing existing data.
+
+    The old data stays until the new data is complete and verified, then it is replaced in one step: an
+    interrupted restore leaves the old data or the new, never a mix."""
+    limits = Limits(max_ratio=max_expansion_ratio)
     if verify_only:
         with progress_bars() as progress:
-            manifest = verify_archive(archive, progress=progress)
+            manifest = verify_backup(archive, progress=progress, limits=limits)
         show_manifest(archive, manifest)
         return
     confirm = _ask if sys.stdin.isatty() else None  # non-interactive: only --yes replaces existing data
-    with opened(url, storage) as database, progress_bars() as progress:
-        result = restore(database, archive, yes=yes, confirm=confirm, progress=progress)
+    try:
+        with opened(url, storage) as database, progress_bars() as progress:
+            result = restore(database, archive, yes=yes, confirm=confirm, progress=progress, limits=limits)
+    except KeyboardInterrupt as stop:
+        for note in getattr(stop, "__notes__", ["restore interrupted"]):
+            error_console().print(f"[bold red]{escape(note)}[/bold red]", soft_wrap=True)
+        raise typer.Exit(INTERRUPTED) from None
     show_restore(result)
 
 

@@ -39,11 +39,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import errno
 import hashlib
+import io
 import json
 import mmap
 import os
 import re
+import shutil
 import sqlite3
 import tarfile
 import urllib.parse
@@ -54,7 +57,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 import zstandard
 from sqlalchemy import (
@@ -80,7 +83,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeEngine
 
 from db.base import UTCDateTime
-from db.errors import BackupError
+from db.errors import BackupError, DiskFull, ValidationError
 from db.scripts.progress import SILENT, Advance, Progress
 
 FORMAT = "dblayer-backup"
@@ -96,6 +99,10 @@ COMPRESSION_LEVEL = 1
 CHUNK = 16 << 20  # input per zstd frame: large enough for a good ratio, small enough to spread over the cores
 COPY_CHUNK = 1 << 20
 _MAX_MANIFEST_BYTES = 256 << 20
+MAX_EXPANSION_RATIO = 100.0  # a compressed part may decompress to this many times its stored size ...
+EXPANSION_ALLOWANCE = 1 << 20  # ... plus this much (small parts, e.g. a nearly empty SQLite file, expand ~40x)
+MAX_ROW_BYTES = 64 << 20  # one row: a JSON line, or a row of a SQLite snapshot; backups refuse larger rows
+MAX_WINDOW = 1 << 24  # the largest zstd window accepted: a frame never needs more than its input (CHUNK)
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 _TABLE_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
@@ -171,29 +178,40 @@ def row_encoder(tags: Sequence[str]) -> Callable[[Sequence[Any]], str]:
     return encode
 
 
-def row_decoder(columns: Sequence[tuple[str, str]]) -> Callable[[str], dict[str, Any]]:
+def row_decoder(columns: Sequence[tuple[str, str]]) -> Callable[[str | bytes], dict[str, Any]]:
     """The inverse of ``row_encoder``: one JSON line into a mapping of column name to typed value."""
     names = [name for name, _ in columns]
     converters = [(index, _DECODERS[tag]) for index, (_, tag) in enumerate(columns) if tag in _DECODERS]
 
-    def decode(line: str) -> dict[str, Any]:
-        values = json.loads(line)
+    def decode(line: str | bytes) -> dict[str, Any]:
+        try:
+            values = json.loads(line)
+        except (ValueError, RecursionError):  # ValueError includes bad JSON and bad UTF-8
+            raise BackupError("a row in the archive is not valid JSON") from None
         if not isinstance(values, list) or len(values) != len(names):
             raise BackupError("a row in the archive does not match its table's columns")
-        for index, convert in converters:
-            if values[index] is not None:
-                values[index] = convert(values[index])
+        try:
+            for index, convert in converters:
+                if values[index] is not None:
+                    values[index] = convert(values[index])
+        except (ValueError, TypeError, AttributeError, ArithmeticError):  # a malformed date, UUID, decimal, base64
+            raise BackupError("a row in the archive holds a value its column's type cannot take") from None
         return dict(zip(names, values, strict=True))
 
     return decode
 
 
-def snapshot_engine(path: Path) -> Engine:
-    """A read-only engine on a SQLite snapshot file that never changes it (``immutable``: no locks, no journal)."""
+def snapshot_engine(path: Path, *, max_value_bytes: int = MAX_ROW_BYTES) -> Engine:
+    """A read-only engine on a SQLite snapshot file that never changes it (``immutable``: no locks, no journal).
+
+    A value longer than ``max_value_bytes`` is refused when read (SQLite's ``SQLITE_LIMIT_LENGTH``: "string or
+    blob too big"), so a crafted snapshot cannot make a reader hold a huge value in memory."""
     uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro&immutable=1"
 
     def connect() -> sqlite3.Connection:
-        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+        connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_value_bytes)
+        return connection
 
     return create_engine("sqlite://", creator=connect, poolclass=NullPool)
 
@@ -285,7 +303,7 @@ class Manifest:
             )
         except BackupError:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise BackupError("the archive's manifest is malformed") from None
         manifest.check_consistent()
         return manifest
@@ -464,45 +482,262 @@ class _Tally:
             yield chunk
 
 
-# --- reading and verifying ---------------------------------------------------------------------------------------
+# --- reading: limits, verification, streaming -------------------------------------------------------------------
+#
+# An archive is untrusted input until it has been verified, and even then its parts are only streamed: no part and
+# no line is ever held whole in memory, and nothing decompresses past what the manifest says (which itself must
+# stay within ``Limits``).
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What reading an archive may cost.
+
+    ``max_ratio``: each compressed part may decompress to at most ``max_ratio`` times its stored size (plus
+    ``EXPANSION_ALLOWANCE``), checked on the manifest before anything is decompressed; decompression then never
+    goes past the size the manifest gives. Real backups stay below 10 (a nearly empty SQLite file is the
+    exception the allowance covers); a crafted "bomb" expands thousands of times. ``max_row_bytes``: the longest
+    row (JSON line) accepted.
+    """
+
+    max_ratio: float = MAX_EXPANSION_RATIO
+    max_row_bytes: int = MAX_ROW_BYTES
+
+    def __post_init__(self) -> None:
+        ratio = self.max_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 1 <= ratio < float("inf"):
+            raise ValidationError("max_ratio must be a finite number of at least 1", field="max_ratio")
+        rows = self.max_row_bytes
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < COPY_CHUNK:
+            raise ValidationError(f"max_row_bytes must be at least {COPY_CHUNK}", field="max_row_bytes")
+
+    def allowed(self, part: Part) -> int:
+        """The most a part may decompress to."""
+        return EXPANSION_ALLOWANCE + int(part.size * self.max_ratio)
+
+    def check(self, manifest: Manifest) -> None:
+        for part in manifest.parts:
+            if part.is_compressed and part.raw_size > self.allowed(part):
+                ratio = part.raw_size / max(part.size, 1)
+                raise BackupError(
+                    f"part {part.name} would decompress from {part.size:,} to {part.raw_size:,} bytes "
+                    f"({ratio:,.0f} times), more than the limit of {self.max_ratio:g} times (a decompression bomb?): "
+                    "nothing was changed. If you trust this archive, raise the limit (--max-expansion-ratio)")
 
 
-def verify_archive(path: str | os.PathLike[str], *, progress: Progress = SILENT) -> Manifest:
+DEFAULT_LIMITS = Limits()
+
+
+def verify_archive(path: str | os.PathLike[str], *, progress: Progress = SILENT, limits: Limits = DEFAULT_LIMITS
+                   ) -> Manifest:
     """Check an archive without extracting it: member names, the manifest, every part's presence, stored size
-    and SHA-256, then every part's decompression (frame checksums, raw size). Returns the manifest;
-    ``BackupError`` with the reason otherwise."""
-    return unpack(path, None, progress=progress)
+    and SHA-256, the expansion limits, then every part's decompression (frame checksums, raw size; for a table,
+    its row count and the length of each row). Returns the manifest; ``BackupError`` with the reason otherwise."""
+    with open_archive(path, progress=progress, limits=limits) as verified:
+        return verified.manifest
 
 
-def unpack(path: str | os.PathLike[str], into: Path | None, *, progress: Progress = SILENT) -> Manifest:
+def unpack(path: str | os.PathLike[str], into: Path | None, *, progress: Progress = SILENT,
+           limits: Limits = DEFAULT_LIMITS) -> Manifest:
     """Verify the archive at ``path`` and, if ``into`` is given, extract its parts there, decompressed, under
-    their ``Part.extracted_name`` (never elsewhere).
+    their ``Part.extracted_name`` (never elsewhere), after checking that ``into``'s file system has room."""
+    with open_archive(path, progress=progress, limits=limits) as verified:
+        if into is not None:
+            check_free_space({into: sum(part.raw_size for part in verified.manifest.parts)})
+            with progress.track("extract", total=len(verified.manifest.parts)) as advance:
+                for part in verified.manifest.parts:
+                    verified.extract(part, into / part.extracted_name)
+                    advance(1)
+        return verified.manifest
 
-    Everything is checked: only what ``verify_archive`` accepts is left in ``into``, and the caller must not use
-    ``into`` unless this returns.
+
+@contextlib.contextmanager
+def open_archive(path: str | os.PathLike[str], *, progress: Progress = SILENT, limits: Limits = DEFAULT_LIMITS
+                 ) -> Iterator[VerifiedArchive]:
+    """Verify the archive at ``path`` (as ``verify_archive``) and, only if it passes, give access to its parts.
+
+    First pass, nothing decompressed: member names, the manifest, every part's stored size and SHA-256; then the
+    expansion limits on the manifest's sizes; second pass: every compressed part decompressed (and thrown away),
+    never past its recorded size, table parts scanned for their row count and longest row. The file stays open
+    for the block, so replacing it under the same name changes nothing; its parts are hashed again as they are
+    read (``VerifiedArchive.reader``), so changing it in place is caught too.
     """
     archive = Path(path)
     if not archive.is_file():
         raise BackupError(f"no backup archive at {archive}")
+    with archive.open("rb") as raw:
+        if raw.read(len(_ZSTD_MAGIC)) == _ZSTD_MAGIC:
+            raise BackupError(f"{archive.name} is zstd-compressed: an archive of backup format 1 (.tar.zst), "
+                              f"which this code no longer reads (it reads format {FORMAT_VERSION}, .tar)")
+        raw.seek(0)
+        with _open_tar(raw, archive.name) as tar:
+            with _unreadable_as_backup_error(archive.name), progress.track(
+                    "verify", total=archive.stat().st_size) as advance:
+                members, manifest = _check_stored(archive, tar, advance)
+            limits.check(manifest)
+            verified = VerifiedArchive(archive, tar, members, manifest, limits)
+            verified.check_parts(progress)
+            yield verified
+
+
+class VerifiedArchive:
+    """An archive that passed verification (``open_archive``): its manifest, and its parts to stream again."""
+
+    def __init__(self, path: Path, tar: tarfile.TarFile, members: Mapping[str, tarfile.TarInfo], manifest: Manifest,
+                 limits: Limits) -> None:
+        self.path, self.manifest, self.limits = path, manifest, limits
+        self._tar, self._members = tar, members
+
+    @contextlib.contextmanager
+    def reader(self, part: Part) -> Iterator[BinaryIO]:
+        """The part's content, decompressed, read again from the archive: never more than the manifest's size,
+        and at its end its stored bytes must still hash to the manifest's SHA-256 (``BackupError`` otherwise)."""
+        source = _PartReader(self.path.name, _member_file(self._tar, self._members[part.name]), part)
+        with io.BufferedReader(source, COPY_CHUNK) as stream:
+            yield stream
+
+    def lines(self, part: Part) -> Iterator[bytes]:
+        """A table part's rows, one JSON line at a time (each at most ``limits.max_row_bytes``)."""
+        longest = self.limits.max_row_bytes
+        with self.reader(part) as stream:
+            while line := stream.readline(longest + 1):
+                if len(line) > longest and not (len(line) == longest + 1 and line.endswith(b"\n")):
+                    raise _row_too_long(part, longest)
+                yield line
+
+    def extract(self, part: Part, target: Path) -> None:
+        """Write the part's content to a new file ``target`` (``DiskFull`` if the disk fills up)."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self.reader(part) as stream, disk_full_as_error(str(target.parent)), target.open("xb") as out:
+            while chunk := stream.read(COPY_CHUNK):
+                out.write(chunk)
+
+    def check_parts(self, progress: Progress) -> None:
+        """The second pass of verification: every compressed part decompressed, nothing kept."""
+        compressed = [part for part in self.manifest.parts if part.is_compressed]
+        with progress.track("decompress", total=sum(part.raw_size for part in compressed)) as advance:
+            for part in compressed:
+                self._check_part(part, advance)
+
+    def _check_part(self, part: Part, advance: Advance) -> None:
+        scan = _RowScan(part, self.limits.max_row_bytes) if part.name.startswith("tables/") else None
+        with self.reader(part) as stream:
+            while chunk := stream.read(min(COPY_CHUNK, self.limits.max_row_bytes)):
+                if scan is not None:
+                    scan.feed(chunk)
+                advance(len(chunk))
+        if scan is not None:
+            table = part.extracted_name.removeprefix("tables/").removesuffix(".jsonl")
+            expected = self.manifest.row_counts.get(table)
+            if scan.complete != expected:
+                raise BackupError(f"part {part.name} holds {scan.complete:,} rows, the manifest says {expected:,}")
+
+
+class _RowScan:
+    """Counts the rows (lines) of a table part and refuses one longer than ``longest``, chunk by chunk. A chunk
+    is never longer than ``longest``, so only a row spanning chunks can be too long."""
+
+    def __init__(self, part: Part, longest: int) -> None:
+        self.part, self.longest, self.rows, self._open = part, longest, 0, 0
+
+    def feed(self, chunk: bytes) -> None:
+        first = chunk.find(b"\n")
+        if first == -1:
+            self._open += len(chunk)
+        else:
+            if self._open + first > self.longest:
+                raise _row_too_long(self.part, self.longest)
+            self.rows += chunk.count(b"\n")
+            self._open = len(chunk) - chunk.rfind(b"\n") - 1
+        if self._open > self.longest:
+            raise _row_too_long(self.part, self.longest)
+
+    @property
+    def complete(self) -> int:
+        return self.rows + (1 if self._open else 0)
+
+
+def _row_too_long(part: Part, longest: int) -> BackupError:
+    return BackupError(f"part {part.name} has a row longer than {longest:,} bytes (the limit): refused")
+
+
+class _PartReader(io.RawIOBase):
+    """One part's content for ``io.BufferedReader``: decompressed (zstd, with a bounded window) or as stored; the
+    stored bytes hashed on the way. Reading past the manifest's raw size, a short part, or stored bytes whose hash
+    has changed since the first pass raise ``BackupError``."""
+
+    def __init__(self, archive_name: str, member: IO[bytes], part: Part) -> None:
+        super().__init__()
+        self._archive, self._part, self.produced = archive_name, part, 0
+        self._stored = _HashingReader(member)
+        self._source: IO[bytes] | _HashingReader = self._stored
+        if part.is_compressed:
+            decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+            self._source = decompressor.stream_reader(cast(IO[bytes], self._stored), read_size=COPY_CHUNK,
+                                                      read_across_frames=True)
+        self._finished = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._finished:
+            return 0
+        with _unreadable_as_backup_error(self._archive):
+            data = self._source.read(len(buffer))
+        if not data:
+            self._finish()
+            return 0
+        self.produced += len(data)
+        if self.produced > self._part.raw_size:
+            raise BackupError(f"part {self._part.name} decompresses to more than {self._part.raw_size} bytes, "
+                              "the size the manifest gives")
+        buffer[:len(data)] = data
+        return len(data)
+
+    def _finish(self) -> None:
+        self._finished = True
+        if self.produced != self._part.raw_size:
+            raise BackupError(f"part {self._part.name} decompresses to {self.produced} bytes, the manifest says "
+                              f"{self._part.raw_size}")
+        with _unreadable_as_backup_error(self._archive):
+            self._stored.drain()
+        if self._stored.size != self._part.size or self._stored.hexdigest() != self._part.sha256:
+            raise BackupError(f"{self._archive}: part {self._part.name} changed while it was being read "
+                              "(it no longer matches its SHA-256)")
+
+
+class _HashingReader:
+    """A file's bytes, hashed as they are read."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source, self._digest, self.size = source, hashlib.sha256(), 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        self._digest.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(COPY_CHUNK):
+            pass
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def _open_tar(raw: BinaryIO, name: str) -> tarfile.TarFile:
+    with _unreadable_as_backup_error(name):
+        return tarfile.open(fileobj=raw, mode="r:")
+
+
+@contextlib.contextmanager
+def _unreadable_as_backup_error(name: str) -> Iterator[None]:
     try:
-        with archive.open("rb") as raw:
-            if raw.read(len(_ZSTD_MAGIC)) == _ZSTD_MAGIC:
-                raise BackupError(f"{archive.name} is zstd-compressed: an archive of backup format 1 (.tar.zst), "
-                                  f"which this code no longer reads (it reads format {FORMAT_VERSION}, .tar)")
-            raw.seek(0)
-            with tarfile.open(fileobj=raw, mode="r:") as tar:
-                with progress.track("verify", total=archive.stat().st_size) as advance:
-                    members, manifest = _check_stored(archive, tar, advance)
-                with progress.track("extract" if into else "decompress",
-                                    total=sum(part.raw_size for part in manifest.parts)) as advance:
-                    for part in manifest.parts:
-                        _expand(tar, members[part.name], part, into, advance)
-    except BackupError:
-        raise
-    except (tarfile.TarError, zstandard.ZstdError, EOFError, UnicodeDecodeError) as error:
-        raise BackupError(f"{archive.name}: corrupt or truncated archive ({type(error).__name__}: "
-                          f"{str(error).splitlines()[0] if str(error) else 'unreadable'})") from None
-    return manifest
+        yield
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as error:
+        first = str(error).splitlines()[0] if str(error) else "unreadable"
+        raise BackupError(f"{name}: corrupt or truncated archive ({type(error).__name__}: {first})") from None
 
 
 def _check_stored(archive: Path, tar: tarfile.TarFile, advance: Advance
@@ -568,38 +803,57 @@ def _hash_member(member: tarfile.TarInfo, source: IO[bytes], advance: Advance) -
     return Part(member.name, size, digest.hexdigest(), size)
 
 
-def _expand(tar: tarfile.TarFile, member: tarfile.TarInfo, part: Part, into: Path | None, advance: Advance) -> None:
-    """Second pass, for one part already checked: decompress (zstd checks each frame's checksum) or copy it into
-    ``into``, or nowhere; its raw size must be the manifest's, and no more than that is ever written."""
-    source = _member_file(tar, member)
-    with contextlib.ExitStack() as stack:
-        if part.is_compressed:
-            decompressor = zstandard.ZstdDecompressor()
-            source = stack.enter_context(decompressor.stream_reader(source, read_across_frames=True))
-        elif into is None:
-            advance(part.raw_size)  # stored as it is: the first pass has checked every byte
-            return
-        out = None
-        if into is not None:
-            target = into / part.extracted_name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            out = stack.enter_context(target.open("xb"))
-        written = 0
-        while chunk := source.read(COPY_CHUNK):
-            written += len(chunk)
-            if written > part.raw_size:
-                break
-            if out is not None:
-                out.write(chunk)
-            advance(len(chunk))
-    if written != part.raw_size:
-        raise BackupError(f"part {part.name} decompresses to {'more than ' if written > part.raw_size else ''}"
-                          f"{written} bytes, the manifest says {part.raw_size}")
+# --- disk space ----------------------------------------------------------------------------------------------------
+
+
+def check_free_space(needs: Mapping[Path, int]) -> None:
+    """``DiskFull`` unless every file system can take what is to be written on it: ``needs`` maps a path (which
+    need not exist yet) to the bytes to be written there; paths on one file system add up."""
+    by_device: dict[int, tuple[Path, int]] = {}
+    for path, size in needs.items():
+        where = _nearest_existing(path)
+        device = where.stat().st_dev
+        known, total = by_device.get(device, (where, 0))
+        by_device[device] = (known, total + size)
+    for where, size in by_device.values():
+        free = shutil.disk_usage(where).free
+        if size > free:
+            raise DiskFull(f"the restore needs {_mib(size)} on the file system of {where}, which has {_mib(free)} "
+                           "free: free some space and try again (nothing was changed)")
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.1f} MiB"
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """An ``OSError`` saying that the disk (or the user's quota) is full."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def disk_full_as_error(where: str) -> Iterator[None]:
+    """A full disk while writing in the block becomes ``DiskFull`` naming ``where``."""
+    try:
+        yield
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        raise DiskFull(f"the disk holding {where} is full: free some space and try again") from None
 
 
 __all__ = [
-    "CHUNK", "COMPRESSION_LEVEL", "FORMAT_VERSION", "MANIFEST", "SQLITE_FILE", "SQLITE_PART", "SUFFIX", "TAGS",
-    "ArchiveWriter", "Manifest", "Part", "TableDump",
-    "compressed_frames", "default_workers", "mapped_chunks", "read_chunks", "row_decoder", "row_encoder",
-    "snapshot_engine", "type_tag", "typed_table", "unpack", "verify_archive",
+    "CHUNK", "COMPRESSION_LEVEL", "DEFAULT_LIMITS", "FORMAT_VERSION", "MANIFEST", "MAX_EXPANSION_RATIO",
+    "MAX_ROW_BYTES", "SQLITE_FILE", "SQLITE_PART", "SUFFIX", "TAGS",
+    "ArchiveWriter", "Limits", "Manifest", "Part", "TableDump", "VerifiedArchive",
+    "check_free_space", "compressed_frames", "default_workers", "disk_full_as_error", "is_disk_full",
+    "mapped_chunks", "open_archive", "read_chunks", "row_decoder", "row_encoder", "snapshot_engine", "type_tag",
+    "typed_table", "unpack", "verify_archive",
 ]

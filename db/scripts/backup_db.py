@@ -20,7 +20,10 @@ Decisions:
   Blobs are immutable, so reading them after the snapshot is consistent; only a concurrent purge of a blob that
   the snapshot still names can fail a backup, and running it again succeeds.
 - Where: ``db/data/backups/`` by default, as ``<database label>-<UTC timestamp>.tar``; written under a
-  temporary name and renamed when complete. ``keep=N`` then deletes all but the newest N archives of the same
+  temporary name (``.<name>.partial``) and renamed when complete. That file, and the scratch folder ``.backup-*``
+  of a SQLite snapshot, are locked while the backup runs (``db.scripts.leftovers``): a killed backup's are
+  removed by ``cleanup``, a running one's never. A row longer than ``archive.MAX_ROW_BYTES`` fails the backup:
+  a restore would refuse it. ``keep=N`` then deletes all but the newest N archives of the same
   database label in that directory (only files whose names match that pattern are ever deleted).
 """
 
@@ -31,6 +34,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -48,7 +52,7 @@ from db.base import Base
 from db.errors import BackupError, ValidationError
 from db.migrations import runner
 from db.models.file_blob import FileBlob
-from db.scripts import archive
+from db.scripts import archive, leftovers
 from db.scripts.archive import ArchiveWriter, Manifest, Part, TableDump
 from db.scripts.check_db import require_existing
 from db.scripts.progress import SILENT, Advance, Progress
@@ -98,7 +102,7 @@ def backup(
     manifest_base = Manifest(engine=engine, revision=revision, created_at=dt.datetime.now(dt.UTC),
                              database=database.url.render_as_string(hide_password=True), tables=())
     try:
-        with private_file(partial) as out:
+        with _locked_partial(partial) as out:
             writer = ArchiveWriter(out)
             if engine == "sqlite":
                 tables, blobs = _archive_sqlite(database, folder, writer, progress)
@@ -109,7 +113,7 @@ def backup(
             writer.close(manifest)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(partial, final)
+            os.replace(partial, final)  # still locked: cleanup never sees the partial name unlocked
         _fsync_directory(folder)
     finally:
         partial.unlink(missing_ok=True)
@@ -153,6 +157,33 @@ def private_file(path: Path) -> BinaryIO:
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
+@contextlib.contextmanager
+def _locked_partial(partial: Path) -> Iterator[BinaryIO]:
+    """The archive being written, locked as in use (``db.scripts.leftovers``) until the block ends: a killed
+    backup's ``.partial`` is removed by ``cleanup``, a running one's never."""
+    with leftovers.creating_in(partial.parent):
+        out = private_file(partial)
+        lock = leftovers.hold(partial)
+    try:
+        with out:
+            yield out
+    finally:
+        leftovers.release(lock)
+
+
+@contextlib.contextmanager
+def _locked_scratch(folder: Path) -> Iterator[Path]:
+    """A scratch folder ``.backup-*`` in ``folder``, locked as in use and removed when the block ends."""
+    with leftovers.creating_in(folder):
+        scratch = Path(tempfile.mkdtemp(dir=folder, prefix=leftovers.BACKUP_SCRATCH_PREFIX))
+        lock = leftovers.hold(scratch)
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        leftovers.release(lock)
+
+
 def _with(base: Manifest, tables: Sequence[TableDump], parts: Sequence[Part]) -> Manifest:
     return Manifest(engine=base.engine, revision=base.revision, created_at=base.created_at, database=base.database,
                     tables=tuple(tables), parts=tuple(parts))
@@ -164,8 +195,8 @@ def _with(base: Manifest, tables: Sequence[TableDump], parts: Sequence[Part]) ->
 def _archive_sqlite(
     database: Database, folder: Path, writer: ArchiveWriter, progress: Progress
 ) -> tuple[list[TableDump], list[str]]:
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".backup-") as scratch:
-        snapshot = Path(scratch) / archive.SQLITE_FILE
+    with _locked_scratch(folder) as scratch:
+        snapshot = scratch / archive.SQLITE_FILE
         with progress.track("snapshot", total=1) as advance:
             _sqlite_snapshot(database, snapshot)
             advance(1)
@@ -264,7 +295,7 @@ class _JsonLines:
         pending: list[bytes] = []
         pending_bytes = 0
         for batch in result.partitions():
-            data = "".join(encode(row) + "\n" for row in batch).encode()
+            data = "".join(self._line(encode(row)) for row in batch).encode()
             pending.append(data)
             pending_bytes += len(data)
             self.rows += len(batch)
@@ -274,6 +305,13 @@ class _JsonLines:
                 pending, pending_bytes = [], 0
         if pending:
             yield b"".join(pending)
+
+    def _line(self, encoded: str) -> str:
+        """One row's line; a row a restore would refuse (``archive.MAX_ROW_BYTES``) fails the backup instead."""
+        if len(encoded) > archive.MAX_ROW_BYTES // 4 and len(encoded.encode()) > archive.MAX_ROW_BYTES:
+            raise BackupError(f"a row of table {self._table.name} is longer than {archive.MAX_ROW_BYTES:,} bytes, "
+                              "the most a restore accepts")
+        return encoded + "\n"
 
 
 # --- shared ----------------------------------------------------------------------------------------------------

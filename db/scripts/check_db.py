@@ -26,6 +26,10 @@ asked for; ``summary``; ``problems``, the reasons it failed; ``warnings``, findi
   missing and changed blobs fail it. Bytes on disk that no row names are a warning, not a failure: they harm
   nothing and ``python -m db cleanup`` removes them. ``blobs=False`` skips it (None), and so does a storage root
   bound to another database (the ``storage`` check fails).
+- ``restore``: what interrupted restores into this database left (``db.scripts.leftovers``). A restore whose swap
+  was interrupted half-way (MariaDB: the new tables in place, their triggers not yet) fails it; a staging file or
+  database left by a killed restore, whose target still holds its old data, is a warning (``cleanup --apply``
+  removes it), and so is one a running restore is using.
 
 A check that cannot run (a table missing in a database that was never migrated) fails with that reason; a
 database that cannot be reached at all raises (``DatabaseUnavailable`` or the driver's error), as every command
@@ -48,6 +52,7 @@ from db.migrations import runner
 from db.models.database_identity import DatabaseIdentity
 from db.models.file_blob import FileBlob
 from db.repositories.audit_repository import AuditRepository
+from db.scripts import leftovers
 from db.scripts.progress import SILENT, Progress
 from db.session import Database
 from db.storage import LocalStorage, hash_stream
@@ -101,6 +106,7 @@ def check(database: Database, *, blobs: bool = True, progress: Progress = SILENT
         _guarded("blobs", lambda: _skipped("blobs", "not asked for") if not blobs
                  else _skipped("blobs", "not checked: the storage root belongs to another database") if foreign
                  else _blobs(database, progress)),
+        _guarded("restore", lambda: _restore_leftovers(database)),
     ]
     return CheckReport(tuple(results), time.perf_counter() - started)
 
@@ -240,6 +246,17 @@ def _blobs(database: Database, progress: Progress) -> CheckResult:
     loose = [f"{key}: bytes on disk that no row names (cleanup removes them)" for key in on_disk if key not in known]
     good = f"{total:,} blobs match their SHA-256" + (f"; {len(loose):,} unnamed on disk" if loose else "")
     return _verdict("blobs", problems, good, "blob(s) missing or changed", loose)
+
+
+def _restore_leftovers(database: Database) -> CheckResult:
+    found = leftovers.restore_leftovers(database)
+    unfinished = [leftover.describe() for leftover in found if leftover.state == leftovers.UNFINISHED]
+    others = [leftover.describe() for leftover in found if leftover.state != leftovers.UNFINISHED]
+    if unfinished:
+        return CheckResult("restore", False, f"{len(unfinished)} restore(s) interrupted during the swap",
+                           tuple(unfinished), tuple(others))
+    summary = f"no interrupted restore; {len(others)} staging area(s) left" if others else "no interrupted restore"
+    return CheckResult("restore", True, summary, (), tuple(others))
 
 
 def _blob_problem(storage: LocalStorage, sha256: str, size: int) -> str | None:

@@ -20,6 +20,10 @@
   crash), and the blobs that the purged files were the last to name. Only from a storage root that is this
   database's (``db.storage_binding``): a root bound to another database, or holding blobs this database does not
   name and no marker, is refused (``StorageMismatch``) by ``plan``, before anything is removed.
+- leftovers (``plan.leftovers``, ``db.scripts.leftovers``): what killed backups left in the backup directory
+  (``.partial`` archives, ``.backup-*`` scratch folders) and what interrupted restores into this database left
+  (a staging file beside a SQLite file, a staging database on MariaDB; a restore whose swap was interrupted is
+  finished). Whatever a running backup or restore holds is listed as in use and never touched.
 
 **Plan, then apply.** ``plan`` reads only. ``apply`` removes the plan's items by id (by ``seq`` range for the audit
 log), never a fresh query with a later ``now``: an item restored or named again in between stays (a restored row
@@ -54,7 +58,10 @@ from db.models.file_object import StoredFile
 from db.models.user import User
 from db.repositories.admin_repository import SYSTEM
 from db.repositories.bulk import batched
+from db.scripts import leftovers
+from db.scripts.backup_db import DEFAULT_DIRECTORY as DEFAULT_BACKUP_DIRECTORY
 from db.scripts.check_db import require_existing
+from db.scripts.leftovers import Leftover
 from db.scripts.progress import SILENT, Progress
 from db.session import Database, UnitOfWork
 
@@ -121,9 +128,10 @@ class CleanupPlan:
     policy: RetentionPolicy
     items: tuple[CleanupItem, ...]
     kept: tuple[str, ...] = ()  # what retention would remove but cannot go yet, and why
+    leftovers: tuple[Leftover, ...] = ()  # of killed backups and restores (those in use are listed, never removed)
 
     def __bool__(self) -> bool:
-        return bool(self.items)
+        return bool(self.items) or any(leftover.removable for leftover in self.leftovers)
 
     def keys(self, kind: str, table: str | None = None) -> list[str]:
         return [item.key for item in self.items if item.kind == kind and table in (None, item.table)]
@@ -151,6 +159,7 @@ class CleanupResult:
     archive: str | None  # the audit archive's file name
     compacted: tuple[str, ...]  # tables whose space was given back (SQLite: the whole file)
     seconds: float
+    leftovers: tuple[Leftover, ...] = ()  # removed (or, for an interrupted swap, finished)
 
     @property
     def total(self) -> int:
@@ -167,8 +176,10 @@ class CleanupRun:
 
 
 def plan(database: Database, *, policy: RetentionPolicy = RetentionPolicy(), now: dt.datetime | None = None,
-         progress: Progress = SILENT) -> CleanupPlan:
-    """What ``apply`` would remove, as of ``now`` (default: the current time). Changes nothing."""
+         progress: Progress = SILENT, backup_dir: Path | None = None) -> CleanupPlan:
+    """What ``apply`` would remove, as of ``now`` (default: the current time), with the leftovers of killed backups
+    in ``backup_dir`` (default: ``backup_db.DEFAULT_DIRECTORY``) and of restores into ``database``. Changes
+    nothing."""
     moment = _aware(now or utcnow())
     require_existing(database)
     items: list[CleanupItem] = []
@@ -189,7 +200,12 @@ def plan(database: Database, *, policy: RetentionPolicy = RetentionPolicy(), now
         if policy.blobs:
             items.extend(_blob_items(uow, purged_files))
         advance(1)
-    return CleanupPlan(moment, policy, tuple(items), tuple(kept))
+    return CleanupPlan(moment, policy, tuple(items), tuple(kept), _leftovers(database, backup_dir))
+
+
+def _leftovers(database: Database, backup_dir: Path | None) -> tuple[Leftover, ...]:
+    found = leftovers.backup_leftovers(backup_dir or DEFAULT_BACKUP_DIRECTORY)
+    return tuple(found + leftovers.restore_leftovers(database))
 
 
 def _audit_items(uow: UnitOfWork, before: dt.datetime) -> list[CleanupItem]:
@@ -268,6 +284,9 @@ def apply(database: Database, plan: CleanupPlan, *, archive_dir: Path | None = N
     started = time.perf_counter()
     if not plan:
         return CleanupResult((), None, (), time.perf_counter() - started)
+    removed_leftovers = tuple(leftovers.remove(database, plan.leftovers))
+    if not plan.items:
+        return CleanupResult((), None, (), time.perf_counter() - started, removed_leftovers)
     removed: list[tuple[str, str, int]] = []
     archive: str | None = None
     blob_keys = plan.keys(BLOB)
@@ -290,7 +309,8 @@ def apply(database: Database, plan: CleanupPlan, *, archive_dir: Path | None = N
     tables = tuple(table for kind, table, rows in removed if rows)
     if compact and tables:
         dialects.reclaim_space(database.engine, tables)
-    return CleanupResult(tuple(removed), archive, tables if compact else (), time.perf_counter() - started)
+    return CleanupResult(tuple(removed), archive, tables if compact else (), time.perf_counter() - started,
+                         removed_leftovers)
 
 
 def _remove_rows(uow: UnitOfWork, plan: CleanupPlan, removed: list[tuple[str, str, int]],
@@ -318,9 +338,9 @@ def _remove_rows(uow: UnitOfWork, plan: CleanupPlan, removed: list[tuple[str, st
 
 def cleanup(database: Database, *, apply: bool = False, policy: RetentionPolicy = RetentionPolicy(),
             now: dt.datetime | None = None, archive_dir: Path | None = None,
-            progress: Progress = SILENT) -> CleanupRun:
+            progress: Progress = SILENT, backup_dir: Path | None = None) -> CleanupRun:
     """``plan``, and with ``apply=True`` also ``apply`` it: the work of ``python -m db cleanup``."""
-    listed = plan(database, policy=policy, now=now, progress=progress)
+    listed = plan(database, policy=policy, now=now, progress=progress, backup_dir=backup_dir)
     if not apply:
         return CleanupRun(listed, None)
     return CleanupRun(listed, _apply_plan(database, listed, archive_dir=archive_dir, progress=progress))

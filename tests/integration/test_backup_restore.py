@@ -29,6 +29,8 @@ from db.repositories.audit_repository import AuditRepository
 from db.scripts import archive, backup_db
 from db.scripts.archive import ArchiveWriter, Manifest, TableDump, unpack, verify_archive
 from db.scripts.backup_db import backup, database_label
+from db.scripts.check_db import check
+from db.scripts.leftovers import restore_leftovers
 from db.scripts.restore_db import restore
 from db.settings import Settings
 from db.storage import LocalStorage
@@ -363,7 +365,8 @@ def test_an_archive_whose_members_escape_is_refused(member: str, occupied: Datab
     assert not (tmp_path / "escape.txt").exists() and not Path("/tmp/bkb-absolute.txt").exists()
 
 
-def test_a_failure_while_loading_leaves_the_target_empty(occupied: Database, tmp_path: Path) -> None:
+def test_a_failure_while_loading_keeps_the_old_data_and_leaves_nothing_staged(occupied: Database,
+                                                                             tmp_path: Path) -> None:
     columns = (("id", "uuid"), ("name", "str"))  # the account table has more columns: the insert fails
     line = b'["0192f0c4-0000-7000-8000-000000000001","Acme"]\n'
     bad = tmp_path / "short-rows.tar"
@@ -374,10 +377,13 @@ def test_a_failure_while_loading_leaves_the_target_empty(occupied: Database, tmp
                               created_at=dt.datetime.now(dt.UTC), database="test", parts=tuple(writer.parts),
                               tables=(TableDump("account", 1, columns),)))
     assert verify_archive(bad).row_counts == {"account": 1}
+    before = all_rows(occupied)
 
-    with pytest.raises(BackupError, match="left empty"):
+    with pytest.raises(BackupError, match="still holds its previous data"):
         restore(occupied, bad, yes=True)
-    assert app_tables(occupied) == set()
+    assert all_rows(occupied) == before
+    assert restore_leftovers(occupied) == []
+    assert check(occupied).ok
 
 
 # --- backups: blobs, retention, temporary names ----------------------------------------------------------------

@@ -23,7 +23,7 @@ from db.storage import LocalStorage
 from tests.conftest import TestDatabases
 
 PASSWORD = "correct horse battery staple"
-CHECKS = ["integrity", "foreign keys", "revision", "schema", "audit chain", "storage", "blobs"]
+CHECKS = ["integrity", "foreign keys", "revision", "schema", "audit chain", "storage", "blobs", "restore"]
 
 
 @pytest.fixture

@@ -3,13 +3,14 @@ tar of separately compressed parts, bounded parallel compression."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
 import json
 import tarfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,12 +20,14 @@ from sqlalchemy import JSON, BigInteger, Boolean, Double, LargeBinary, Numeric, 
 from sqlalchemy.types import ARRAY, Integer
 
 from db.base import UTCDateTime
-from db.errors import BackupError
+from db.errors import BackupError, DiskFull, ValidationError
 from db.scripts.archive import (
     ArchiveWriter,
+    Limits,
     Manifest,
     Part,
     TableDump,
+    check_free_space,
     compressed_frames,
     row_decoder,
     row_encoder,
@@ -32,6 +35,7 @@ from db.scripts.archive import (
     unpack,
     verify_archive,
 )
+from tests.bombs import FRAME_INPUT, MiB, one_line_bomb, table_bomb, write_archive
 
 COLUMNS = (("id", "uuid"), ("at", "datetime"), ("price", "decimal"), ("raw", "bytes"), ("ok", "bool"),
            ("n", "int"), ("x", "float"), ("doc", "json"), ("name", "str"))
@@ -89,9 +93,19 @@ def _write(path: Path, parts: dict[str, list[bytes]], manifest: Manifest | None)
             writer.add(name, chunks)
         if manifest is not None:
             listed = Manifest(engine=manifest.engine, revision=manifest.revision, created_at=manifest.created_at,
-                              database=manifest.database, tables=manifest.tables, parts=tuple(writer.parts))
+                              database=manifest.database, tables=_counted(manifest.tables, parts),
+                              parts=tuple(writer.parts))
             writer.close(listed)
     return path
+
+
+def _counted(tables: tuple[TableDump, ...], parts: dict[str, list[bytes]]) -> tuple[TableDump, ...]:
+    """The tables with the row counts their parts hold (one row per line)."""
+    counted = []
+    for table in tables:
+        data = b"".join(parts.get(f"tables/{table.name}.jsonl.zst", []))
+        counted.append(TableDump(table.name, len(data.splitlines()), table.columns))
+    return tuple(counted)
 
 
 def test_an_archive_round_trips_and_extracts_only_under_its_directory(tmp_path: Path) -> None:
@@ -221,3 +235,100 @@ def test_an_archive_of_the_first_format_is_refused_by_name(tmp_path: Path) -> No
     path.write_bytes(zstandard.ZstdCompressor().compress(b"a whole tar, compressed"))
     with pytest.raises(BackupError, match="backup format 1"):
         verify_archive(path)
+
+
+# --- decompression bombs and lying manifests ---------------------------------------------------------------------
+
+TRUSTING = Limits(max_ratio=1e12)  # the expansion limit raised, as --max-expansion-ratio does: the other bounds hold
+
+
+def test_a_part_that_would_expand_thousands_of_times_is_refused_before_anything_is_decompressed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bomb = one_line_bomb(tmp_path / "bomb.tar")  # 140 KiB, 4 GiB once decompressed, the manifest honest
+    assert bomb.stat().st_size < 200 * 1024
+    decompressed: list[int] = []
+    monkeypatch.setattr(zstandard.ZstdDecompressor, "stream_reader",
+                        lambda *args, **kwargs: decompressed.append(1) or pytest.fail("decompressed"))
+
+    with pytest.raises(BackupError, match=r"would decompress from 1\d\d,\d{3} to 4,294,967,296 bytes .*"
+                                          r"--max-expansion-ratio"):
+        verify_archive(bomb)
+    assert decompressed == []
+
+
+def test_with_the_ratio_raised_a_single_endless_line_is_refused_at_the_row_limit(tmp_path: Path) -> None:
+    bomb = one_line_bomb(tmp_path / "bomb.tar")
+    with pytest.raises(BackupError, match="a row longer than 67,108,864 bytes"):
+        verify_archive(bomb, limits=TRUSTING)
+    with pytest.raises(BackupError, match="a row longer than"):
+        unpack(bomb, tmp_path / "out", limits=TRUSTING)
+
+
+def test_many_small_frames_are_counted_as_one_part(tmp_path: Path) -> None:
+    bomb = table_bomb(tmp_path / "frames.tar", b"[1]\n", 4_000)  # 4,000 frames of 16 MiB of short rows
+    with pytest.raises(BackupError, match="decompression bomb"):
+        verify_archive(bomb)
+
+
+def test_a_part_larger_than_its_manifest_says_stops_at_the_size_the_manifest_gives(tmp_path: Path) -> None:
+    lying = table_bomb(tmp_path / "lying.tar", b"[1]\n", 8, raw_size=MiB, rows=MiB // 4)  # 128 MiB in truth
+    read: list[int] = []
+    with pytest.raises(BackupError, match=f"decompresses to more than {MiB} bytes"):
+        verify_archive(lying, progress=_Recording(read))
+    assert sum(read) <= MiB
+
+
+def test_a_part_smaller_than_its_manifest_says_is_refused(tmp_path: Path) -> None:
+    short = table_bomb(tmp_path / "short.tar", b"[1]\n", 1, raw_size=FRAME_INPUT * 3)
+    with pytest.raises(BackupError, match=f"decompresses to {FRAME_INPUT} bytes, the manifest says"):
+        verify_archive(short, limits=TRUSTING)
+
+
+def test_a_manifest_that_lies_about_a_tables_rows_is_refused(tmp_path: Path) -> None:
+    honest_rows = FRAME_INPUT // 4
+    lying = table_bomb(tmp_path / "rows.tar", b"[1]\n", 1, rows=honest_rows + 1)
+    with pytest.raises(BackupError, match=f"holds {honest_rows:,} rows, the manifest says {honest_rows + 1:,}"):
+        verify_archive(lying, limits=TRUSTING)
+
+
+def test_a_frame_that_asks_for_a_huge_window_is_refused_without_allocating_it(tmp_path: Path) -> None:
+    parameters = zstandard.ZstdCompressionParameters.from_level(19, window_log=30, write_content_size=0,
+                                                                write_checksum=1)
+    out = io.BytesIO()
+    with zstandard.ZstdCompressor(compression_params=parameters).stream_writer(out, closefd=False) as writer:
+        writer.write(b"[1]\n")
+    assert zstandard.get_frame_parameters(out.getvalue()).window_size == 1 << 30
+    greedy = write_archive(tmp_path / "window.tar", {"tables/user.jsonl.zst": (out.getvalue(), 4)},
+                           (TableDump("user", 1, (("id", "uuid"),)),))
+    with pytest.raises(BackupError, match=r"corrupt or truncated archive .*too much memory"):
+        verify_archive(greedy)
+
+
+def test_a_manifest_nested_beyond_reason_is_refused_as_malformed() -> None:
+    with pytest.raises(BackupError, match="malformed"):
+        Manifest.from_json(b'{"format": "dblayer-backup", "format_version": 2, "engine": ' + b"[" * 100_000)
+
+
+@pytest.mark.parametrize("limits", [{"max_ratio": 0.5}, {"max_ratio": float("nan")}, {"max_ratio": True},
+                                    {"max_row_bytes": 10}])
+def test_limits_below_what_a_real_backup_needs_are_refused(limits: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Limits(**limits)  # type: ignore[arg-type]
+
+
+def test_unpacking_into_a_file_system_without_room_is_refused_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(DiskFull, match="nothing was changed"):
+        check_free_space({tmp_path / "not" / "yet": 1 << 62})
+    assert not (tmp_path / "not").exists()
+
+
+class _Recording:
+    """A progress that records the decompressed bytes reported."""
+
+    def __init__(self, into: list[int]) -> None:
+        self.into = into
+
+    @contextlib.contextmanager
+    def track(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        yield self.into.append if description == "decompress" else (lambda _: None)
