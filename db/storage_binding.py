@@ -203,7 +203,9 @@ def readable_storage(database: Database) -> LocalStorage:
     return storage
 
 
-def prepare_restore(database: Database, storage: Storage, restored_blobs: Set[str], *, exists: bool = True) -> uuid.UUID:
+def prepare_restore(
+    database: Database, storage: Storage, restored_blobs: Set[str], *, exists: bool = True
+) -> uuid.UUID:
     """Before a restore touches anything: the identity the restored database will have (the target's own, or a new
     one: never the backup's), once the root is known to be free for it. Refused (``StorageMismatch``) if the root is
     bound to another database, or holds blobs that neither the backup nor the target names. ``exists`` False: the
