@@ -11,17 +11,31 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, String, and_, create_engine, event, exc, func, literal_column, text
+from sqlalchemy import (
+    Engine,
+    LargeBinary,
+    String,
+    and_,
+    cast,
+    create_engine,
+    event,
+    exc,
+    func,
+    literal_column,
+    text,
+    type_coerce,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import exc as orm_exc
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import ColumnElement, Insert
 from sqlalchemy.sql.schema import Table
+from sqlalchemy.types import NullType
 
 from db import errors
 
@@ -254,9 +268,9 @@ def _translate_driver_error(error: exc.DBAPIError, entity: str) -> errors.Databa
     sqlstate = getattr(original, "sqlstate", None)
     if is_transient(error):
         return errors.TransientError(f"{entity}: transient database error ({type(original).__name__})")
-    if _is_append_only_refusal(original, code, sqlstate):
-        return errors.Conflict(f"{entity}: the audit log is append-only: entries cannot be changed or removed",
-                               entity=entity)
+    refusal = _audit_refusal(original, code, sqlstate)
+    if refusal is not None:
+        return errors.Conflict(f"{entity}: {refusal}", entity=entity)
     if sqlstate == _PG_NOT_NULL or code == 1048 or str(original).startswith("NOT NULL constraint failed"):
         return errors.ValidationError(f"{entity}: a required field is missing", rule="required")
     if isinstance(error, exc.IntegrityError):
@@ -270,12 +284,13 @@ def _translate_driver_error(error: exc.DBAPIError, entity: str) -> errors.Databa
     return errors.DatabaseError(f"{entity}: {type(original).__name__} from the database")
 
 
-def _is_append_only_refusal(original: Any, code: int | None, sqlstate: str | None) -> bool:
+def _audit_refusal(original: Any, code: int | None, sqlstate: str | None) -> str | None:
+    """What an audit trigger's refusal means, or None if the error is not one (see ``_REFUSALS``)."""
     if code == 1644:
-        return str(original.args[1]) in _REFUSALS
+        return _REFUSALS.get(str(original.args[1]))
     if sqlstate == _PG_RAISED or type(original).__module__ == "sqlite3":
-        return str(original).split("\n")[0].strip() in _REFUSALS
-    return False
+        return _REFUSALS.get(str(original).split("\n")[0].strip())
+    return None
 
 
 def _is_unreachable(error: exc.DBAPIError) -> bool:
@@ -347,10 +362,27 @@ def nulls_smallest(column: ColumnElement[Any], *, descending: bool, backend: str
 # MariaDB; on SQLite, whose DDL is transactional, by dropping and re-creating the trigger inside the purge's
 # transaction. The triggers stop accidental and application-level edits; a client that can run arbitrary SQL can
 # lift them, and that is what the hash chain is for: it makes such edits evident.
+#
+# Since revision 0005 the database also refuses impossible positions (``seq_guard_ddl``): CHECK constraints keep
+# every seq positive and the head row single, and triggers refuse an entry at or below the chain head, a
+# checkpoint that no purge can have made (above the head, or with entries still at or below it), and a chain head
+# that moves back. Someone with INSERT rights alone can then add rows only above the head, where the verification
+# names them and an append that meets one raises ``AuditTampered``. An absent head row (a restore clears the
+# genesis head before loading the backup's rows, and loads the head last) lets rows in.
 
 APPEND_ONLY_TABLES = ("audit_entry", "audit_checkpoint")
-_APPEND_ONLY = "audit_entry is append-only"
-_REFUSALS = frozenset(f"{table} is append-only" for table in APPEND_ONLY_TABLES)
+_ABOVE_HEAD = "audit_entry seq must be above the chain head"
+_PROVEN_CHECKPOINT = "audit_checkpoint must follow a purge"
+_HEAD_FORWARD = "audit_chain_head cannot move back"
+_REFUSALS = {
+    **{f"{table} is append-only": "the audit log is append-only: entries cannot be changed or removed"
+       for table in APPEND_ONLY_TABLES},
+    _ABOVE_HEAD: "an audit entry's seq must be above the chain head: the log only grows at its head",
+    _PROVEN_CHECKPOINT: "an audit checkpoint is recorded by a purge only, after the entries it covers are removed",
+    _HEAD_FORWARD: "the audit chain head never moves back",
+}
+_HEAD_SEQ = "(SELECT seq FROM audit_chain_head WHERE id = 1)"
+_CHECKPOINT_UNPROVEN = f"NEW.up_to_seq > {_HEAD_SEQ} OR EXISTS (SELECT 1 FROM audit_entry WHERE seq <= NEW.up_to_seq)"
 
 
 def append_only_ddl(backend: str) -> list[str]:
@@ -385,7 +417,11 @@ def append_only_ddl(backend: str) -> list[str]:
 
 
 def _signal(table: str) -> str:
-    return f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{table} is append-only'"
+    return _raise_mariadb(f"{table} is append-only")
+
+
+def _raise_mariadb(message: str) -> str:
+    return f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{message}'"
 
 
 def _sqlite_trigger(table: str, operation: str) -> str:
@@ -408,16 +444,145 @@ def drop_append_only_ddl(backend: str) -> list[str]:
     return [f"DROP TRIGGER IF EXISTS {table}_no_{op}" for table in APPEND_ONLY_TABLES for op in ("delete", "update")]
 
 
-def missing_sqlite_append_only_triggers(connection: Connection) -> list[str]:
-    """DDL for the append-only triggers a SQLite table copy (batch migration) dropped; empty when all are there."""
+def seq_guard_ddl(backend: str) -> list[str]:
+    """The triggers of revision 0005 that refuse impossible positions in the chain (see the section's comment).
+
+    PostgreSQL checks an INSERT once per statement, over its transition table (a bulk append of thousands of
+    entries pays one comparison, not one trigger call per row); MariaDB and SQLite have row triggers only.
+    """
+    if backend == "postgresql":
+        return [
+            "CREATE OR REPLACE FUNCTION dblayer_audit_above_head() RETURNS trigger AS $$ BEGIN "
+            f"IF (SELECT min(seq) FROM inserted_entries) <= {_HEAD_SEQ} THEN "
+            f"RAISE EXCEPTION USING MESSAGE = '{_ABOVE_HEAD}'; END IF; RETURN NULL; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER audit_entry_above_head AFTER INSERT ON audit_entry REFERENCING NEW TABLE AS "
+            "inserted_entries FOR EACH STATEMENT EXECUTE FUNCTION dblayer_audit_above_head()",
+            "CREATE OR REPLACE FUNCTION dblayer_audit_checkpoint_proven() RETURNS trigger AS $$ BEGIN "
+            f"IF {_CHECKPOINT_UNPROVEN} THEN RAISE EXCEPTION USING MESSAGE = '{_PROVEN_CHECKPOINT}'; END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER audit_checkpoint_proven BEFORE INSERT ON audit_checkpoint "
+            "FOR EACH ROW EXECUTE FUNCTION dblayer_audit_checkpoint_proven()",
+            "CREATE OR REPLACE FUNCTION dblayer_audit_head_forward() RETURNS trigger AS $$ BEGIN "
+            f"IF NEW.seq < OLD.seq THEN RAISE EXCEPTION USING MESSAGE = '{_HEAD_FORWARD}'; END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER audit_chain_head_forward BEFORE UPDATE ON audit_chain_head "
+            "FOR EACH ROW EXECUTE FUNCTION dblayer_audit_head_forward()",
+        ]
+    if backend in ("mysql", "mariadb"):
+        return [
+            "CREATE TRIGGER audit_entry_above_head BEFORE INSERT ON audit_entry FOR EACH ROW BEGIN "
+            f"IF NEW.seq <= {_HEAD_SEQ} THEN {_raise_mariadb(_ABOVE_HEAD)}; END IF; END",
+            "CREATE TRIGGER audit_checkpoint_proven BEFORE INSERT ON audit_checkpoint FOR EACH ROW BEGIN "
+            f"IF {_CHECKPOINT_UNPROVEN} THEN {_raise_mariadb(_PROVEN_CHECKPOINT)}; END IF; END",
+            "CREATE TRIGGER audit_chain_head_forward BEFORE UPDATE ON audit_chain_head FOR EACH ROW BEGIN "
+            f"IF NEW.seq < OLD.seq THEN {_raise_mariadb(_HEAD_FORWARD)}; END IF; END",
+        ]
+    return [ddl for _table, _name, ddl in _sqlite_seq_guards()]
+
+
+def _sqlite_seq_guards() -> list[tuple[str, str, str]]:
+    """(table, trigger, DDL) of the SQLite seq guards."""
+    guards = [
+        ("audit_entry", "audit_entry_above_head", "INSERT", f"NEW.seq <= {_HEAD_SEQ}", _ABOVE_HEAD),
+        ("audit_checkpoint", "audit_checkpoint_proven", "INSERT", _CHECKPOINT_UNPROVEN, _PROVEN_CHECKPOINT),
+        ("audit_chain_head", "audit_chain_head_forward", "UPDATE", "NEW.seq < OLD.seq", _HEAD_FORWARD),
+    ]
+    return [
+        (table, name, f"CREATE TRIGGER {name} BEFORE {operation} ON {table} WHEN {condition} "
+                      f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+        for table, name, operation, condition, message in guards
+    ]
+
+
+def drop_seq_guard_ddl(backend: str) -> list[str]:
+    if backend == "postgresql":
+        return [
+            "DROP TRIGGER IF EXISTS audit_entry_above_head ON audit_entry",
+            "DROP TRIGGER IF EXISTS audit_checkpoint_proven ON audit_checkpoint",
+            "DROP TRIGGER IF EXISTS audit_chain_head_forward ON audit_chain_head",
+            "DROP FUNCTION IF EXISTS dblayer_audit_above_head()",
+            "DROP FUNCTION IF EXISTS dblayer_audit_checkpoint_proven()",
+            "DROP FUNCTION IF EXISTS dblayer_audit_head_forward()",
+        ]
+    return [f"DROP TRIGGER IF EXISTS {name}" for name in
+            ("audit_entry_above_head", "audit_checkpoint_proven", "audit_chain_head_forward")]
+
+
+# The SQLite triggers of the audit tables, by the revision that made them: a batch migration (a table copy) drops a
+# table's triggers, and the migration environment re-creates those of the revisions applied, no others.
+def _sqlite_audit_triggers() -> list[tuple[str, str, str, str]]:
+    """(revision, table, trigger, DDL) of every SQLite trigger on the audit tables."""
+    append_only = [
+        ("0002_audit_log", table, f"{table}_no_{operation.lower()}", _sqlite_trigger(table, operation))
+        for table in APPEND_ONLY_TABLES
+        for operation in ("UPDATE", "DELETE")
+    ]
+    guards = [("0005_audit_integrity", table, name, ddl) for table, name, ddl in _sqlite_seq_guards()]
+    return append_only + guards
+
+
+def missing_sqlite_append_only_triggers(connection: Connection, applied: Collection[str] | None = None) -> list[str]:
+    """DDL for the audit triggers a SQLite table copy (batch migration) dropped; empty when all are there.
+
+    ``applied``: the revisions the database has (a trigger of a revision not applied is not missing); None: all.
+    """
     present = set(connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'").scalars())
     tables = set(connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'").scalars())
     return [
-        _sqlite_trigger(table, operation)
-        for table in APPEND_ONLY_TABLES
-        for operation in ("UPDATE", "DELETE")
-        if table in tables and f"{table}_no_{operation.lower()}" not in present
+        ddl
+        for revision, table, name, ddl in _sqlite_audit_triggers()
+        if (applied is None or revision in applied) and table in tables and name not in present
     ]
+
+
+def is_audit_seq_clash(error: exc.DBAPIError) -> bool:
+    """An INSERT into audit_entry met a row that already holds one of its seqs (the unique key on seq)."""
+    return isinstance(error, exc.IntegrityError) and constraint_name(error) in ("uq_audit_entry_seq", "audit_entry.seq")
+
+
+def snapshot_isolation(backend: str) -> str | None:
+    """The isolation level that gives one transaction a single snapshot of the audit log (verification reads the
+    whole log and must not see a purge half-way); None where every read transaction already has one (SQLite)."""
+    return None if backend == "sqlite" else "REPEATABLE READ"
+
+
+_SQLITE_TYPE_SUFFIX = "__storage_class"
+
+
+def raw_columns(table: Table, backend: str) -> list[ColumnElement[Any]]:
+    """``table``'s columns selected as stored, with no type processing, for reading rows that may be damaged.
+
+    SQLite stores any value in any column and the driver fails on text that is not UTF-8, so there each column
+    comes as its storage class and its bytes (``raw_value`` decodes them); the servers check types and encodings on
+    write, so their values come as the driver reads them.
+    """
+    if backend != "sqlite":
+        return [type_coerce(column, NullType()).label(column.name) for column in table.columns]
+    return [
+        expression
+        for column in table.columns
+        for expression in (
+            func.typeof(column).label(column.name + _SQLITE_TYPE_SUFFIX),
+            type_coerce(cast(column, LargeBinary), NullType()).label(column.name),
+        )
+    ]
+
+
+def raw_value(row: Mapping[Any, Any], name: str, backend: str) -> Any:
+    """Column ``name`` of a row read with ``raw_columns``, as the driver would give it: ValueError (a
+    UnicodeDecodeError) if SQLite holds text there that is not UTF-8."""
+    if backend != "sqlite":
+        return row[name]
+    data, storage_class = row[name], row[name + _SQLITE_TYPE_SUFFIX]
+    if storage_class == "null" or data is None:
+        return None
+    if storage_class == "integer":
+        return int(data)
+    if storage_class == "real":
+        return float(data)
+    if storage_class == "text":
+        return bytes(data).decode("utf-8")
+    return bytes(data)
 
 
 def allow_audit_purge(connection: Connection) -> None:

@@ -121,10 +121,11 @@ def _run(connection: Connection) -> None:
         # IMMEDIATE: take the write lock at BEGIN, waiting on the busy timeout rather than failing midway.
         _configure(connection.execution_options(sqlite_begin="IMMEDIATE"), on_version_apply=record)
         with context.begin_transaction():
+            _lift_audit_guards(connection)
             context.run_migrations()
             if applied:
                 _check_foreign_keys(connection)
-                _restore_append_only_triggers(connection)
+            _restore_append_only_triggers(connection)
 
 
 def _pragma(connection: Connection, statement: str) -> list[Any]:
@@ -171,9 +172,20 @@ def _check_foreign_keys(connection: Connection) -> None:
         )
 
 
+def _lift_audit_guards(connection: Connection) -> None:
+    """SQLite re-reads every trigger when a batch migration renames its table copy into place, and fails on one
+    that names a table dropped at that moment: the audit seq guards (they read the chain head and the entries) go
+    for the migration, and come back with the other audit triggers after it."""
+    for statement in dialects.drop_seq_guard_ddl("sqlite"):
+        connection.exec_driver_sql(statement)
+
+
 def _restore_append_only_triggers(connection: Connection) -> None:
-    """A batch migration copies a SQLite table and the copy has no triggers: put the audit log's back."""
-    for statement in dialects.missing_sqlite_append_only_triggers(connection):
+    """A batch migration copies a SQLite table and the copy has no triggers: put the audit log's back (those of
+    the revisions now applied: a downgrade that removed some must not see them come back)."""
+    heads = context.get_context().get_current_heads()
+    applied = {script.revision for script in context.script.iterate_revisions(heads, "base")}
+    for statement in dialects.missing_sqlite_append_only_triggers(connection, applied):
         connection.exec_driver_sql(statement)
 
 
