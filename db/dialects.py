@@ -231,6 +231,7 @@ def constraint_name(error: exc.DBAPIError) -> str | None:
 _MYSQL_BAD_VALUE = {1048, 1264, 1292, 1364, 1366, 1406}  # NULL, out of range, bad value, no default, too long
 _MYSQL_UNREACHABLE = {1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013}
 _MYSQL_FOREIGN_KEY = {1451, 1452}
+_MYSQL_CHECK_FAILED = 4025
 _PG_FOREIGN_KEY, _PG_NOT_NULL, _PG_RAISED = "23503", "23502", "P0001"
 
 
@@ -273,7 +274,7 @@ def _translate_driver_error(error: exc.DBAPIError, entity: str) -> errors.Databa
         return errors.Conflict(f"{entity}: {refusal}", entity=entity)
     if sqlstate == _PG_NOT_NULL or code == 1048 or str(original).startswith("NOT NULL constraint failed"):
         return errors.ValidationError(f"{entity}: a required field is missing", rule="required")
-    if isinstance(error, exc.IntegrityError):
+    if isinstance(error, exc.IntegrityError) or code == _MYSQL_CHECK_FAILED:  # PyMySQL: an OperationalError
         sqlite_fk = str(original) == "FOREIGN KEY constraint failed"
         foreign = sqlstate == _PG_FOREIGN_KEY or code in _MYSQL_FOREIGN_KEY or sqlite_fk
         return _integrity_conflict(error, entity, foreign=foreign)
@@ -301,7 +302,7 @@ def _is_unreachable(error: exc.DBAPIError) -> bool:
     return isinstance(code, int) and code & 0xFF in (14, 10, 26)  # CANTOPEN, IOERR, NOTADB
 
 
-def _integrity_conflict(error: exc.IntegrityError, entity: str, *, foreign: bool) -> errors.Conflict:
+def _integrity_conflict(error: exc.DBAPIError, entity: str, *, foreign: bool) -> errors.Conflict:
     name = constraint_name(error)
     kind = "refers to a missing row or is still referred to" if foreign else "already exists"
     where = f" ({name})" if name else ""
