@@ -505,8 +505,7 @@ def drop_seq_guard_ddl(backend: str) -> list[str]:
             "DROP FUNCTION IF EXISTS dblayer_audit_checkpoint_proven()",
             "DROP FUNCTION IF EXISTS dblayer_audit_head_forward()",
         ]
-    return [f"DROP TRIGGER IF EXISTS {name}" for name in
-            ("audit_entry_above_head", "audit_checkpoint_proven", "audit_chain_head_forward")]
+    return [f"DROP TRIGGER IF EXISTS {name}" for name in SEQ_GUARD_TRIGGERS]
 
 
 # The SQLite triggers of the audit tables, by the revision that made them: a batch migration (a table copy) drops a
@@ -534,6 +533,29 @@ def missing_sqlite_append_only_triggers(connection: Connection, applied: Collect
         for revision, table, name, ddl in _sqlite_audit_triggers()
         if (applied is None or revision in applied) and table in tables and name not in present
     ]
+
+
+SEQ_GUARD_TRIGGERS = ("audit_entry_above_head", "audit_checkpoint_proven", "audit_chain_head_forward")
+_SERVER_AUDIT_TRIGGERS = {
+    "postgresql": frozenset(SEQ_GUARD_TRIGGERS)
+    | {f"{table}_{kind}" for table in APPEND_ONLY_TABLES for kind in ("append_only", "no_truncate")},
+    "mysql": frozenset(SEQ_GUARD_TRIGGERS)
+    | {f"{table}_no_{op}" for table in APPEND_ONLY_TABLES for op in ("update", "delete")},
+}
+
+
+def missing_audit_triggers(connection: Connection) -> list[str]:
+    """The audit triggers (append-only and seq guards) a database at the head revision lacks, by name: someone
+    dropped them, or on SQLite a table copy did."""
+    backend = "mysql" if connection.dialect.name in ("mysql", "mariadb") else connection.dialect.name
+    if backend == "sqlite":
+        return [ddl.split()[2] for ddl in missing_sqlite_append_only_triggers(connection)]
+    if backend == "postgresql":
+        query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND pg_table_is_visible(tgrelid)"
+    else:
+        query = "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
+    present = set(connection.exec_driver_sql(query).scalars())
+    return sorted(_SERVER_AUDIT_TRIGGERS[backend] - present)
 
 
 def is_audit_seq_clash(error: exc.DBAPIError) -> bool:

@@ -121,11 +121,14 @@ def _run(connection: Connection) -> None:
         # IMMEDIATE: take the write lock at BEGIN, waiting on the busy timeout rather than failing midway.
         _configure(connection.execution_options(sqlite_begin="IMMEDIATE"), on_version_apply=record)
         with context.begin_transaction():
-            _lift_audit_guards(connection)
+            lifted = _lift_audit_guards(connection)
             context.run_migrations()
             if applied:
                 _check_foreign_keys(connection)
-            _restore_append_only_triggers(connection)
+                _restore_append_only_triggers(connection)
+            else:  # nothing ran (a check, an upgrade at head): put back what was lifted, and nothing else
+                for statement in lifted:
+                    connection.exec_driver_sql(statement)
 
 
 def _pragma(connection: Connection, statement: str) -> list[Any]:
@@ -172,12 +175,16 @@ def _check_foreign_keys(connection: Connection) -> None:
         )
 
 
-def _lift_audit_guards(connection: Connection) -> None:
+def _lift_audit_guards(connection: Connection) -> list[str]:
     """SQLite re-reads every trigger when a batch migration renames its table copy into place, and fails on one
     that names a table dropped at that moment: the audit seq guards (they read the chain head and the entries) go
-    for the migration, and come back with the other audit triggers after it."""
+    for the migration, and come back with the other audit triggers after it. Returns the DDL of those lifted."""
+    rows = connection.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").all()
+    triggers: dict[str, str] = {str(name): str(sql) for name, sql in rows}
+    lifted = [triggers[name] for name in dialects.SEQ_GUARD_TRIGGERS if name in triggers]
     for statement in dialects.drop_seq_guard_ddl("sqlite"):
         connection.exec_driver_sql(statement)
+    return lifted
 
 
 def _restore_append_only_triggers(connection: Connection) -> None:

@@ -15,7 +15,7 @@ asked for; ``summary``; ``problems``, the reasons it failed; ``warnings``, findi
   written with foreign keys off). The servers enforce foreign keys on every write: not applicable there.
 - ``revision``: the database's Alembic revision is the head.
 - ``schema``: no drift between the models and the database (Alembic autogenerate's comparison: tables, columns,
-  types, nullability, indexes, unique and foreign keys); on SQLite also the append-only triggers of the audit log.
+  types, nullability, indexes, unique and foreign keys), and the audit log's triggers (append-only, seq guards).
   Not compared (None) when the revision is not the head: the drift would only restate that.
 - ``audit chain``: ``AuditRepository.verify_chain``: every row of the audit tables accounted for, every hash
   recomputed (HMAC with the Database's audit key), the purge archives found in ``archive_dir`` (default
@@ -162,10 +162,8 @@ def _schema(database: Database, at_head: bool) -> CheckResult:
     except runner.SchemaDriftError as drift:
         problems.extend(_describe_diff(diff) for diff in drift.diffs)
         problems = problems or [str(drift)]
-    if database.backend == "sqlite":
-        with database.engine.connect() as connection:
-            missing = dialects.missing_sqlite_append_only_triggers(connection)
-        problems.extend(f"missing trigger: {ddl.split()[2]}" for ddl in missing)
+    with database.engine.connect() as connection:
+        problems.extend(f"missing trigger: {name}" for name in dialects.missing_audit_triggers(connection))
     return _verdict("schema", problems, "matches the models", "difference(s) from the models")
 
 

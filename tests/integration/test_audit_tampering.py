@@ -512,3 +512,15 @@ def test_verification_while_others_append_reports_no_false_problem(chain: Databa
     assert failures == []
     assert [report for report in reports if not report.ok] == []
     assert verify(chain).checked == 5 + writers * each
+
+
+# --- the triggers themselves ----------------------------------------------------------------------------------------
+
+
+def test_an_audit_trigger_dropped_and_not_put_back_fails_the_schema_check(chain: Database) -> None:
+    guard = "DROP TRIGGER audit_entry_above_head" + (" ON audit_entry" if chain.backend == "postgresql" else "")
+    with chain.engine.begin() as connection:
+        connection.exec_driver_sql(guard)
+    report = check(chain, blobs=False)
+    assert [result.name for result in report.failed] == ["schema"]
+    assert report.result("schema").problems == ("missing trigger: audit_entry_above_head",)
