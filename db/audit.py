@@ -273,7 +273,8 @@ def append_entries(session: Session, entries: Iterable[Entry], *, batch_size: in
     digest = functools.partial(seal, key=key)
     seq, prev = head.seq, head.hash
     entries_table: Any = AuditEntry.__table__
-    inserter = BulkInserter(entries_table, connection, "audit_entry")
+    per_statement = dialects.audit_rows_per_statement(connection.dialect.name, len(entries_table.columns))
+    inserter = BulkInserter(entries_table, connection, "audit_entry", rows_per_statement=per_statement)
     count = 0
     for batch in batched(entries, batch_size):
         rows = []
@@ -545,7 +546,7 @@ class ExportedHead:
     def parse(cls, text: str) -> ExportedHead:
         """``SEQ:HASH`` or the JSON object of ``as_json``; ``ValidationError`` for anything else."""
         token = _TOKEN.fullmatch(text)
-        if token:
+        if token and int(token.group(1)) < 2**63:
             return cls(int(token.group(1)), token.group(2))
         try:
             data = json.loads(text)
