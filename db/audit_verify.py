@@ -27,6 +27,7 @@ a later anchor that it trusts, with nothing else changed.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gzip
 import hashlib
 import json
@@ -38,9 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Row, Table, func, select
+from sqlalchemy import Column, exc, func, select, type_coerce
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.types import NullType
 
 from db import audit, dialects
 from db.audit import ChainKey, ChainReport, ExportedHead
@@ -88,75 +90,96 @@ class _Found(Exception):
 # --- reading rows as stored ------------------------------------------------------------------------------------
 
 
+_UNREADABLE = object()  # a stored value the driver cannot give: SQLite text that is not UTF-8
+_KINDS = {int: "an integer", str: "text", uuid.UUID: "a UUID", dt.datetime: "a time"}
+
+
+class _Column:
+    """How one column's stored value becomes its Python value, and what it must then be."""
+
+    def __init__(self, column: Column[Any], dialect: Any) -> None:
+        expected = column.type.python_type
+        self.name = column.name
+        self.nullable = bool(column.nullable)
+        self.kind = _KINDS.get(expected, expected.__name__)
+        self.process: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).result_processor(dialect, None)
+        self.fits = _fits_for(expected)
+
+    def problem(self, value: Any) -> str:
+        return f"its {self.name} holds {'NULL' if value is None else f'a value of type {type(value).__name__}'}, " \
+               f"not {self.kind}"
+
+
+def _fits_for(expected: type) -> Callable[[Any], bool]:
+    if expected in (int, str):  # exactly: not a bool for an int, not bytes for text
+        return lambda value: type(value) is expected
+    if expected is dt.datetime:
+        return lambda value: isinstance(value, dt.datetime) and value.tzinfo is not None
+    return lambda value: isinstance(value, expected)
+
+
 class _Reader:
     """One table's rows as stored, decoded column by column: a value that is not what its column holds is a
-    problem (text), never an exception."""
+    problem (text), never an exception.
 
-    def __init__(self, session: Session, table: Table) -> None:
+    Rows are selected with no type processing, and each column type's own result processor is then applied to one
+    value at a time. SQLite's driver fails a whole fetch when one text value is not UTF-8: such a batch is read
+    again as storage classes and bytes (``dialects.raw_columns``), and the value is reported.
+    """
+
+    def __init__(self, session: Session, table: Any) -> None:
+        self.session = session
         self.table = table
         dialect = session.get_bind().dialect
         self.backend = dialect.name
-        self.columns = dialects.raw_columns(table, self.backend)
-        self.decoders = [(column, _processor(column, dialect)) for column in table.columns]
+        self.columns = [_Column(column, dialect) for column in table.columns]
+        self.names = [column.name for column in self.columns]
+        self._plain: list[ColumnElement[Any]] = [
+            type_coerce(column, NullType()).label(column.name) for column in table.columns
+        ]
+        self._as_stored = dialects.raw_columns(table, self.backend)
 
-    def select(self) -> Select[Any]:
-        return select(*self.columns).select_from(self.table)
+    def rows(self, shape: Callable[[Select[Any]], Select[Any]]) -> list[tuple[Any, ...]]:
+        """The raw values of the rows that ``shape`` (where, order, limit) selects from the table."""
+        try:
+            return [tuple(row) for row in self.session.execute(shape(select(*self._plain).select_from(self.table)))]
+        except exc.OperationalError:
+            if self.backend != "sqlite":
+                raise
+        stored = self.session.execute(shape(select(*self._as_stored).select_from(self.table)))
+        return [tuple(_stored_value(row._mapping, name, self.backend) for name in self.names) for row in stored]
 
-    def decode(self, row: Row[Any]) -> dict[str, Any] | str:
-        mapping = row._mapping
+    def decode(self, raw: tuple[Any, ...]) -> dict[str, Any] | str:
         values: dict[str, Any] = {}
-        for column, process in self.decoders:
-            try:
-                value = dialects.raw_value(mapping, column.name, self.backend)
-                if process is not None and value is not None:
-                    value = process(value)
-            except (ValueError, TypeError, AttributeError, OverflowError, LookupError):
-                return f"its {column.name} cannot be read as {_kind(column)}"
-            if not _fits(value, column):
-                return f"its {column.name} holds {_described(value)}, not {_kind(column)}"
+        for column, stored in zip(self.columns, raw, strict=True):
+            if stored is _UNREADABLE:
+                return f"its {column.name} cannot be read as {column.kind}"
+            value = stored
+            if stored is not None and column.process is not None:
+                try:
+                    value = column.process(stored)
+                except (ValueError, TypeError, AttributeError, OverflowError):
+                    return f"its {column.name} cannot be read as {column.kind}"
+            if value is None:
+                if not column.nullable:
+                    return column.problem(value)
+            elif not column.fits(value):
+                return column.problem(value)
             values[column.name] = value
         return values
 
-    def seq_and_id(self, row: Row[Any], seq_column: str) -> tuple[int | None, str | None]:
+    def seq_and_id(self, raw: tuple[Any, ...], seq_column: str) -> tuple[int | None, str | None]:
         """The row's seq (if it is a number) and id (as printable text), to name a row that does not decode."""
-        mapping = row._mapping
-        seq = _quietly(lambda: dialects.raw_value(mapping, seq_column, self.backend))
-        ident = _quietly(lambda: dialects.raw_value(mapping, "id", self.backend))
-        return (seq if type(seq) is int else None), (None if ident is None else _printable(ident))
+        seq, ident = raw[self.names.index(seq_column)], raw[self.names.index("id")]
+        readable = ident is not None and ident is not _UNREADABLE
+        return (seq if type(seq) is int else None), (_printable(ident) if readable else None)
 
 
-def _processor(column: Column[Any], dialect: Any) -> Callable[[Any], Any] | None:
-    processor: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).result_processor(dialect, None)
-    return processor
-
-
-def _fits(value: Any, column: Column[Any]) -> bool:
-    if value is None:
-        return bool(column.nullable)
-    expected = column.type.python_type
-    if expected is int:
-        return type(value) is int
-    if expected is dt.datetime:
-        return isinstance(value, dt.datetime) and value.tzinfo is not None
-    if expected is str:
-        return type(value) is str
-    return isinstance(value, expected)
-
-
-def _kind(column: Column[Any]) -> str:
-    names = {int: "an integer", str: "text", uuid.UUID: "a UUID", dt.datetime: "a time"}
-    return names.get(column.type.python_type, column.type.python_type.__name__)
-
-
-def _described(value: Any) -> str:
-    return "NULL" if value is None else f"a value of type {type(value).__name__}"
-
-
-def _quietly(read: Callable[[], Any]) -> Any:
+def _stored_value(mapping: Any, name: str, backend: str) -> Any:
     try:
-        return read()
-    except (ValueError, TypeError, LookupError):
-        return None
+        return dialects.raw_value(mapping, name, backend)
+    except ValueError:
+        return _UNREADABLE
 
 
 def _printable(value: Any) -> str:
@@ -230,7 +253,7 @@ class _KeyState:
             if key_id != self.key.id:
                 return f"it is keyed with another key (id {key_id}) than the configured one (id {self.key.id})"
             key = self.key
-        if audit.entry_hash(prev, audit.content_of(values), key) != values["hash"]:
+        if audit.row_hash(prev, values, key) != values["hash"]:
             return "its content does not match its hash"
         return None
 
@@ -286,7 +309,7 @@ class _Verification:
     def _read_head(self) -> _Head:
         table: Any = AuditChainHead.__table__
         reader = _Reader(self.session, table)
-        rows = self.session.execute(reader.select().limit(3)).all()
+        rows = reader.rows(lambda statement: statement.limit(3))
         if not rows:
             raise _Found(None, None, "the chain head row is missing")
         values = reader.decode(rows[0])
@@ -305,7 +328,7 @@ class _Verification:
         table: Any = AuditCheckpoint.__table__
         reader = _Reader(self.session, table)
         checkpoints = []
-        for row in self.session.execute(reader.select().order_by(table.c.up_to_seq)):
+        for row in reader.rows(lambda statement: statement.order_by(table.c.up_to_seq)):
             values = reader.decode(row)
             if isinstance(values, str):
                 raise _Found(*reader.seq_and_id(row, "up_to_seq"), f"a checkpoint row is damaged: {values}")
@@ -370,8 +393,7 @@ class _Verification:
         total = int(self.session.scalar(select(func.count()).select_from(table)) or 0)
         expected, prev, seen, after = anchor_seq + 1, anchor_hash, 0, None
         while True:
-            statement = reader.select().order_by(table.c.seq).limit(CHUNK)
-            rows = self.session.execute(statement if after is None else statement.where(table.c.seq > after)).all()
+            rows = reader.rows(functools.partial(_next_chunk, table, after))
             for row in rows:
                 seen += 1
                 values = reader.decode(row)
@@ -518,6 +540,12 @@ class _Verification:
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
+
+
+def _next_chunk(table: Any, after: int | None, statement: Select[Any]) -> Select[Any]:
+    """The next entries in seq order (keyset paging: after the last seq seen)."""
+    bounded = statement if after is None else statement.where(table.c.seq > after)
+    return bounded.order_by(table.c.seq).limit(CHUNK)
 
 
 def _link_problem(values: Mapping[str, Any], prev: str, keys: _KeyState) -> str | None:
