@@ -9,7 +9,7 @@ servers the database ``dblayer_bench_audit``, from ``BENCH_POSTGRESQL_URL`` / ``
 default) migrated to the head. ``--entries`` entries are appended with ``db.audit.append_entries``, one unit of work
 per 5,000 (as the sample generator does), and timed; then ``verify_chain`` over the whole log is timed:
 
-- unguarded: the seq guard triggers of revision 0005 dropped (the cost of revision 0004);
+- unguarded: the seq guard triggers of revision 0005 dropped, the code otherwise the same;
 - guarded: as shipped;
 - keyed: as shipped, with an audit key (HMAC-SHA256 per entry and a MAC on the head).
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 from db import dialects
 from db.migrations.runner import MigrationError
@@ -39,7 +39,8 @@ _IMPOSSIBLE = (
 
 
 def upgrade() -> None:
-    _refuse_impossible_rows()
+    if not context.is_offline_mode():  # offline (--sql), there are no rows to look at
+        _refuse_impossible_rows()
     with op.batch_alter_table('audit_entry', schema=None) as batch_op:
         batch_op.add_column(sa.Column('key_id', sa.String(length=16), nullable=True))
         batch_op.create_check_constraint(op.f('ck_audit_entry_seq_positive'), 'seq > 0')
@@ -57,12 +58,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    keyed = op.get_bind().exec_driver_sql("SELECT count(*) FROM audit_entry WHERE key_id IS NOT NULL").scalar()
-    if keyed:
-        raise MigrationError(
-            f"{keyed} audit entries are keyed (HMAC): below revision 0005 nothing records their key, so they could "
-            "never be verified again; not downgrading"
-        )
+    if not context.is_offline_mode():
+        _refuse_keyed_entries()
     for statement in dialects.drop_seq_guard_ddl(op.get_bind().dialect.name):
         op.execute(statement)
     with op.batch_alter_table('audit_checkpoint', schema=None) as batch_op:
@@ -87,3 +84,12 @@ def _refuse_impossible_rows() -> None:
                 f"{table} holds {found} {what}: rows no version of this layer writes (tampering?); run "
                 "python -m db check, keep a copy of the database as evidence, and remove them before upgrading"
             )
+
+
+def _refuse_keyed_entries() -> None:
+    keyed = op.get_bind().exec_driver_sql("SELECT count(*) FROM audit_entry WHERE key_id IS NOT NULL").scalar()
+    if keyed:
+        raise MigrationError(
+            f"{keyed} audit entries are keyed (HMAC): below revision 0005 nothing records their key, so they could "
+            "never be verified again; not downgrading"
+        )
