@@ -17,6 +17,7 @@ from db.audit import ChainReport
 from db.dialects import append_only_ddl, drop_append_only_ddl, drop_seq_guard_ddl, seq_guard_ddl
 from db.models.log_audit import GENESIS_HASH, AuditChainHead, AuditCheckpoint, AuditEntry
 from db.repositories.audit_repository import AuditRepository
+from db.scripts.check_db import check
 
 ENTRY: Any = AuditEntry.__table__
 HEAD: Any = AuditChainHead.__table__
@@ -100,33 +101,46 @@ class Attacker:
     def report(self, **options: Any) -> ChainReport:
         """``verify_chain`` as the layer runs it, inside the attacker's transaction (before any rollback)."""
         options.setdefault("archive_dir", None)
-        session = Session(bind=self.connection)
-        session.info["settings"] = self.database.settings
-        return AuditRepository(session).verify_chain(**options)
+        with Session(bind=self.connection) as session:
+            session.info["settings"] = self.database.settings
+            return AuditRepository(session).verify_chain(**options)
+
+    def check_fails_on_the_chain(self) -> bool:
+        """``python -m db check`` (without blobs) on what the attacker sees, fails its audit chain check."""
+        return check(self.database, blobs=False).result("audit chain").ok is False
 
 
 @contextmanager
 def attack(database: Database, *, commit: bool = True) -> Iterator[Attacker]:
-    """Everything lifted as someone with full SQL access would lift it; the triggers come back afterwards (and
-    with ``commit=False`` the attack is rolled back, so that one chain serves several attacks)."""
+    """Everything lifted as someone with full SQL access would lift it; the triggers come back afterwards.
+
+    With ``commit=False`` the attack runs inside ``database.isolated()`` and is rolled back, so that one chain serves
+    several attacks; ``attacker.database`` then sees the attack (``check(attacker.database)`` does).
+    """
     backend = database.backend
     with database.engine.begin() as connection:
         for ddl in [*drop_append_only_ddl(backend), *drop_seq_guard_ddl(backend)]:
             connection.exec_driver_sql(ddl)
     try:
-        with database.engine.connect() as connection:
-            transaction = connection.begin()
-            _checks(connection, backend, enforced=False)
-            try:
+        if commit:
+            with database.engine.connect() as connection, connection.begin(), _unchecked(connection, backend):
                 yield Attacker(database, connection)
-            finally:
-                _checks(connection, backend, enforced=True)
-                transaction.commit() if commit else transaction.rollback()
-                connection.invalidate()  # session settings an attack changed (sql_mode, pragmas) go with it
+        else:
+            with database.isolated() as view, view.session() as session, _unchecked(session.connection(), backend):
+                yield Attacker(view, session.connection())
     finally:
         with database.engine.begin() as connection:
             for ddl in [*append_only_ddl(backend), *seq_guard_ddl(backend)]:
                 connection.exec_driver_sql(ddl)
+
+
+@contextmanager
+def _unchecked(connection: Connection, backend: str) -> Iterator[None]:
+    _checks(connection, backend, enforced=False)
+    try:
+        yield
+    finally:
+        _checks(connection, backend, enforced=True)
 
 
 def _checks(connection: Connection, backend: str, *, enforced: bool) -> None:

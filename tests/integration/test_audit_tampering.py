@@ -178,8 +178,8 @@ def test_every_row_outside_the_verified_chain_is_reported_with_its_seq(chain: Da
     for name, (attack_with, seq, words) in ROW_ATTACKS.items():
         with attack(chain, commit=False) as attacker:
             attack_with(attacker, head)
-            report = attacker.report()
-        if report.ok or report.first_bad_seq != seq or words not in (report.reason or ""):
+            report, check_fails = attacker.report(), attacker.check_fails_on_the_chain()
+        if report.ok or report.first_bad_seq != seq or words not in (report.reason or "") or not check_fails:
             wrong[name] = report
     assert wrong == {}
     assert verify(chain).ok  # every attack was rolled back
@@ -238,25 +238,12 @@ ENGINE_DAMAGE: dict[str, dict[str, tuple[Tamper, int | None, str]]] = {
                                   "head row is damaged"),
     },
     "postgresql": {
-        "NULL seq": (lambda a: (a.sql("ALTER TABLE audit_entry ALTER COLUMN seq DROP NOT NULL"),
-                                a.sql("UPDATE audit_entry SET seq = NULL WHERE seq = 5")), None, "its seq holds NULL"),
-        "NULL action": (lambda a: (a.sql("ALTER TABLE audit_entry ALTER COLUMN action DROP NOT NULL"),
-                                   a.sql("UPDATE audit_entry SET action = NULL WHERE seq = 3")), 3,
-                        "its action holds NULL"),
-        "NULL created_at": (lambda a: (a.sql("ALTER TABLE audit_entry ALTER COLUMN created_at DROP NOT NULL"),
-                                       a.sql("UPDATE audit_entry SET created_at = NULL WHERE seq = 3")), 3,
-                            "its created_at holds NULL"),
         "NULL head hash": (lambda a: (a.sql("ALTER TABLE audit_chain_head ALTER COLUMN hash DROP NOT NULL"),
                                       a.sql("UPDATE audit_chain_head SET hash = NULL")), None, "head row is damaged"),
     },
     "mariadb": {
         "zero created_at": (lambda a: (a.sql("SET SESSION sql_mode = ''"), a.sql(
             "UPDATE audit_entry SET created_at = '0000-00-00 00:00:00' WHERE seq = 3")), 3, "its created_at"),
-        "NULL seq": (lambda a: (a.sql("ALTER TABLE audit_entry MODIFY seq BIGINT NULL"),
-                                a.sql("UPDATE audit_entry SET seq = NULL WHERE seq = 3")), None, "its seq holds NULL"),
-        "NULL action": (lambda a: (a.sql("ALTER TABLE audit_entry MODIFY action VARCHAR(64) NULL"),
-                                   a.sql("UPDATE audit_entry SET action = NULL WHERE seq = 3")), 3,
-                        "its action holds NULL"),
     },
 }
 
@@ -266,10 +253,45 @@ def test_damage_in_any_column_is_reported_with_the_row_and_never_raised(chain: D
     for name, (tamper, seq, words) in {**COMMON_DAMAGE, **ENGINE_DAMAGE[chain.backend]}.items():
         with attack(chain, commit=False) as attacker:
             tamper(attacker)
-            report = attacker.report()
-        if report.ok or report.first_bad_seq != seq or words not in (report.reason or ""):
+            report, check_fails = attacker.report(), attacker.check_fails_on_the_chain()
+        if report.ok or report.first_bad_seq != seq or words not in (report.reason or "") or not check_fails:
             wrong[name] = report
     assert wrong == {}
+
+
+NULLABLE = {  # how someone with full access lets a NOT NULL column take NULL, on each engine
+    "postgresql": "ALTER TABLE audit_entry ALTER COLUMN {column} DROP NOT NULL",
+    "mariadb": "ALTER TABLE audit_entry MODIFY {column} {mariadb} NULL",
+    # SQLite has no such ALTER: the attacker rewrites the schema text itself.
+    "sqlite": "UPDATE sqlite_master SET sql = replace(sql, '{column} {sqlite} NOT NULL', '{column} {sqlite}') "
+              "WHERE name = 'audit_entry'",
+}
+
+
+@pytest.mark.parametrize(("column", "types", "target", "seq", "words"), [
+    ("seq", ("BIGINT", "BIGINT"), 5, None, "its seq holds NULL"),
+    ("action", ("VARCHAR(64)", "VARCHAR(64)"), 3, 3, "its action holds NULL"),
+    ("created_at", ("DATETIME(6)", "DATETIME"), 3, 3, "its created_at holds NULL"),
+    ("hash", ("VARCHAR(64)", "VARCHAR(64)"), 3, 3, "its hash holds NULL"),
+])
+def test_a_null_in_a_column_made_nullable_is_reported_and_fails_check(
+    chain: Database, column: str, types: tuple[str, str], target: int, seq: int | None, words: str
+) -> None:
+    make_nullable = NULLABLE[chain.backend].format(column=column, mariadb=types[0], sqlite=types[1])
+    with attack(chain) as attacker:
+        if chain.backend == "sqlite":
+            version = int(attacker.connection.exec_driver_sql("PRAGMA schema_version").scalar() or 0)
+            attacker.sql("PRAGMA writable_schema = ON")
+            attacker.sql(make_nullable)
+            attacker.sql(f"PRAGMA schema_version = {version + 1}")
+            attacker.sql("PRAGMA writable_schema = OFF")
+        else:
+            attacker.sql(make_nullable)
+        attacker.sql(f"UPDATE audit_entry SET {column} = NULL WHERE seq = {target}")
+    chain.dispose()  # SQLite: no connection keeps the old schema text
+    report = verify(chain)
+    assert (report.first_bad_seq, words in reason_of(report)) == (seq, True)
+    assert check(chain, blobs=False).result("audit chain").ok is False
 
 
 def test_a_row_whose_id_is_not_a_uuid_is_named_by_its_id(chain: Database) -> None:
@@ -374,8 +396,8 @@ def test_a_checkpoint_is_accepted_only_as_the_chain_recorded_it(purged: Database
     for name, (attack_with, seq, words) in CHECKPOINT_ATTACKS.items():
         with attack(purged, commit=False) as attacker:
             attack_with(attacker, cps)
-            report = attacker.report()
-        if report.ok or report.first_bad_seq != seq or words not in (report.reason or ""):
+            report, check_fails = attacker.report(), attacker.check_fails_on_the_chain()
+        if report.ok or report.first_bad_seq != seq or words not in (report.reason or "") or not check_fails:
             wrong[name] = report
     assert wrong == {}
 
