@@ -366,10 +366,11 @@ def nulls_smallest(column: ColumnElement[Any], *, descending: bool, backend: str
 #
 # Since revision 0005 the database also refuses impossible positions (``seq_guard_ddl``): CHECK constraints keep
 # every seq positive and the head row single, and triggers refuse an entry at or below the chain head, a
-# checkpoint that no purge can have made (above the head, or with entries still at or below it), and a chain head
-# that moves back. Someone with INSERT rights alone can then add rows only above the head, where the verification
-# names them and an append that meets one raises ``AuditTampered``. An absent head row (a restore clears the
-# genesis head before loading the backup's rows, and loads the head last) lets rows in.
+# checkpoint that no purge can have made (above the head, not above the last checkpoint, or with entries still at
+# or below it), and a chain head that moves back. Someone with INSERT rights alone can then add entries only above
+# the head (and no checkpoint at all), where the verification names them and an append that meets one raises
+# ``AuditTampered``. An absent head row lets rows in: a restore clears the genesis head, then loads the backup's
+# rows, the head last.
 
 APPEND_ONLY_TABLES = ("audit_entry", "audit_checkpoint")
 _ABOVE_HEAD = "audit_entry seq must be above the chain head"
@@ -383,7 +384,13 @@ _REFUSALS = {
     _HEAD_FORWARD: "the audit chain head never moves back",
 }
 _HEAD_SEQ = "(SELECT seq FROM audit_chain_head WHERE id = 1)"
-_CHECKPOINT_UNPROVEN = f"NEW.up_to_seq > {_HEAD_SEQ} OR EXISTS (SELECT 1 FROM audit_entry WHERE seq <= NEW.up_to_seq)"
+# A checkpoint no purge can have made: above the head or not above the last checkpoint (while there is a head: a
+# restore loads the head last), or with entries still at or below it.
+_CHECKPOINT_UNPROVEN = (
+    "EXISTS (SELECT 1 FROM audit_chain_head WHERE id = 1 AND (NEW.up_to_seq > seq OR NEW.up_to_seq <= "
+    "(SELECT coalesce(max(up_to_seq), 0) FROM audit_checkpoint))) "
+    "OR EXISTS (SELECT 1 FROM audit_entry WHERE seq <= NEW.up_to_seq)"
+)
 
 
 def append_only_ddl(backend: str) -> list[str]:

@@ -363,6 +363,16 @@ def test_purges_leave_checkpoints_and_archives_that_all_verify(purged: Database,
     assert elsewhere.ok and elsewhere.archives_checked == 0 and len(elsewhere.warnings) == 3
 
 
+def test_with_insert_rights_only_no_checkpoint_goes_in_after_purges_either(purged: Database) -> None:
+    seq_head, hash_head = head_row(purged)
+    for up_to_seq in (2, 6, 8, 11, 12, seq_head):  # below, between, at and above the checkpoints; at the head
+        with pytest.raises(DatabaseError, match="checkpoint"), purged.unit_of_work() as uow:
+            uow.session.execute(insert(CHECKPOINT).values(
+                id=uuid.uuid4(), up_to_seq=up_to_seq, hash=hash_head, entries=1, archive="x", archive_sha256="0" * 64,
+                created_at=NOW, reason="forged"))
+    assert [checkpoint["up_to_seq"] for checkpoint in checkpoints(purged)] == [5, 8, 11]
+
+
 CHECKPOINT_ATTACKS: dict[str, tuple[Callable[[Attacker, list[dict[str, Any]]], Any], int, str]] = {
     "an extra checkpoint between two": (lambda a, cps: _checkpoint(a, 6, cps[0]["hash"]), 11,
                                         "checkpoint rows were added or changed"),
