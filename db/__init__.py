@@ -7,6 +7,8 @@
 """
 
 from db.errors import (
+    AuditKeyError,
+    AuditTampered,
     AuthenticationError,
     Conflict,
     DatabaseError,
@@ -26,6 +28,8 @@ from db.repositories import BaseRepository, InMemoryRepository, Page
 from db.session import Database, UnitOfWork
 
 __all__ = [
+    "AuditKeyError",
+    "AuditTampered",
     "AuthenticationError",
     "BaseRepository",
     "Conflict",

@@ -13,29 +13,41 @@ Everything here writes in the caller's transaction, so a change that rolls back 
 Appends lock the chain head row (``SELECT … FOR UPDATE``), so concurrent writers on PostgreSQL and MariaDB queue
 up behind each other instead of forking the chain; SQLite serializes writers anyway. The lock is held until the
 writer's transaction ends: audited writes are serialized, which is the price of a single linear chain.
+
+**Keyed chain.** With an audit key (``Settings.audit_key``, default ``DBLAYER_AUDIT_KEY``) each new entry's hash is
+``HMAC-SHA256(key, prev_hash + canonical content)`` and records the key's id (``key_id``, a fingerprint that does
+not reveal the key), and the head row carries ``HMAC(key, seq and hash)``. Entries written before the key was set
+keep their SHA-256 hashes; the first keyed entry's MAC covers the hash of the last unkeyed one, so the older
+history is fixed from then on. Once the head is keyed, an append without that key raises ``AuditKeyError``
+rather than continue the chain unkeyed. ``db.audit_verify`` checks all of it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+import hmac
 import json
+import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from json.encoder import encode_basestring
 from typing import Any
 
-from sqlalchemy import Connection, event, insert, inspect, select, update
+from sqlalchemy import Connection, event, exc, insert, inspect, select, update
 from sqlalchemy.orm import Session, UOWTransaction
 
+from db import dialects
 from db.base import secret_columns
-from db.errors import ValidationError
+from db.errors import AuditKeyError, AuditTampered, ValidationError
 from db.models.base import Audited, new_id, utcnow
-from db.models.log_audit import GENESIS_HASH, AuditChainHead, AuditEntry
+from db.models.log_audit import GENESIS_HASH, KEY_ID_LENGTH, AuditChainHead, AuditEntry
 from db.repositories.bulk import BulkInserter, batched
+from db.settings import Settings
 
 REDACTED = "[redacted]"
 HEAD_ID = 1
@@ -75,8 +87,53 @@ def canonical(value: Any) -> str:
     return json.dumps(jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def entry_hash(prev_hash: str, content: Mapping[str, Any]) -> str:
-    return hashlib.sha256(f"{prev_hash}\n{canonical(content)}".encode()).hexdigest()
+def entry_hash(prev_hash: str, content: Mapping[str, Any], key: ChainKey | None = None) -> str:
+    """An entry's hash: SHA-256, or HMAC-SHA256 with ``key``, of its predecessor's hash and its canonical content."""
+    return seal(f"{prev_hash}\n{canonical(content)}", key)
+
+
+def row_hash(prev_hash: str, row: Mapping[str, Any], key: ChainKey | None = None) -> str:
+    """``entry_hash(prev_hash, content_of(row), key)`` for an entry read back (verification): every text field str or
+    None, ``seq`` an int, ``id`` a UUID (or its text) and ``created_at`` an aware datetime (or its ISO text), which
+    the verification has checked; the same text as ``canonical``, without its walk over every value."""
+    return seal(f"{prev_hash}\n{_content_json(row, str(row['id']), jsonable(row['created_at']))}", key)
+
+
+def seal(message: str, key: ChainKey | None) -> str:
+    # surrogatepass: a damaged value read back during verification hashes (to a mismatch) instead of raising.
+    data = message.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest() if key is None else hmac.digest(key.secret, data, "sha256").hex()
+
+
+def head_mac(seq: int, hash_: str, key: ChainKey) -> str:
+    """The head row's MAC: only the key's holder can write a head, so a chain cut short cannot be re-headed."""
+    return hmac.digest(key.secret, f"dblayer-audit-head\n{seq}\n{hash_}".encode(), "sha256").hex()
+
+
+# --- the audit key -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChainKey:
+    """The audit key: its bytes (never shown: not in the repr) and its id, a fingerprint that does not reveal it."""
+
+    secret: bytes = field(repr=False)
+    id: str
+
+
+@functools.lru_cache(maxsize=4)
+def chain_key(text: str | None) -> ChainKey | None:
+    """The key for ``Settings.audit_key`` (None: no key)."""
+    if text is None:
+        return None
+    secret = text.encode("utf-8", "surrogatepass")
+    return ChainKey(secret, hmac.digest(secret, b"dblayer-audit-key-id", "sha256").hex()[:KEY_ID_LENGTH])
+
+
+def key_of(session: Session) -> ChainKey | None:
+    """The audit key of the session's unit of work (its Database's settings)."""
+    settings: Settings = session.info.get("settings") or Settings()
+    return chain_key(settings.audit_key)
 
 
 def content_of(row: Any) -> dict[str, Any]:
@@ -106,15 +163,57 @@ class Record:
     data: Any = None
 
 
-def _locked_head(connection: Connection) -> tuple[int, str]:
-    """The chain head's seq and hash, its row locked until the transaction ends (created at genesis if missing)."""
+@dataclass(frozen=True, slots=True)
+class _Head:
+    seq: int
+    hash: str
+    key_id: str | None
+
+
+def _locked_head(connection: Connection) -> _Head:
+    """The chain head, its row locked until the transaction ends (created at genesis if missing)."""
     head: Any = AuditChainHead.__table__
-    locked = select(head.c.seq, head.c.hash).where(head.c.id == HEAD_ID).with_for_update()
+    locked = select(head.c.seq, head.c.hash, head.c.key_id).where(head.c.id == HEAD_ID).with_for_update()
     current = connection.execute(locked).first()
     if current is None:
         connection.execute(insert(head).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH))
         current = connection.execute(locked).one()
-    return int(current.seq), str(current.hash)
+    return _Head(int(current.seq), str(current.hash), current.key_id)
+
+
+def _writing_key(session: Session, head: _Head) -> ChainKey | None:
+    """The key to extend the chain with: the session's, which must be the head's once the head is keyed."""
+    key = key_of(session)
+    if head.key_id is not None and (key is None or key.id != head.key_id):
+        have = "no audit key is configured" if key is None else f"the configured key has id {key.id}"
+        raise AuditKeyError(
+            f"the audit chain is keyed with the key of id {head.key_id} and {have}: set DBLAYER_AUDIT_KEY (or "
+            "Settings.audit_key) to that key; nothing was written"
+        )
+    return key
+
+
+Rows = list[dict[str, Any]]
+
+
+def _insert_entries(insert_rows: Callable[[Rows], Any], rows: Rows, head: _Head) -> None:
+    """Insert ``rows``; a clash on seq means a row above the head that the chain does not account for."""
+    try:
+        insert_rows(rows)
+    except exc.IntegrityError as error:
+        if dialects.is_audit_seq_clash(error):
+            raise AuditTampered(
+                f"audit_entry: a row the hash chain does not account for already holds a seq above the chain head "
+                f"(seq {head.seq}): someone wrote to the audit log past the layer. Nothing was written; "
+                "python -m db audit verify names the row"
+            ) from None
+        raise
+
+
+def _move_head(connection: Connection, seq: int, hash_: str, key: ChainKey | None) -> None:
+    head: Any = AuditChainHead.__table__
+    signed = {"key_id": key.id, "mac": head_mac(seq, hash_, key)} if key else {"key_id": None, "mac": None}
+    connection.execute(update(head).where(head.c.id == HEAD_ID).values(seq=seq, hash=hash_, **signed))
 
 
 def append(session: Session, records: Sequence[Record]) -> None:
@@ -122,8 +221,10 @@ def append(session: Session, records: Sequence[Record]) -> None:
     if not records:
         return
     connection = session.connection()
-    head: Any = AuditChainHead.__table__
-    seq, prev = _locked_head(connection)
+    head = _locked_head(connection)
+    key = _writing_key(session, head)
+    key_id = key.id if key else None
+    seq, prev = head.seq, head.hash
     context, actor, now = session.info.get("context") or {}, actor_of(session), utcnow()
     rows = []
     for record in records:
@@ -135,14 +236,14 @@ def append(session: Session, records: Sequence[Record]) -> None:
             "request_id": _text(context.get("request_id"), 128),
             "changes": None if record.changes is None else canonical(record.changes),
             "data": None if record.data is None else canonical(record.data),
-            "created_at": now,
+            "created_at": now, "key_id": key_id,
         }
-        row["prev_hash"], row["hash"] = prev, entry_hash(prev, row)
+        row["prev_hash"], row["hash"] = prev, entry_hash(prev, content_of(row), key)
         prev = row["hash"]
         rows.append(row)
     entries: Any = AuditEntry.__table__
-    connection.execute(insert(entries), rows)
-    connection.execute(update(head).where(head.c.id == HEAD_ID).values(seq=seq, hash=prev))
+    _insert_entries(lambda batch: connection.execute(insert(entries), batch), rows, head)
+    _move_head(connection, seq, prev, key)
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more, per entry
@@ -174,26 +275,31 @@ def append_entries(session: Session, entries: Iterable[Entry], *, batch_size: in
     Rows go to the driver through the bulk insert path (``db.repositories.bulk``), a batch at a time.
     """
     connection = session.connection()
-    head: Any = AuditChainHead.__table__
-    seq, prev = _locked_head(connection)
+    head = _locked_head(connection)
+    key = _writing_key(session, head)
+    digest = functools.partial(seal, key=key)
+    seq, prev = head.seq, head.hash
     entries_table: Any = AuditEntry.__table__
-    inserter = BulkInserter(entries_table, connection, "audit_entry")
+    per_statement = dialects.audit_rows_per_statement(connection.dialect.name, len(entries_table.columns))
+    inserter = BulkInserter(entries_table, connection, "audit_entry", rows_per_statement=per_statement)
     count = 0
     for batch in batched(entries, batch_size):
         rows = []
         for entry in batch:
             seq += 1
-            row = _chained_row(seq, entry, prev)
+            row = _chained_row(seq, entry, prev, digest)
+            row["key_id"] = key.id if key else None
             prev = row["hash"]
             rows.append(row)
-        count += inserter.insert(rows)
+        _insert_entries(inserter.insert, rows, head)
+        count += len(rows)
     if count:
-        connection.execute(update(head).where(head.c.id == HEAD_ID).values(seq=seq, hash=prev))
+        _move_head(connection, seq, prev, key)
     return count
 
 
-def _chained_row(seq: int, entry: Entry, prev_hash: str) -> dict[str, Any]:
-    """The row ``append`` would write for ``entry`` after ``prev_hash``, with its hash."""
+def _chained_row(seq: int, entry: Entry, prev_hash: str, digest: Callable[[str], str]) -> dict[str, Any]:
+    """The row ``append`` would write for ``entry`` after ``prev_hash``, with its hash (``digest`` of the text)."""
     created = entry.created_at
     if created.tzinfo is None or created.utcoffset() is None:
         raise ValidationError("audit_entry.created_at must be timezone-aware", field="created_at")
@@ -207,7 +313,7 @@ def _chained_row(seq: int, entry: Entry, prev_hash: str) -> dict[str, Any]:
         "created_at": created, "prev_hash": prev_hash,
     }
     content = _content_json(row, str(entry.id), created.isoformat())
-    row["hash"] = hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
+    row["hash"] = digest(f"{prev_hash}\n{content}")
     return row
 
 
@@ -379,18 +485,83 @@ def _redacted_pairs(obj: Any, pairs: Mapping[str, list[Any]]) -> dict[str, list[
     }
 
 
-# --- verification ------------------------------------------------------------------------------------------
+# --- verification: what it reports, and the exported head it compares with ------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class ChainReport:
-    """The outcome of ``verify_chain``: ``ok``, how many entries were checked, and where it first breaks."""
+    """The outcome of ``verify_chain`` (``db.audit_verify``): ``ok``, how many entries were checked, and the first
+    problem: its seq (an entry's, or a checkpoint's ``up_to_seq``), the id of the row it concerns and the reason.
+
+    ``head_seq``/``head_hash``: the head that was verified (what ``python -m db audit head`` exports); ``key_id``:
+    the key the head is keyed with (None: an unkeyed chain); ``archives_checked``: purge archives found and checked;
+    ``warnings``: what could not be checked but does not break the chain (an archive that is not there).
+    """
 
     ok: bool
     checked: int
     first_bad_seq: int | None = None
     first_bad_id: str | None = None
     reason: str | None = None
+    head_seq: int | None = None
+    head_hash: str | None = None
+    key_id: str | None = None
+    archives_checked: int = 0
+    warnings: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return self.ok
+
+    @property
+    def problem(self) -> str | None:
+        """The problem in one line, e.g. ``seq 3 (entry 0192…): its content does not match its hash``."""
+        if self.ok:
+            return None
+        where = "" if self.first_bad_seq is None else f"seq {self.first_bad_seq}"
+        if self.first_bad_id:
+            where += f" (row {self.first_bad_id})" if where else f"row {self.first_bad_id}"
+        return f"{where}: {self.reason}" if where else str(self.reason)
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_TOKEN = re.compile(r"\s*(\d{1,19})\s*:\s*([0-9a-f]{64})\s*")
+_NOT_A_HEAD = (
+    "not an exported audit head: expected SEQ:HASH as printed by python -m db audit head (or its --json output)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedHead:
+    """A chain head copied out of the database (``python -m db audit head``), to check later that the chain still
+    holds it unchanged: ``verify_chain(expected_head=...)``, ``python -m db audit verify --head SEQ:HASH``."""
+
+    seq: int
+    hash: str
+    created_at: str | None = None  # the head entry's time (ISO 8601), for the reader only
+    key_id: str | None = None
+
+    @property
+    def token(self) -> str:
+        """``SEQ:HASH``: all that verification needs."""
+        return f"{self.seq}:{self.hash}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash, "created_at": self.created_at, "keyed": self.key_id is not None,
+                "key_id": self.key_id}
+
+    @classmethod
+    def parse(cls, text: str) -> ExportedHead:
+        """``SEQ:HASH`` or the JSON object of ``as_json``; ``ValidationError`` for anything else."""
+        token = _TOKEN.fullmatch(text)
+        if token and int(token.group(1)) < 2**63:
+            return cls(int(token.group(1)), token.group(2))
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise ValidationError(_NOT_A_HEAD, field="head") from None
+        seq, hash_ = (data.get("seq"), data.get("hash")) if isinstance(data, dict) else (None, None)
+        if type(seq) is not int or not 0 <= seq < 2**63 or not isinstance(hash_, str) or not _HEX64.fullmatch(hash_):
+            raise ValidationError(_NOT_A_HEAD, field="head")
+        created, key_id = data.get("created_at"), data.get("key_id")
+        return cls(seq, hash_, created if isinstance(created, str) else None,
+                   key_id if isinstance(key_id, str) else None)

@@ -16,17 +16,31 @@ import os
 import re
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, String, and_, create_engine, event, exc, func, literal_column, text
+from sqlalchemy import (
+    Engine,
+    LargeBinary,
+    String,
+    and_,
+    cast,
+    create_engine,
+    event,
+    exc,
+    func,
+    literal_column,
+    text,
+    type_coerce,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.orm import exc as orm_exc
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import ColumnElement, Insert
 from sqlalchemy.sql.schema import Table
+from sqlalchemy.types import NullType
 
 from db import errors
 
@@ -310,6 +324,7 @@ def constraint_name(error: exc.DBAPIError) -> str | None:
 _MYSQL_BAD_VALUE = {1048, 1264, 1292, 1364, 1366, 1406}  # NULL, out of range, bad value, no default, too long
 _MYSQL_UNREACHABLE = {1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013}
 _MYSQL_FOREIGN_KEY = {1451, 1452}
+_MYSQL_CHECK_FAILED = 4025
 _PG_FOREIGN_KEY, _PG_NOT_NULL, _PG_RAISED = "23503", "23502", "P0001"
 
 
@@ -347,12 +362,12 @@ def _translate_driver_error(error: exc.DBAPIError, entity: str) -> errors.Databa
     sqlstate = getattr(original, "sqlstate", None)
     if is_transient(error):
         return errors.TransientError(f"{entity}: transient database error ({type(original).__name__})")
-    if _is_append_only_refusal(original, code, sqlstate):
-        return errors.Conflict(f"{entity}: the audit log is append-only: entries cannot be changed or removed",
-                               entity=entity)
+    refusal = _audit_refusal(original, code, sqlstate)
+    if refusal is not None:
+        return errors.Conflict(f"{entity}: {refusal}", entity=entity)
     if sqlstate == _PG_NOT_NULL or code == 1048 or str(original).startswith("NOT NULL constraint failed"):
         return errors.ValidationError(f"{entity}: a required field is missing", rule="required")
-    if isinstance(error, exc.IntegrityError):
+    if isinstance(error, exc.IntegrityError) or code == _MYSQL_CHECK_FAILED:  # PyMySQL: an OperationalError
         sqlite_fk = str(original) == "FOREIGN KEY constraint failed"
         foreign = sqlstate == _PG_FOREIGN_KEY or code in _MYSQL_FOREIGN_KEY or sqlite_fk
         return _integrity_conflict(error, entity, foreign=foreign)
@@ -363,12 +378,13 @@ def _translate_driver_error(error: exc.DBAPIError, entity: str) -> errors.Databa
     return errors.DatabaseError(f"{entity}: {type(original).__name__} from the database")
 
 
-def _is_append_only_refusal(original: Any, code: int | None, sqlstate: str | None) -> bool:
+def _audit_refusal(original: Any, code: int | None, sqlstate: str | None) -> str | None:
+    """What an audit trigger's refusal means, or None if the error is not one (see ``_REFUSALS``)."""
     if code == 1644:
-        return str(original.args[1]) in _REFUSALS
+        return _REFUSALS.get(str(original.args[1]))
     if sqlstate == _PG_RAISED or type(original).__module__ == "sqlite3":
-        return str(original).split("\n")[0].strip() in _REFUSALS
-    return False
+        return _REFUSALS.get(str(original).split("\n")[0].strip())
+    return None
 
 
 def _is_unreachable(error: exc.DBAPIError) -> bool:
@@ -379,7 +395,7 @@ def _is_unreachable(error: exc.DBAPIError) -> bool:
     return isinstance(code, int) and code & 0xFF in (14, 10, 26)  # CANTOPEN, IOERR, NOTADB
 
 
-def _integrity_conflict(error: exc.IntegrityError, entity: str, *, foreign: bool) -> errors.Conflict:
+def _integrity_conflict(error: exc.DBAPIError, entity: str, *, foreign: bool) -> errors.Conflict:
     name = constraint_name(error)
     kind = "refers to a missing row or is still referred to" if foreign else "already exists"
     where = f" ({name})" if name else ""
@@ -440,10 +456,34 @@ def nulls_smallest(column: ColumnElement[Any], *, descending: bool, backend: str
 # MariaDB; on SQLite, whose DDL is transactional, by dropping and re-creating the trigger inside the purge's
 # transaction. The triggers stop accidental and application-level edits; a client that can run arbitrary SQL can
 # lift them, and that is what the hash chain is for: it makes such edits evident.
+#
+# Since revision 0005 the database also refuses impossible positions (``seq_guard_ddl``): CHECK constraints keep
+# every seq positive and the head row single, and triggers refuse an entry at or below the chain head, a
+# checkpoint that no purge can have made (above the head, not above the last checkpoint, or with entries still at
+# or below it), and a chain head that moves back. Someone with INSERT rights alone can then add entries only above
+# the head (and no checkpoint at all), where the verification names them and an append that meets one raises
+# ``AuditTampered``. An absent head row lets rows in: a restore clears the genesis head, then loads the backup's
+# rows, the head last.
 
 APPEND_ONLY_TABLES = ("audit_entry", "audit_checkpoint")
-_APPEND_ONLY = "audit_entry is append-only"
-_REFUSALS = frozenset(f"{table} is append-only" for table in APPEND_ONLY_TABLES)
+_ABOVE_HEAD = "audit_entry seq must be above the chain head"
+_PROVEN_CHECKPOINT = "audit_checkpoint must follow a purge"
+_HEAD_FORWARD = "audit_chain_head cannot move back"
+_REFUSALS = {
+    **{f"{table} is append-only": "the audit log is append-only: entries cannot be changed or removed"
+       for table in APPEND_ONLY_TABLES},
+    _ABOVE_HEAD: "an audit entry's seq must be above the chain head: the log only grows at its head",
+    _PROVEN_CHECKPOINT: "an audit checkpoint is recorded by a purge only, after the entries it covers are removed",
+    _HEAD_FORWARD: "the audit chain head never moves back",
+}
+_HEAD_SEQ = "(SELECT seq FROM audit_chain_head WHERE id = 1)"
+# A checkpoint no purge can have made: above the head or not above the last checkpoint (while there is a head: a
+# restore loads the head last), or with entries still at or below it.
+_CHECKPOINT_UNPROVEN = (
+    "EXISTS (SELECT 1 FROM audit_chain_head WHERE id = 1 AND (NEW.up_to_seq > seq OR NEW.up_to_seq <= "
+    "(SELECT coalesce(max(up_to_seq), 0) FROM audit_checkpoint))) "
+    "OR EXISTS (SELECT 1 FROM audit_entry WHERE seq <= NEW.up_to_seq)"
+)
 
 
 def append_only_ddl(backend: str) -> list[str]:
@@ -478,7 +518,11 @@ def append_only_ddl(backend: str) -> list[str]:
 
 
 def _signal(table: str) -> str:
-    return f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{table} is append-only'"
+    return _raise_mariadb(f"{table} is append-only")
+
+
+def _raise_mariadb(message: str) -> str:
+    return f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{message}'"
 
 
 def _sqlite_trigger(table: str, operation: str) -> str:
@@ -501,16 +545,183 @@ def drop_append_only_ddl(backend: str) -> list[str]:
     return [f"DROP TRIGGER IF EXISTS {table}_no_{op}" for table in APPEND_ONLY_TABLES for op in ("delete", "update")]
 
 
-def missing_sqlite_append_only_triggers(connection: Connection) -> list[str]:
-    """DDL for the append-only triggers a SQLite table copy (batch migration) dropped; empty when all are there."""
+def seq_guard_ddl(backend: str) -> list[str]:
+    """The triggers of revision 0005 that refuse impossible positions in the chain (see the section's comment).
+
+    Row triggers on every engine. (A PostgreSQL statement trigger over a transition table was measured slower: the
+    driver's executemany runs one statement per row, and each builds its transition table.)
+    """
+    if backend == "postgresql":
+        return [
+            "CREATE OR REPLACE FUNCTION dblayer_audit_above_head() RETURNS trigger AS $$ BEGIN "
+            f"IF NEW.seq <= {_HEAD_SEQ} THEN RAISE EXCEPTION USING MESSAGE = '{_ABOVE_HEAD}'; END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER audit_entry_above_head BEFORE INSERT ON audit_entry "
+            "FOR EACH ROW EXECUTE FUNCTION dblayer_audit_above_head()",
+            "CREATE OR REPLACE FUNCTION dblayer_audit_checkpoint_proven() RETURNS trigger AS $$ BEGIN "
+            f"IF {_CHECKPOINT_UNPROVEN} THEN RAISE EXCEPTION USING MESSAGE = '{_PROVEN_CHECKPOINT}'; END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER audit_checkpoint_proven BEFORE INSERT ON audit_checkpoint "
+            "FOR EACH ROW EXECUTE FUNCTION dblayer_audit_checkpoint_proven()",
+            "CREATE OR REPLACE FUNCTION dblayer_audit_head_forward() RETURNS trigger AS $$ BEGIN "
+            f"IF NEW.seq < OLD.seq THEN RAISE EXCEPTION USING MESSAGE = '{_HEAD_FORWARD}'; END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER audit_chain_head_forward BEFORE UPDATE ON audit_chain_head "
+            "FOR EACH ROW EXECUTE FUNCTION dblayer_audit_head_forward()",
+        ]
+    if backend in ("mysql", "mariadb"):
+        return [
+            "CREATE TRIGGER audit_entry_above_head BEFORE INSERT ON audit_entry FOR EACH ROW BEGIN "
+            f"IF NEW.seq <= {_HEAD_SEQ} THEN {_raise_mariadb(_ABOVE_HEAD)}; END IF; END",
+            "CREATE TRIGGER audit_checkpoint_proven BEFORE INSERT ON audit_checkpoint FOR EACH ROW BEGIN "
+            f"IF {_CHECKPOINT_UNPROVEN} THEN {_raise_mariadb(_PROVEN_CHECKPOINT)}; END IF; END",
+            "CREATE TRIGGER audit_chain_head_forward BEFORE UPDATE ON audit_chain_head FOR EACH ROW BEGIN "
+            f"IF NEW.seq < OLD.seq THEN {_raise_mariadb(_HEAD_FORWARD)}; END IF; END",
+        ]
+    return [ddl for _table, _name, ddl in _sqlite_seq_guards()]
+
+
+def _sqlite_seq_guards() -> list[tuple[str, str, str]]:
+    """(table, trigger, DDL) of the SQLite seq guards."""
+    guards = [
+        ("audit_entry", "audit_entry_above_head", "INSERT", f"NEW.seq <= {_HEAD_SEQ}", _ABOVE_HEAD),
+        ("audit_checkpoint", "audit_checkpoint_proven", "INSERT", _CHECKPOINT_UNPROVEN, _PROVEN_CHECKPOINT),
+        ("audit_chain_head", "audit_chain_head_forward", "UPDATE", "NEW.seq < OLD.seq", _HEAD_FORWARD),
+    ]
+    return [
+        (table, name, f"CREATE TRIGGER {name} BEFORE {operation} ON {table} WHEN {condition} "
+                      f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+        for table, name, operation, condition, message in guards
+    ]
+
+
+def drop_seq_guard_ddl(backend: str) -> list[str]:
+    if backend == "postgresql":
+        return [
+            "DROP TRIGGER IF EXISTS audit_entry_above_head ON audit_entry",
+            "DROP TRIGGER IF EXISTS audit_checkpoint_proven ON audit_checkpoint",
+            "DROP TRIGGER IF EXISTS audit_chain_head_forward ON audit_chain_head",
+            "DROP FUNCTION IF EXISTS dblayer_audit_above_head()",
+            "DROP FUNCTION IF EXISTS dblayer_audit_checkpoint_proven()",
+            "DROP FUNCTION IF EXISTS dblayer_audit_head_forward()",
+        ]
+    return [f"DROP TRIGGER IF EXISTS {name}" for name in SEQ_GUARD_TRIGGERS]
+
+
+# The SQLite triggers of the audit tables, by the revision that made them: a batch migration (a table copy) drops a
+# table's triggers, and the migration environment re-creates those of the revisions applied, no others.
+def _sqlite_audit_triggers() -> list[tuple[str, str, str, str]]:
+    """(revision, table, trigger, DDL) of every SQLite trigger on the audit tables."""
+    append_only = [
+        ("0002_audit_log", table, f"{table}_no_{operation.lower()}", _sqlite_trigger(table, operation))
+        for table in APPEND_ONLY_TABLES
+        for operation in ("UPDATE", "DELETE")
+    ]
+    guards = [("0005_audit_integrity", table, name, ddl) for table, name, ddl in _sqlite_seq_guards()]
+    return append_only + guards
+
+
+def missing_sqlite_append_only_triggers(connection: Connection, applied: Collection[str] | None = None) -> list[str]:
+    """DDL for the audit triggers a SQLite table copy (batch migration) dropped; empty when all are there.
+
+    ``applied``: the revisions the database has (a trigger of a revision not applied is not missing); None: all.
+    """
     present = set(connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'").scalars())
     tables = set(connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'").scalars())
     return [
-        _sqlite_trigger(table, operation)
-        for table in APPEND_ONLY_TABLES
-        for operation in ("UPDATE", "DELETE")
-        if table in tables and f"{table}_no_{operation.lower()}" not in present
+        ddl
+        for revision, table, name, ddl in _sqlite_audit_triggers()
+        if (applied is None or revision in applied) and table in tables and name not in present
     ]
+
+
+SEQ_GUARD_TRIGGERS = ("audit_entry_above_head", "audit_checkpoint_proven", "audit_chain_head_forward")
+_SERVER_AUDIT_TRIGGERS = {
+    "postgresql": frozenset(SEQ_GUARD_TRIGGERS)
+    | {f"{table}_{kind}" for table in APPEND_ONLY_TABLES for kind in ("append_only", "no_truncate")},
+    "mysql": frozenset(SEQ_GUARD_TRIGGERS)
+    | {f"{table}_no_{op}" for table in APPEND_ONLY_TABLES for op in ("update", "delete")},
+}
+
+
+def missing_audit_triggers(connection: Connection) -> list[str]:
+    """The audit triggers (append-only and seq guards) a database at the head revision lacks, by name: someone
+    dropped them, or on SQLite a table copy did."""
+    backend = "mysql" if connection.dialect.name in ("mysql", "mariadb") else connection.dialect.name
+    if backend == "sqlite":
+        return [ddl.split()[2] for ddl in missing_sqlite_append_only_triggers(connection)]
+    if backend == "postgresql":
+        query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND pg_table_is_visible(tgrelid)"
+    else:
+        query = "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
+    present = set(connection.exec_driver_sql(query).scalars())
+    return sorted(_SERVER_AUDIT_TRIGGERS[backend] - present)
+
+
+def is_audit_seq_clash(error: exc.DBAPIError) -> bool:
+    """An INSERT into audit_entry met a row that already holds one of its seqs (the unique key on seq)."""
+    return isinstance(error, exc.IntegrityError) and constraint_name(error) in ("uq_audit_entry_seq", "audit_entry.seq")
+
+
+def audit_rows_per_statement(backend: str, columns: int) -> int:
+    """How many audit entries one INSERT statement of a bulk append carries.
+
+    SQLite keeps a statement journal for every statement on a table with triggers (a trigger may abort it half
+    way), and every execution of an executemany is a statement: with the seq guard, one row per statement costs
+    about 20 µs more per row (2.4x the insert), many rows per statement nothing measurable. The servers take the
+    driver's executemany (pipelined by psycopg, rewritten to multi-row by PyMySQL).
+    """
+    if backend != "sqlite":
+        return 1
+    return max(1, min(1_000, _SQLITE_MAX_VARIABLES // columns))
+
+
+_SQLITE_MAX_VARIABLES = 32_766  # SQLite 3.32 and later
+
+
+def snapshot_isolation(backend: str) -> str | None:
+    """The isolation level that gives one transaction a single snapshot of the audit log (verification reads the
+    whole log and must not see a purge half-way); None where every read transaction already has one (SQLite)."""
+    return None if backend == "sqlite" else "REPEATABLE READ"
+
+
+_SQLITE_TYPE_SUFFIX = "__storage_class"
+
+
+def raw_columns(table: Table, backend: str) -> list[ColumnElement[Any]]:
+    """``table``'s columns selected as stored, with no type processing, for reading rows that may be damaged.
+
+    SQLite stores any value in any column and the driver fails on text that is not UTF-8, so there each column
+    comes as its storage class and its bytes (``raw_value`` decodes them); the servers check types and encodings on
+    write, so their values come as the driver reads them.
+    """
+    if backend != "sqlite":
+        return [type_coerce(column, NullType()).label(column.name) for column in table.columns]
+    return [
+        expression
+        for column in table.columns
+        for expression in (
+            func.typeof(column).label(column.name + _SQLITE_TYPE_SUFFIX),
+            type_coerce(cast(column, LargeBinary), NullType()).label(column.name),
+        )
+    ]
+
+
+def raw_value(row: Mapping[Any, Any], name: str, backend: str) -> Any:
+    """Column ``name`` of a row read with ``raw_columns``, as the driver would give it: ValueError (a
+    UnicodeDecodeError) if SQLite holds text there that is not UTF-8."""
+    if backend != "sqlite":
+        return row[name]
+    data, storage_class = row[name], row[name + _SQLITE_TYPE_SUFFIX]
+    if storage_class == "null" or data is None:
+        return None
+    if storage_class == "integer":
+        return int(data)
+    if storage_class == "real":
+        return float(data)
+    if storage_class == "text":
+        return bytes(data).decode("utf-8")
+    return bytes(data)
 
 
 def allow_audit_purge(connection: Connection) -> None:

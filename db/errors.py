@@ -39,6 +39,19 @@ class StaleVersion(Conflict):
         self.ident = ident
 
 
+class AuditTampered(Conflict):
+    """The audit log holds a row its hash chain does not account for (someone wrote to it past the layer), and an
+    audited write ran into it: nothing was written. ``python -m db audit verify`` names the row."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, entity="audit_entry")
+
+
+class AuditKeyError(DatabaseError):
+    """The audit chain is keyed (HMAC) with a key this Database does not have (``DBLAYER_AUDIT_KEY`` unset or
+    different): an audited write would break the chain, so nothing was written. The message names key ids only."""
+
+
 class InvalidFilter(DatabaseError):
     """A filter, sort key, operator, value or cursor was refused before any SQL ran."""
 
@@ -126,6 +139,8 @@ class CheckFailed(DatabaseError):
 
 
 __all__ = [
+    "AuditKeyError",
+    "AuditTampered",
     "AuthenticationError",
     "BackupError",
     "CheckFailed",

@@ -173,6 +173,7 @@ class Database:
     def session(self) -> Iterator[Session]:
         """A session: commit when the block ends, rollback and re-raise on an exception, always close."""
         with self._sessions() as session, _translated("session"):
+            session.info["settings"] = self.settings  # the audit key, for changes audited through a plain session
             try:
                 yield session
                 session.commit()

@@ -8,6 +8,10 @@
 The library and the command line read the environment in one place, ``Settings.from_env`` (``ENVIRONMENT`` lists
 the variables); an explicit value wins over the environment. A unit of work hands its Database's settings to every
 repository (``repository.settings``).
+
+``audit_key`` (the environment variable ``DBLAYER_AUDIT_KEY``) makes the audit chain keyed (HMAC-SHA256, see
+``db.audit``): at least 32 characters, kept outside the database. It is never shown: not in the repr, a log or an
+error message.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any
 
 from db.errors import ValidationError
 
+AUDIT_KEY_ENV = "DBLAYER_AUDIT_KEY"
+AUDIT_KEY_MIN_LENGTH = 32
 DEFAULT_STORAGE_ROOT = Path(__file__).resolve().parent / "data" / "files"
 STORAGE_ROOT_ENV = "DBLAYER_STORAGE_ROOT"
 
@@ -48,6 +54,16 @@ class Settings:
     storage_root: Path = DEFAULT_STORAGE_ROOT
     max_file_size: int = 5 * 2**30
     storage_chunk_size: int = 2**20
+    # The audit chain's HMAC key (``db.audit``); None: the chain is hashed with plain SHA-256. Not in the repr.
+    audit_key: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        key = self.audit_key
+        if key is not None and (not isinstance(key, str) or len(key) < AUDIT_KEY_MIN_LENGTH):
+            raise ValidationError(
+                f"the audit key ({AUDIT_KEY_ENV}) must be text of at least {AUDIT_KEY_MIN_LENGTH} characters, e.g. "
+                "python -c 'import secrets; print(secrets.token_hex(32))'", field="audit_key", rule="length",
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -76,6 +92,11 @@ def _path(variable: str, text: str) -> Path:
 
 
 # Environment variable → (setting, parser). The parser gets the variable's name for its error message.
+def _text(_variable: str, text: str) -> str:
+    return text
+
+
 ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     STORAGE_ROOT_ENV: ("storage_root", _path),
+    AUDIT_KEY_ENV: ("audit_key", _text),
 }

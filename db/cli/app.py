@@ -15,7 +15,8 @@ from db.cli.common import EXPECTED_FAILURES, describe_failure, error_console
 
 app = typer.Typer(
     name="db",
-    help="Create, fill, migrate, back up, restore, clean and check the database, and read its reports.\n\n"
+    help="Create, fill, migrate, back up, restore, clean and check the database, verify its audit chain, and read "
+    "its reports.\n\n"
     "The database is --url, else DATABASE_URL, else the SQLite file db/data/app.db.",
     no_args_is_help=True,
     add_completion=False,
@@ -25,8 +26,8 @@ app = typer.Typer(
 
 # Each module registers its commands on ``app`` when imported.
 COMMAND_MODULES = (
-    "setup", "create", "fill", "generate", "migrate", "backup", "restore", "cleanup", "check", "storage", "report",
-    "admin",
+    "setup", "create", "fill", "generate", "migrate", "backup", "restore", "cleanup", "check", "storage", "audit",
+    "report", "admin",
 )
 
 

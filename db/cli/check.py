@@ -9,7 +9,10 @@ from rich.markup import escape
 from rich.text import Text
 
 from db.cli.app import app
+from db.cli.audit import ArchiveDirOption
 from db.cli.common import StorageOption, UrlOption, console, error_console, opened, progress_bars, table
+from db.repositories.audit_repository import DEFAULT_ARCHIVE_DIR
+from db.scripts.audit_db import exported_head
 from db.scripts.check_db import CheckReport, CheckResult, check
 
 SHOWN_FINDINGS = 10  # per check; the summary counts them all
@@ -21,13 +24,20 @@ def check_command(
     url: UrlOption = None,
     storage: StorageOption = None,
     no_blobs: Annotated[bool, typer.Option("--no-blobs", help="Do not re-hash the stored blobs.")] = False,
+    audit_head: Annotated[str | None, typer.Option(
+        "--audit-head", metavar="EXPORTED",
+        help="A head exported by 'audit head' (SEQ:HASH, its JSON, or a file): the audit chain must hold it unchanged.",
+    )] = None,
+    archive_dir: ArchiveDirOption = None,
 ) -> None:
-    """Check the database: SQLite integrity and foreign keys, revision at head, no schema drift, the audit chain,
-    and every blob's SHA-256. Exits with 1 if any check fails."""
+    """Check the database: SQLite integrity and foreign keys, revision at head, no schema drift, the audit chain
+    (and its purge archives, and an exported head), and every blob's SHA-256. Exits with 1 if any check fails."""
+    expected = exported_head(audit_head) if audit_head is not None else None
     with opened(url, storage) as database:
         target = database.url.render_as_string(hide_password=True)
         with progress_bars() as progress:
-            report = check(database, blobs=not no_blobs, progress=progress)
+            report = check(database, blobs=not no_blobs, progress=progress, audit_head=expected,
+                           archive_dir=archive_dir or DEFAULT_ARCHIVE_DIR)
     out = console()
     out.print(table(f"Checks of {target}", ["check", "status", "details"], map(_row, report.results)))
     for result in report.results:

@@ -53,9 +53,10 @@ def show_overview(console: Console, overview: Overview) -> None:
         ))
     chain = overview.chain
     if chain.ok:
-        console.print(f"audit chain [bold green]OK[/bold green]: {chain.checked:,} entries verified")
+        keyed = f", keyed (key id {chain.key_id})" if chain.key_id else ""
+        console.print(f"audit chain [bold green]OK[/bold green]: {chain.checked:,} entries verified{keyed}")
     else:
-        console.print(f"audit chain [bold red]BROKEN[/bold red] at seq {chain.first_bad_seq}: {chain.reason}")
+        console.print(f"audit chain [bold red]BROKEN[/bold red]: {escape(chain.problem or '')}", soft_wrap=True)
 
 
 def _share(used: int, quota: int) -> str:

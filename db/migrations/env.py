@@ -121,10 +121,14 @@ def _run(connection: Connection) -> None:
         # IMMEDIATE: take the write lock at BEGIN, waiting on the busy timeout rather than failing midway.
         _configure(connection.execution_options(sqlite_begin="IMMEDIATE"), on_version_apply=record)
         with context.begin_transaction():
+            lifted = _lift_audit_guards(connection)
             context.run_migrations()
             if applied:
                 _check_foreign_keys(connection)
                 _restore_append_only_triggers(connection)
+            else:  # nothing ran (a check, an upgrade at head): put back what was lifted, and nothing else
+                for statement in lifted:
+                    connection.exec_driver_sql(statement)
 
 
 def _pragma(connection: Connection, statement: str) -> list[Any]:
@@ -171,9 +175,24 @@ def _check_foreign_keys(connection: Connection) -> None:
         )
 
 
+def _lift_audit_guards(connection: Connection) -> list[str]:
+    """SQLite re-reads every trigger when a batch migration renames its table copy into place, and fails on one
+    that names a table dropped at that moment: the audit seq guards (they read the chain head and the entries) go
+    for the migration, and come back with the other audit triggers after it. Returns the DDL of those lifted."""
+    rows = connection.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").all()
+    triggers: dict[str, str] = {str(name): str(sql) for name, sql in rows}
+    lifted = [triggers[name] for name in dialects.SEQ_GUARD_TRIGGERS if name in triggers]
+    for statement in dialects.drop_seq_guard_ddl("sqlite"):
+        connection.exec_driver_sql(statement)
+    return lifted
+
+
 def _restore_append_only_triggers(connection: Connection) -> None:
-    """A batch migration copies a SQLite table and the copy has no triggers: put the audit log's back."""
-    for statement in dialects.missing_sqlite_append_only_triggers(connection):
+    """A batch migration copies a SQLite table and the copy has no triggers: put the audit log's back (those of
+    the revisions now applied: a downgrade that removed some must not see them come back)."""
+    heads = context.get_context().get_current_heads()
+    applied = {script.revision for script in context.script.iterate_revisions(heads, "base")}
+    for statement in dialects.missing_sqlite_append_only_triggers(connection, applied):
         connection.exec_driver_sql(statement)
 
 

@@ -15,13 +15,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Engine, delete, func, select
 
-from db import audit, dialects
-from db.audit import ChainReport
-from db.errors import Conflict, ValidationError
+from db import audit, audit_verify, dialects
+from db.audit import ChainReport, ExportedHead
+from db.errors import Conflict, NotFound, ValidationError
 from db.models.base import new_id, utcnow
-from db.models.log_audit import GENESIS_HASH, AuditChainHead, AuditCheckpoint, AuditEntry
+from db.models.log_audit import AuditChainHead, AuditCheckpoint, AuditEntry
 from db.repositories.base_repository import BaseRepository, Page, translated
 
 DEFAULT_ARCHIVE_DIR = Path(__file__).resolve().parents[1] / "data" / "audit_archive"
@@ -71,55 +71,43 @@ class AuditRepository(BaseRepository[AuditEntry]):
     # --- verification ------------------------------------------------------------------------------------------
 
     @translated
-    def verify_chain(self) -> ChainReport:
-        """Recompute every hash from the last checkpoint up to the chain head; report where the chain breaks.
+    def verify_chain(
+        self, *, archive_dir: Path | None = DEFAULT_ARCHIVE_DIR, expected_head: ExportedHead | None = None
+    ) -> ChainReport:
+        """Verify the whole audit log and report the first problem (``db.audit_verify`` lists what is checked):
+        every row of the entries, checkpoints and chain head accounted for, every hash (HMAC with the audit key
+        of ``settings.audit_key``) recomputed, each purge archive found in ``archive_dir`` (None: archives are not
+        read) checked against the chain, and ``expected_head`` (exported earlier) still in the chain unchanged.
 
-        The head is read first and only entries up to it are checked, so appends committed meanwhile (under
-        READ COMMITTED) are not mistaken for tampering. For a consistent view of a busy log on SQLite, verify in
-        a plain ``database.session()``: a unit of work there would hold the write lock for the whole check.
+        Damaged rows are reported, never raised. Where the session has not begun yet, the log is read in one
+        snapshot (REPEATABLE READ on the servers). For a busy log on SQLite, verify in a plain
+        ``database.session()``: a unit of work there would hold the write lock for the whole check.
         """
+        self._begin_snapshot()
+        key = audit.chain_key(self.settings.audit_key)
+        return audit_verify.verify(self.session, key=key, archive_dir=archive_dir, expected_head=expected_head)
+
+    def _begin_snapshot(self) -> None:
+        bind = self.session.get_bind()
+        level = dialects.snapshot_isolation(bind.dialect.name)
+        # Only on a session of its own that has not begun: an isolation level cannot change mid-transaction.
+        if level and isinstance(bind, Engine) and not self.session.in_transaction():
+            self.session.connection(execution_options={"isolation_level": level})
+
+    @translated
+    def head(self) -> ExportedHead:
+        """The chain head as stored, to export (``python -m db audit head``): seq, hash, the time of the entry at
+        the head and the key id; NotFound without a head row. It is not verified here: ``verify_chain`` does that."""
         head = self.session.get(AuditChainHead, audit.HEAD_ID, populate_existing=True)
         if head is None:
-            return ChainReport(False, 0, None, None, "the chain head row is missing")
-        checkpoint = self._last_checkpoint()
-        prev = checkpoint.hash if checkpoint else GENESIS_HASH
-        expected = (checkpoint.up_to_seq if checkpoint else 0) + 1
-        checked = 0
-        for row in self._entries_from(expected, up_to=head.seq):
-            problem = _problem(row, expected, prev)
-            if problem:
-                return ChainReport(False, checked, row.seq, str(row.id), problem)
-            prev, expected, checked = row.hash, expected + 1, checked + 1
-        if (head.seq, head.hash) != (expected - 1, prev):
-            reason = f"the chain head says seq {head.seq} but the log ends at seq {expected - 1}"
-            return ChainReport(False, checked, expected, None, reason)
-        if checkpoint is not None and not self._corroborated(checkpoint):
-            reason = "the last checkpoint is not confirmed by an audit.purged entry in the chain"
-            return ChainReport(False, checked, checkpoint.up_to_seq, str(checkpoint.id), reason)
-        return ChainReport(True, checked)
+            raise NotFound("audit_chain_head", audit.HEAD_ID)
+        created = self.session.scalar(select(AuditEntry.created_at).where(AuditEntry.seq == head.seq))
+        return ExportedHead(head.seq, head.hash, None if created is None else created.isoformat(), head.key_id)
 
-    def _corroborated(self, checkpoint: AuditCheckpoint) -> bool:
-        """A checkpoint counts only if the (verified) chain recorded the purge that made it, with its hash.
-
-        Without this, inserting a forged checkpoint at the head would make any earlier edit unverifiable.
-        """
+    def _entries_from(self, seq: int) -> Iterator[Any]:
         table = AuditEntry.__table__
-        statement = select(table.c.data).where(
-            table.c.action == "audit.purged",
-            table.c.entity_type == "audit_checkpoint",
-            table.c.entity_id == str(checkpoint.id),
-        )
-        for text in self.session.scalars(statement):
-            data = json.loads(text or "{}")
-            if data.get("last_seq") == checkpoint.up_to_seq and data.get("hash") == checkpoint.hash:
-                return True
-        return False
-
-    def _entries_from(self, seq: int, *, up_to: int | None = None) -> Iterator[Any]:
-        table = AuditEntry.__table__
-        bound = [] if up_to is None else [table.c.seq <= up_to]
         while True:
-            statement = select(table).where(table.c.seq >= seq, *bound).order_by(table.c.seq).limit(_CHUNK)
+            statement = select(table).where(table.c.seq >= seq).order_by(table.c.seq).limit(_CHUNK)
             rows = self.session.execute(statement).all()
             yield from rows
             if len(rows) < _CHUNK:
@@ -162,7 +150,7 @@ class AuditRepository(BaseRepository[AuditEntry]):
         first, last = span[0], span[1] if up_to_seq is None else min(span[1], up_to_seq)
         if last < first:
             return None
-        report = self.verify_chain()
+        report = self.verify_chain(archive_dir=None)
         if not report.ok:  # purging would destroy the evidence
             raise Conflict(f"audit chain broken at seq {report.first_bad_seq} ({report.reason}): not purging")
         archive = self._archive(first, last, archive_dir or DEFAULT_ARCHIVE_DIR)
@@ -187,6 +175,8 @@ class AuditRepository(BaseRepository[AuditEntry]):
     def _remove(self, first: int, last: int, archive: Path, reason: str) -> AuditCheckpoint:
         table: Any = AuditEntry.__table__
         last_hash = self.session.scalar(select(table.c.hash).where(table.c.seq == last))
+        earlier = [_columns(checkpoint) for checkpoint in
+                   self.session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.up_to_seq))]
         connection = self.session.connection()
         dialects.allow_audit_purge(connection)
         try:
@@ -199,11 +189,15 @@ class AuditRepository(BaseRepository[AuditEntry]):
         )
         self.session.add(checkpoint)
         self.session.flush()
+        # The entry records every column of the checkpoint and a digest of the ones before it: verification
+        # accepts a checkpoint only as the chain recorded it.
         audit.record_event(
             self.session, "audit.purged", entity_type="audit_checkpoint", entity_id=checkpoint.id,
             data={
                 "first_seq": first, "last_seq": last, "hash": last_hash, "entries": removed,
                 "archive": archive.name, "archive_sha256": checkpoint.archive_sha256, "reason": reason,
+                "created_at": checkpoint.created_at, "actor": checkpoint.actor,
+                "checkpoints_before": len(earlier), "checkpoints_digest": audit_verify.checkpoints_digest(earlier),
             },
         )
         return checkpoint
@@ -240,14 +234,8 @@ def _append_only() -> NoReturn:
     raise Conflict(message, entity="audit_entry")
 
 
-def _problem(row: Any, expected_seq: int, prev: str) -> str | None:
-    if row.seq != expected_seq:
-        return f"expected seq {expected_seq} here, found {row.seq}: entries are missing or reordered"
-    if row.prev_hash != prev:
-        return "its prev_hash does not match the entry before it"
-    if audit.entry_hash(prev, audit.content_of(row._mapping)) != row.hash:
-        return "its content does not match its hash"
-    return None
+def _columns(checkpoint: AuditCheckpoint) -> dict[str, Any]:
+    return {column.key: getattr(checkpoint, column.key) for column in AuditCheckpoint.__table__.columns}
 
 
 def _sha256(path: Path) -> str:

@@ -47,9 +47,11 @@ class BulkInserter:
     """Prepares and runs batches of row mappings for one table on one connection."""
 
     def __init__(
-        self, table: Table, connection: Connection, entity: str, *, protected: frozenset[str] = frozenset()
+        self, table: Table, connection: Connection, entity: str, *, protected: frozenset[str] = frozenset(),
+        rows_per_statement: int = 1,
     ) -> None:
         self.table = table
+        self.rows_per_statement = rows_per_statement  # > 1: multi-row VALUES (positional paramstyles only)
         self.protected = protected
         self.connection = connection
         self.dialect: Dialect = connection.dialect
@@ -71,8 +73,19 @@ class BulkInserter:
                 self.inserted_ids.append(values[plan.pk_index])
             groups.setdefault(keys, []).append(plan.reorder(values))
         for keys, parameters in groups.items():
-            self.connection.exec_driver_sql(self._plans[keys].sql, parameters)
+            self._execute(self._plans[keys].sql, parameters)
         return len(batch)
+
+    def _execute(self, sql: str, parameters: list[Any]) -> None:
+        per = self.rows_per_statement
+        if per <= 1 or not isinstance(parameters[0], tuple):
+            self.connection.exec_driver_sql(sql, parameters)
+            return
+        into, _, row = sql.partition(" VALUES ")
+        for start in range(0, len(parameters), per):
+            chunk = parameters[start:start + per]
+            flat = tuple(value for values in chunk for value in values)
+            self.connection.exec_driver_sql(f"{into} VALUES {', '.join([row] * len(chunk))}", flat)
 
     @staticmethod
     def _values(plan: _Plan, row: Mapping[str, Any]) -> tuple[Any, ...]:

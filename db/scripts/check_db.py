@@ -15,9 +15,11 @@ asked for; ``summary``; ``problems``, the reasons it failed; ``warnings``, findi
   written with foreign keys off). The servers enforce foreign keys on every write: not applicable there.
 - ``revision``: the database's Alembic revision is the head.
 - ``schema``: no drift between the models and the database (Alembic autogenerate's comparison: tables, columns,
-  types, nullability, indexes, unique and foreign keys); on SQLite also the append-only triggers of the audit log.
+  types, nullability, indexes, unique and foreign keys), and the audit log's triggers (append-only, seq guards).
   Not compared (None) when the revision is not the head: the drift would only restate that.
-- ``audit chain``: ``AuditRepository.verify_chain`` (every hash from the last checkpoint to the chain head).
+- ``audit chain``: ``AuditRepository.verify_chain``: every row of the audit tables accounted for, every hash
+  recomputed (HMAC with the Database's audit key), the purge archives found in ``archive_dir`` (default
+  ``db/data/audit_archive``; one that is not there is a warning) and, if given, the exported ``audit_head``.
 - ``storage``: the storage root is this database's (``db.storage_binding``): bound to it, or not bound yet and
   holding nothing another database could miss (a warning says it is not bound yet). A root bound to another
   database, one without a marker that holds blobs this database does not name, and a database without its
@@ -47,11 +49,12 @@ from pathlib import Path
 from sqlalchemy import exc, func, inspect, select
 
 from db import dialects, storage_binding
+from db.audit import ExportedHead
 from db.errors import DatabaseError, DatabaseUnavailable, NotFound
 from db.migrations import runner
 from db.models.database_identity import DatabaseIdentity
 from db.models.file_blob import FileBlob
-from db.repositories.audit_repository import AuditRepository
+from db.repositories.audit_repository import DEFAULT_ARCHIVE_DIR, AuditRepository
 from db.scripts import leftovers
 from db.scripts.progress import SILENT, Progress
 from db.session import Database
@@ -87,7 +90,14 @@ class CheckReport:
         return next(result for result in self.results if result.name == name)
 
 
-def check(database: Database, *, blobs: bool = True, progress: Progress = SILENT) -> CheckReport:
+def check(
+    database: Database,
+    *,
+    blobs: bool = True,
+    progress: Progress = SILENT,
+    audit_head: ExportedHead | None = None,
+    archive_dir: Path | None = DEFAULT_ARCHIVE_DIR,
+) -> CheckReport:
     """Run every check (see the module docstring) and return their results; raises only if unreachable."""
     started = time.perf_counter()
     require_existing(database)
@@ -101,7 +111,7 @@ def check(database: Database, *, blobs: bool = True, progress: Progress = SILENT
         _guarded("foreign keys", lambda: _foreign_keys(database)),
         _revision(current, head),
         _guarded("schema", lambda: _schema(database, at_head)),
-        _guarded("audit chain", lambda: _audit_chain(database)),
+        _guarded("audit chain", lambda: _audit_chain(database, audit_head, archive_dir)),
         storage,
         _guarded("blobs", lambda: _skipped("blobs", "not asked for") if not blobs
                  else _skipped("blobs", "not checked: the storage root belongs to another database") if foreign
@@ -170,10 +180,8 @@ def _schema(database: Database, at_head: bool) -> CheckResult:
     except runner.SchemaDriftError as drift:
         problems.extend(_describe_diff(diff) for diff in drift.diffs)
         problems = problems or [str(drift)]
-    if database.backend == "sqlite":
-        with database.engine.connect() as connection:
-            missing = dialects.missing_sqlite_append_only_triggers(connection)
-        problems.extend(f"missing trigger: {ddl.split()[2]}" for ddl in missing)
+    with database.engine.connect() as connection:
+        problems.extend(f"missing trigger: {name}" for name in dialects.missing_audit_triggers(connection))
     return _verdict("schema", problems, "matches the models", "difference(s) from the models")
 
 
@@ -195,14 +203,18 @@ def _name_of(part: object) -> str:
     return f"{table_name}.{part.name}" if table_name else str(part.name)  # type: ignore[attr-defined]
 
 
-def _audit_chain(database: Database) -> CheckResult:
+def _audit_chain(database: Database, audit_head: ExportedHead | None, archive_dir: Path | None) -> CheckResult:
     with database.session() as session:  # a plain session: on SQLite a unit of work would hold the write lock
-        report = AuditRepository(session).verify_chain()
-    if report.ok:
-        return CheckResult("audit chain", True, f"{report.checked:,} entries verified")
-    where = f"seq {report.first_bad_seq}" + (f" (entry {report.first_bad_id})" if report.first_bad_id else "")
-    problem = f"broken at {where}: {report.reason}"
-    return CheckResult("audit chain", False, f"broken at seq {report.first_bad_seq}", (problem,))
+        report = AuditRepository(session).verify_chain(archive_dir=archive_dir, expected_head=audit_head)
+    if not report.ok:
+        where = "" if report.first_bad_seq is None else f" at seq {report.first_bad_seq}"
+        row = f" (entry {report.first_bad_id})" if report.first_bad_id else ""
+        problem = f"broken{where}{row}: {report.reason}"
+        return CheckResult("audit chain", False, f"broken{where}", (problem,), report.warnings)
+    details = [f"{report.checked:,} entries verified", f"keyed (key id {report.key_id})" if report.key_id else "",
+               f"{report.archives_checked:,} archive(s) checked" if report.archives_checked else "",
+               f"holds the exported head at seq {audit_head.seq:,}" if audit_head else ""]
+    return CheckResult("audit chain", True, "; ".join(filter(None, details)), warnings=report.warnings)
 
 
 _FOREIGN = "bound to another database"

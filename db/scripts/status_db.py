@@ -1,7 +1,8 @@
 """The state of the database at a glance: what ``python -m db setup`` and ``python -m db status`` print.
 
 Schema revision, row counts, sign-ups over the period the data covers, storage per account, and the audit chain's
-verification. Read in plain sessions: no write lock is taken on SQLite.
+verification (every row, not the purge archives: ``check`` reads those). Read in plain sessions: no write lock is
+taken on SQLite.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def overview(database: Database, *, top_accounts: int = 5) -> Overview:
         bucket = _bucket(first, last)
         signups = reports.signups(start=first, end=last + dt.timedelta(seconds=1), bucket=bucket) if first else []
         storage = sorted(reports.storage_by_account(), key=lambda row: (-row.total_bytes, row.slug))[:top_accounts]
-        chain = AuditRepository(session).verify_chain()
+        chain = AuditRepository(session).verify_chain(archive_dir=None)  # check reads the purge archives too
     return Overview(
         engine=database.backend, url=database.url.render_as_string(hide_password=True), revision=revision,
         head=head, counts=counts, stored_bytes=int(stored), signups=signups, signup_bucket=bucket, storage=storage,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from db import BaseRepository, Conflict, Database, UnitOfWork
+from db import BaseRepository, Conflict, Database, UnitOfWork, dialects
 from db import audit as audit_log
 from db.models.log_audit import AuditEntry
 from tests.conftest import TestDatabases
@@ -303,17 +303,21 @@ def test_a_purge_needs_a_reason(audit_db: Database, tmp_path: Path) -> None:
         uow.audit.purge(before=dt.datetime.now(dt.UTC), reason="  ", archive_dir=tmp_path)
 
 
-def test_a_forged_checkpoint_does_not_hide_an_edit(audit_db: Database) -> None:
+def test_a_forged_checkpoint_is_refused_and_with_the_triggers_lifted_does_not_hide_an_edit(audit_db: Database) -> None:
     seed_events(audit_db, 4)
     tamper(audit_db, "UPDATE audit_entry SET action = 'pong' WHERE seq = 2")
+    forge = text("INSERT INTO audit_checkpoint (id, up_to_seq, hash, entries, archive, archive_sha256, created_at, "
+                 "reason) VALUES (:id, :seq, :hash, 4, 'forged', :sha, :at, 'forged')")
     with audit_db.unit_of_work() as uow:
         head = uow.session.execute(text("SELECT seq, hash FROM audit_chain_head")).one()
-        uow.session.execute(
-            text("INSERT INTO audit_checkpoint (id, up_to_seq, hash, entries, archive, archive_sha256, created_at, "
-                 "reason) VALUES (:id, :seq, :hash, 4, 'forged', 'x', :at, 'forged')"),
-            {"id": "0" * 32 if audit_db.backend != "postgresql" else "00000000-0000-0000-0000-000000000000",
-             "seq": head.seq, "hash": head.hash, "at": "2026-01-01 00:00:00"},
-        )
+    values = {"id": "0" * 32 if audit_db.backend == "sqlite" else "00000000-0000-0000-0000-000000000000",
+              "seq": head.seq, "hash": head.hash, "sha": "0" * 64, "at": "2026-01-01 00:00:00"}
+    with pytest.raises(Conflict, match="checkpoint"), audit_db.unit_of_work() as uow:  # INSERT rights only
+        uow.session.execute(forge, values)
+    with audit_db.engine.begin() as connection:  # the triggers lifted
+        for ddl in dialects.drop_seq_guard_ddl(audit_db.backend):
+            connection.exec_driver_sql(ddl)
+        connection.execute(forge, values)
     report = verify(audit_db)
     assert not report.ok and "checkpoint" in (report.reason or "")
 

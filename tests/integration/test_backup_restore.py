@@ -263,13 +263,14 @@ def test_restore_replaces_existing_data_only_when_confirmed(source: Database, ta
 
 def test_a_backup_from_an_older_revision_is_restored_then_upgraded(source: Database, target: Database,
                                                                   tmp_path: Path) -> None:
-    runner.downgrade(source, "0003_identity")
-    with source.unit_of_work(actor="seed") as uow:
+    with source.unit_of_work(actor="seed") as uow:  # written at head: this code writes the head's schema only
         ada = uow.users.create(email="ada@example.com", password=PASSWORD)
         uow.accounts.create(name="Old", slug="old", owner=ada)
+    runner.downgrade(source, "0003_identity")
     made = backup(source, directory=tmp_path / "backups")
     assert made.manifest.revision == "0003_identity"
     assert "file" not in made.manifest.row_counts and made.manifest.blob_count == 0
+    runner.upgrade(source)  # compared with the target at head, column for column
 
     result = restore(target, made.path)
     assert result.revision == runner.head_revision() == runner.current_revision(target)

@@ -1,7 +1,7 @@
 """The database's identity: one row naming this database, which its file storage root is bound to.
 
 Revision ID: 0006_database_identity
-Revises: 0004_files_reports
+Revises: 0005_audit_integrity
 Create Date: 2026-12-03 11:00:00.000000
 """
 
@@ -16,7 +16,7 @@ import db.base
 from db.models.database_identity import identity_row
 
 revision: str = '0006_database_identity'
-down_revision: str | Sequence[str] | None = '0004_files_reports'
+down_revision: str | Sequence[str] | None = '0005_audit_integrity'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,86 @@
+"""Revision 0005 (audit integrity) on every engine: its upgrade over impossible rows, its downgrade, and its
+triggers through SQLite's table copies."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from db import Database
+from db.migrations import runner
+from tests.conftest import TestDatabases
+from tests.integration.audit_attacks import head_row, seed, verify
+from tests.integration.test_migrations import revision_config
+
+BEFORE = "0004_files_reports"
+GUARDS = {"audit_entry_above_head", "audit_checkpoint_proven", "audit_chain_head_forward"}
+APPEND_ONLY = {"audit_entry_no_update", "audit_entry_no_delete", "audit_checkpoint_no_update",
+               "audit_checkpoint_no_delete"}
+
+
+@pytest.fixture
+def database(engine_name: str, test_databases: TestDatabases) -> Iterator[Database]:
+    with test_databases.own(engine_name, "dblayer_audit_migration") as database:
+        yield database
+
+
+def test_an_upgrade_over_an_entry_at_seq_0_stops_and_says_why(database: Database) -> None:
+    runner.downgrade(database, BEFORE)
+    with database.engine.begin() as connection:  # 0004 had no CHECK and no seq trigger
+        connection.execute(text(
+            "INSERT INTO audit_entry (id, seq, kind, action, created_at, prev_hash, hash) "
+            "VALUES (:id, 0, 'event', 'forged', '2026-01-01 00:00:00', :h, :h)"),
+            {"id": "0" * 32 if database.backend == "sqlite" else "00000000-0000-0000-0000-000000000000",
+             "h": "0" * 64})
+
+    with pytest.raises(runner.MigrationError, match="entries with a seq of 0 or less"):
+        runner.upgrade(database)
+    assert runner.current_revision(database) == BEFORE
+
+
+def test_an_unkeyed_chain_goes_down_to_0004_and_back_and_still_verifies(database: Database) -> None:
+    seed(database, 3)
+    runner.downgrade(database, BEFORE)
+    runner.upgrade(database)
+    assert verify(database).ok and head_row(database)[0] == 3
+
+
+def test_a_downgrade_is_refused_while_keyed_entries_exist(database: Database) -> None:
+    keyed = Database(database.url, settings=dataclasses.replace(database.settings, audit_key="k" * 32))
+    try:
+        seed(keyed, 2)
+    finally:
+        keyed.dispose()
+    with pytest.raises(runner.MigrationError, match="keyed"):
+        runner.downgrade(database, BEFORE)
+    assert runner.current_revision(database) == runner.head_revision()
+
+
+def triggers(database: Database) -> set[str]:
+    with database.engine.connect() as connection:
+        return set(connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'").scalars())
+
+
+def test_sqlite_table_copies_keep_the_seq_guards_and_a_downgrade_takes_them_away(test_databases: TestDatabases,
+                                                                                 tmp_path: Path) -> None:
+    with test_databases.own("sqlite", "dblayer_audit_batch") as database:
+        seed(database, 2)
+        widen = """
+        with op.batch_alter_table("audit_chain_head") as batch:
+            batch.alter_column("hash", existing_type=sa.String(64), type_=sa.String(80))
+        with op.batch_alter_table("audit_entry") as batch:
+            batch.alter_column("actor", existing_type=sa.String(64), type_=sa.String(100))
+        """
+        config = revision_config(tmp_path, "9005_widen", widen)
+        runner.upgrade(database, config=config)
+        assert triggers(database) >= GUARDS | APPEND_ONLY
+        assert verify(database).ok
+
+        runner.downgrade(database, BEFORE, config=config)
+        assert triggers(database) >= APPEND_ONLY and not GUARDS & triggers(database)
+        runner.upgrade(database)
+        assert triggers(database) >= GUARDS
