@@ -234,11 +234,9 @@ def _restore_binding(storage: Storage, current: uuid.UUID | None, label: str, re
 
 
 def finish_restore(database: Database, storage: Storage, identity: uuid.UUID) -> None:
-    """After the rows are restored: the database gets ``identity`` (``prepare_restore``), and the root is bound to
-    it if it was not."""
-    with database.engine.begin() as connection:
-        stamp_identity(connection, identity)
-        label = database_label(connection)
+    """After the swap (the restored data already holds ``identity``, from ``prepare_restore``, written into it
+    before): the root is bound to it if it was not."""
+    label = database.url.render_as_string(hide_password=True)
     if storage.owner() is None:
         recorded = storage.bind(StorageOwner.of(identity, label))
         if recorded.database_id != str(identity):

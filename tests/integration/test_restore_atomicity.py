@@ -235,7 +235,13 @@ def test_a_restore_killed_at_arbitrary_moments_always_leaves_one_whole_database(
         assert now in (holding.rows, wanted.rows), f"a mix after a kill at {fraction:.0%} of a restore"
         holding = wanted if now == wanted.rows else holding
         assert_holds(occupied, holding.rows)
-        assert check(occupied).ok
+        report = check(occupied)
+        if not report.ok and engine_name == "mariadb":  # killed between its RENAME TABLE and its triggers
+            assert [result.name for result in report.failed] == ["restore"]
+            assert "cleanup --apply" in report.result("restore").problems[0]
+            assert leftovers.remove(occupied, restore_leftovers(occupied))
+            report = check(occupied)
+        assert report.ok
     leftovers.remove(occupied, restore_leftovers(occupied))
     assert leftover_states(occupied) == []
 
