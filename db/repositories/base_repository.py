@@ -76,7 +76,7 @@ class BaseRepository(RepositoryRules[ModelT]):
     def create(self, **fields: Any) -> ModelT:
         self._check_writable(fields, allow_pk=True)
         self._check_required(fields)
-        instance = self.model(**fields)
+        instance = self.model(**self._converted(fields))
         with self.session.begin_nested():
             self.session.add(instance)
         return instance  # type: ignore[no-any-return]
@@ -205,7 +205,7 @@ class BaseRepository(RepositoryRules[ModelT]):
         try:
             with self.session.begin_nested():
                 self.session.add(instance)
-                for key, value in fields.items():
+                for key, value in self._converted(fields).items():
                     setattr(instance, key, value)
         except StaleDataError:
             raise StaleVersion(self.entity, self._pk_of(instance)) from None
@@ -216,7 +216,7 @@ class BaseRepository(RepositoryRules[ModelT]):
         """Update every visible row that matches; returns how many matched."""
         criteria = self._where(self._required(filters), include_deleted=False)
         self._check_bulk_update(fields)
-        return self._bulk_update(criteria, dict(fields))
+        return self._bulk_update(criteria, self._converted(fields))
 
     def _bulk_update(
         self, criteria: builtins.list[ColumnElement[bool]], values: dict[str, Any], action: str = "update_many"

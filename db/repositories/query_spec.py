@@ -37,6 +37,12 @@ OPERATORS = frozenset(
 _MAX_INT = 2**63 - 1
 MAX_PAGE_SIZE = 1000
 MAX_IN_VALUES = 10_000
+ORDERED = frozenset({"lt", "lte", "gt", "gte", "between"})
+# SQLite stores NUMERIC as a double: 15 significant digits, within a double's normal range, are what it holds and
+# compares exactly, so that is what a decimal may have on every engine.
+DECIMAL_DIGITS = 15
+DECIMAL_MAX_DIGITS = 18  # digits before the point: NUMERIC(18, s) at most
+_DECIMAL_MIN_EXPONENT = -300
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +115,9 @@ def _coerce_operand(policy: FieldPolicy, field: str, op: str, value: Any) -> Any
         if kind is not str or not isinstance(value, str):
             raise InvalidFilter(f"{policy.entity}.{field}__{op} takes a string on a text field")
         return coerce_value(policy, field, kind, value)
+    if op in ORDERED and kind is bool:
+        # SQL has no portable ordering of booleans (PostgreSQL compares them, SQLAlchemy refuses to): eq, ne, in.
+        raise InvalidFilter(f"{policy.entity}.{field}__{op}: a boolean field takes eq, ne, in, not_in or isnull")
     if value is None:
         raise InvalidFilter(f"{policy.entity}.{field}__{op}: compare with None through __isnull")
     return coerce_value(policy, field, kind, value)
@@ -117,9 +126,21 @@ def _coerce_operand(policy: FieldPolicy, field: str, op: str, value: Any) -> Any
 def coerce_value(policy: FieldPolicy, field: str, kind: type, value: Any) -> Any:
     """``value`` as the field's Python type, or InvalidFilter: bad values never reach the driver."""
     coerced = COERCERS.get(kind, _coerce_any)(value)
-    if coerced is _INVALID:
+    if coerced is _INVALID or (kind is Decimal and not exact_as_double(coerced)):
         raise InvalidFilter(f"{policy.entity}.{field}: {type(value).__name__} is not a valid {kind.__name__}")
     return coerced
+
+
+def significant_digits(number: Decimal) -> int:
+    """Digits from the first non-zero one to the last non-zero one (0 for zero)."""
+    return 0 if number.is_zero() else len(number.normalize().as_tuple().digits)
+
+
+def exact_as_double(number: Decimal) -> bool:
+    """Whether SQLite, which keeps NUMERIC as a double, holds and compares ``number`` exactly."""
+    if number.is_zero():
+        return True
+    return significant_digits(number) <= DECIMAL_DIGITS and number.adjusted() >= _DECIMAL_MIN_EXPONENT
 
 
 _INVALID = object()
@@ -157,7 +178,7 @@ def _coerce_decimal(value: Any) -> Any:
         number = Decimal(value)
     except InvalidOperation:
         return _INVALID
-    return number if number.is_finite() and abs(number) < Decimal(10) ** 18 else _INVALID
+    return number if number.is_finite() and abs(number) < Decimal(10) ** DECIMAL_MAX_DIGITS else _INVALID
 
 
 def _coerce_bool(value: Any) -> Any:
