@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import re
+import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -409,6 +410,24 @@ def nulls_smallest(column: ColumnElement[Any], *, descending: bool, backend: str
     if backend == "postgresql" and getattr(column, "nullable", True):
         return ordered.nulls_last() if descending else ordered.nulls_first()
     return ordered
+
+
+def ascii_lower(column: ColumnElement[Any], backend: str) -> ColumnElement[str]:
+    """``column`` with A-Z lowered and every other character left as it is, the same on every engine.
+
+    This is what ``contains`` and ``startswith`` compare case-insensitively (``query_spec.ascii_fold`` is the same
+    in Python). SQLite's lower() folds ASCII only; PostgreSQL's lower() and MariaDB's LOWER() fold the rest of
+    Unicode too, each its own way (the dotted İ, ß, the Kelvin sign), so they are given the ASCII mapping itself.
+    """
+    if backend == "postgresql":
+        return func.translate(column, _sql(f"'{string.ascii_uppercase}'"), _sql(f"'{string.ascii_lowercase}'"),
+                              type_=String)
+    if backend in ("mysql", "mariadb"):  # no translate(): one REPLACE per letter (binary collation: exact)
+        folded: ColumnElement[Any] = column
+        for upper, lower in zip(string.ascii_uppercase, string.ascii_lowercase, strict=True):
+            folded = func.replace(folded, _sql(f"'{upper}'"), _sql(f"'{lower}'"), type_=String)
+        return folded
+    return func.lower(column, type_=String)
 
 
 # --- the append-only audit log ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import functools
 import gc
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Literal, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select, true, update
 from sqlalchemy import exists as sql_exists
@@ -57,8 +57,6 @@ def translated(method: F) -> F:
 
 class BaseRepository(RepositoryRules[ModelT]):
     """Generic repository over ``model``; see the module docstring (the rules it shares live in ``rules``)."""
-
-    batch_size: ClassVar[int] = 5_000
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -383,16 +381,20 @@ class BaseRepository(RepositoryRules[ModelT]):
             return column.in_(value) if op == "in" else column.not_in(value)  # type: ignore[no-any-return]
         if op == "between":
             return column.between(*value)  # type: ignore[no-any-return]
-        if op == "contains":
-            return column.icontains(value, autoescape=True)  # type: ignore[no-any-return]
-        if op == "startswith":
-            return column.istartswith(value, autoescape=True)  # type: ignore[no-any-return]
+        if op in ("contains", "startswith"):  # case-insensitive for A-Z only, on every engine (query_spec)
+            folded = dialects.ascii_lower(column, self._backend)
+            if op == "contains":
+                return folded.contains(qs.ascii_fold(value), autoescape=True)
+            return folded.startswith(qs.ascii_fold(value), autoescape=True)
         return _COMPARISONS[op](column, value)
 
+    @property
+    def _backend(self) -> str:
+        return self.session.get_bind().dialect.name
+
     def _ordered(self, statement: Select[Any], keys: Sequence[qs.SortKey]) -> Select[Any]:
-        backend = self.session.get_bind().dialect.name
         return statement.order_by(
-            *(dialects.nulls_smallest(self._column(k.field), descending=k.descending, backend=backend)
+            *(dialects.nulls_smallest(self._column(k.field), descending=k.descending, backend=self._backend)
               for k in keys)
         )
 

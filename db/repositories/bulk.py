@@ -44,6 +44,7 @@ class _Plan:
     constants: tuple[Any, ...]
     reorder: Callable[[tuple[Any, ...]], Any]
     pk_index: int | None
+    not_null: Sequence[tuple[int, str]]  # given values that must not be None: (position, field)
 
 
 class BulkInserter:
@@ -63,6 +64,7 @@ class BulkInserter:
         self.inserted_ids: list[Any] = []
 
     def insert(self, batch: Sequence[Mapping[str, Any]], *, collect_ids: bool = False) -> int:
+        """Check and convert every row of the batch, then insert it: a bad value is found before any constraint."""
         groups: dict[tuple[str, ...], list[Any]] = {}
         for row in batch:
             if not isinstance(row, Mapping):
@@ -70,6 +72,9 @@ class BulkInserter:
             keys = tuple(row)
             plan = self._plans.get(keys) or self._plan(keys)
             values = self._values(plan, row)
+            for index, field in plan.not_null:
+                if values[index] is None:
+                    raise ValidationError(f"{self.entity}.{field} is required", field=field, rule="required")
             if collect_ids and plan.pk_index is not None:
                 self.inserted_ids.append(values[plan.pk_index])
             groups.setdefault(keys, []).append(plan.reorder(values))
@@ -108,6 +113,7 @@ class BulkInserter:
             constants=tuple(self._constant(key) for key in constant_columns),
             reorder=_reorderer(compiled, order),
             pk_index=order.index(pk_key) if pk_key else None,
+            not_null=[(i, key) for i, key in enumerate(keys) if not self.columns[key].nullable],
         )
         self._plans[keys] = plan
         return plan

@@ -187,14 +187,18 @@ class Changes:
             check_not_null(self.entity, child, cleared, fk.column_keys)
             self.update(child, key, cleared)
 
-    def apply(self) -> None:
-        """Check every unique and foreign key the changes touch; store them all, or raise Conflict."""
+    def check(self) -> None:
+        """Conflict unless every unique and foreign key the changes touch holds."""
         for change in self._changes.values():
             self._check_unique(change)
         if self.store.enforce_foreign_keys:
             for change in self._changes.values():
                 self._check_refers(change)
                 self._check_referred(change)
+
+    def apply(self) -> None:
+        """Check every unique and foreign key the changes touch; store them all, or raise Conflict."""
+        self.check()
         for name, change in self._changes.items():
             rows = self.store.rows(name)
             for key in change.deleted:

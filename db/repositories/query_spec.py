@@ -9,8 +9,9 @@ Filters are a mapping in the ``field__op`` form::
 
 Semantics shared by every engine and the fake:
 
-- ``contains`` and ``startswith`` are case-insensitive and match literally (``%`` and ``_`` are escaped).
-  Case folding of non-ASCII letters follows the engine (SQLite folds ASCII only).
+- ``contains`` and ``startswith`` match literally (``%`` and ``_`` are escaped) and ignore the case of the ASCII
+  letters A-Z only (``ascii_fold``): every other character must match exactly, on every engine and in the fake
+  (the engines' own Unicode case folding differs: SQLite folds ASCII only, PostgreSQL and MariaDB each their way).
 - ``in`` with an empty list matches nothing; ``not_in`` with an empty list matches everything.
 - Comparisons with NULL never match (as in SQL); use ``isnull``.
 - Sorting: NULL is the smallest value: first in ascending order, last in descending order, on every engine.
@@ -23,6 +24,7 @@ import binascii
 import datetime as dt
 import json
 import math
+import string
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -96,6 +98,9 @@ def _shown(name: str) -> str:
 
 def _coerce_operand(policy: FieldPolicy, field: str, op: str, value: Any) -> Any:
     kind = policy.types[field]
+    if op in ORDERED and kind is bool:
+        # SQL has no portable ordering of booleans (PostgreSQL compares them, SQLAlchemy refuses to): eq, ne, in.
+        raise InvalidFilter(f"{policy.entity}.{field}__{op}: a boolean field takes eq, ne, in, not_in or isnull")
     if op == "isnull":
         if not isinstance(value, bool):
             raise InvalidFilter(f"{policy.entity}.{field}__isnull takes True or False")
@@ -115,9 +120,6 @@ def _coerce_operand(policy: FieldPolicy, field: str, op: str, value: Any) -> Any
         if kind is not str or not isinstance(value, str):
             raise InvalidFilter(f"{policy.entity}.{field}__{op} takes a string on a text field")
         return coerce_value(policy, field, kind, value)
-    if op in ORDERED and kind is bool:
-        # SQL has no portable ordering of booleans (PostgreSQL compares them, SQLAlchemy refuses to): eq, ne, in.
-        raise InvalidFilter(f"{policy.entity}.{field}__{op}: a boolean field takes eq, ne, in, not_in or isnull")
     if value is None:
         raise InvalidFilter(f"{policy.entity}.{field}__{op}: compare with None through __isnull")
     return coerce_value(policy, field, kind, value)
@@ -129,6 +131,14 @@ def coerce_value(policy: FieldPolicy, field: str, kind: type, value: Any) -> Any
     if coerced is _INVALID or (kind is Decimal and not exact_as_double(coerced)):
         raise InvalidFilter(f"{policy.entity}.{field}: {type(value).__name__} is not a valid {kind.__name__}")
     return coerced
+
+
+_ASCII_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def ascii_fold(text: str) -> str:
+    """``text`` with A-Z lowered and every other character unchanged: the case ``contains``/``startswith`` ignore."""
+    return text.translate(_ASCII_FOLD)
 
 
 def significant_digits(number: Decimal) -> int:
@@ -258,14 +268,22 @@ def parse_order(policy: FieldPolicy, order_by: Sequence[str] | str) -> list[Sort
     return keys
 
 
-def check_window(policy: FieldPolicy, *, limit: Any = None, offset: Any = 0, size: Any = None) -> None:
-    for name, value, low in (("limit", limit, 0), ("offset", offset, 0), ("size", size, 1)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or value > _MAX_INT:
-            raise InvalidFilter(f"{policy.entity}: {name} must be an integer ≥ {low}")
-    if size is not None and size > MAX_PAGE_SIZE:
-        raise InvalidFilter(f"{policy.entity}: size must be at most {MAX_PAGE_SIZE}")
+def check_window(policy: FieldPolicy, *, limit: Any = None, offset: Any = 0) -> None:
+    """``list``'s window: ``limit`` None (no limit) or an integer ≥ 0, ``offset`` an integer ≥ 0 (None: 0)."""
+    _check_whole(policy, "limit", limit, 0, _MAX_INT, optional=True)
+    _check_whole(policy, "offset", offset, 0, _MAX_INT, optional=True)
+
+
+def check_size(policy: FieldPolicy, size: Any) -> None:
+    """``page``'s size: an integer from 1 to ``MAX_PAGE_SIZE``."""
+    _check_whole(policy, "size", size, 1, MAX_PAGE_SIZE)
+
+
+def _check_whole(policy: FieldPolicy, name: str, value: Any, low: int, high: int, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidFilter(f"{policy.entity}: {name} must be an integer from {low} to {high}")
 
 
 # --- cursors -----------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class RepositoryRules(Generic[ModelT]):
     """Configuration (``model``, ``filterable``, ``sortable``) and the I/O-free rules derived from it."""
 
     model: ClassVar[type[Any]]
+    batch_size: ClassVar[int] = 5_000  # create_many's rows per statement (checked a batch at a time)
     filterable: ClassVar[frozenset[str] | None] = None
     sortable: ClassVar[frozenset[str] | None] = None
     _policies: ClassVar[dict[type[Any], qs.FieldPolicy]] = {}
@@ -171,7 +172,7 @@ class RepositoryRules(Generic[ModelT]):
         NULL sorts as the smallest value. ``after`` is the previous page's ``next_cursor``.
         """
         policy = self.policy()
-        qs.check_window(policy, size=size)
+        qs.check_size(policy, size)
         keys = qs.parse_order(policy, order_by)
         rows = self._paged(Listing(filters, keys, include_deleted), after, size + 1)
         if len(rows) <= size:
