@@ -14,17 +14,17 @@ filters, NULL ordering, keyset pages, soft delete, versions, upsert and the uniq
 constraints follow the SQL repository's rules. Rows are stored as snapshots and every read hands out a fresh
 detached instance, as a database does: an instance whose version is behind the stored row is stale.
 
+Values are converted and refused by the rules every engine's writes follow (``values``), so the fake and the
+engines store, return and refuse the same things; ``tests/contract/test_differential.py`` checks it.
+
 Where it differs from the SQL repository, by design:
 
 - No session: no identity map and no transaction. A write is stored at once (all or nothing per call), two
   reads of one row give two instances, ``for_update`` locks nothing, and there is nothing to roll back.
   Instances behave as detached ones: changes made on an instance are saved with its next ``update`` in one
   write (an instance still attached to a session gets them flushed first, as a separate version).
-- Values are checked as the strictest engine checks them: a string longer than its column, a NUL character,
-  NaN, a number out of range or a str for a UUID column is a ValidationError, though some engine stores it.
-  Decimals are rounded half up to the column's scale as PostgreSQL and MariaDB do.
-- ``contains``/``startswith`` fold case with ``str.lower`` (SQLite folds ASCII only) and strings sort by
-  code point (a PostgreSQL database with a linguistic collation sorts otherwise).
+- Strings sort by code point, as on SQLite, MariaDB (binary collation) and a PostgreSQL database created with
+  the C collation; a PostgreSQL database with a linguistic collation sorts otherwise.
 - SQL-expression and server-side defaults are not evaluated: the column is left NULL (a Conflict where it
   is NOT NULL).
 """

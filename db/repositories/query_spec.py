@@ -178,7 +178,7 @@ def _coerce_float(value: Any) -> Any:
         return _INVALID
     if isinstance(value, int) and abs(value) > _MAX_INT:
         return _INVALID
-    return float(value)
+    return float(value) + 0.0  # -0.0 becomes 0.0: MariaDB stores no negative zero
 
 
 def _coerce_decimal(value: Any) -> Any:
@@ -221,14 +221,20 @@ def _coerce_date(value: Any) -> Any:
 
 
 def _coerce_uuid(value: Any) -> Any:
-    if isinstance(value, uuid.UUID):
-        return value
     if isinstance(value, str):
         try:
-            return uuid.UUID(value)
+            value = uuid.UUID(value)
         except ValueError:
             return _INVALID
-    return _INVALID
+    if not isinstance(value, uuid.UUID) or not storable_uuid(value):
+        return _INVALID
+    return value
+
+
+def storable_uuid(value: uuid.UUID) -> bool:
+    """Whether every engine stores ``value``: MariaDB's UUID type refuses the NCS variant (variant bits 0xxx)
+    with a version nibble of 8 or more, so those few UUIDs are refused everywhere."""
+    return not (value.int >> 76 & 0xF >= 8 and value.int >> 60 & 0xF < 8)
 
 
 def _coerce_any(value: Any) -> Any:

@@ -11,14 +11,15 @@ The rules, per Python type of the column (README, "Values"):
 - ``str``: a str without NUL characters or lone surrogates, at most the column's length in characters; a ``Text``
   column holds what MariaDB's TEXT type behind it holds (65,535 bytes of UTF-8 for plain ``Text``).
 - ``int``: an int (not a bool) within the column's width: 16, 32 or 64 bits.
-- ``float``: an int or a float (not a bool), finite.
+- ``float``: an int or a float (not a bool), finite; -0.0 is stored as 0.0 (MariaDB keeps no negative zero).
 - ``Decimal``: a Decimal, an int or numeric text (not a float: it is inexact), finite; rounded half up to the
   column's scale, at most ``precision - scale`` digits before the point and at most 15 significant digits, which is
   what SQLite, storing NUMERIC as a double, holds exactly.
 - ``bool``: True or False (not 0 or 1).
 - ``datetime``: a timezone-aware datetime, or ISO-8601 text with an offset; stored in UTC. Naive ones are refused.
 - ``date``: a date (not a datetime), or ISO-8601 date text.
-- ``UUID``: a ``uuid.UUID``, or text ``uuid.UUID()`` accepts; not bytes or an int.
+- ``UUID``: a ``uuid.UUID``, or text ``uuid.UUID()`` accepts; not bytes or an int, nor the few UUIDs MariaDB's UUID
+  type refuses (the NCS variant with a version nibble of 8 or more).
 
 Columns of other types (JSON, binary, custom types) take values as they are.
 """
@@ -123,6 +124,9 @@ def _why(kind: type, value: Any) -> tuple[str, str]:
     if kind is Decimal and isinstance(value, int | Decimal | str) and not isinstance(value, bool):
         return "range", (f"expected {EXPECTED[Decimal]} of at most {qs.DECIMAL_DIGITS} significant digits and "
                          f"below 10**{qs.DECIMAL_MAX_DIGITS}")
+    if kind is uuid.UUID and isinstance(value, uuid.UUID | str):
+        return "range", f"expected {EXPECTED[uuid.UUID]} that every engine stores (MariaDB refuses the NCS variant " \
+                        "with a version nibble of 8 or more)"
     if kind in (int, float) and isinstance(value, int | float) and not isinstance(value, bool):
         return "range", f"expected {EXPECTED[kind]} within range"
     return "type", f"expected {EXPECTED[kind]}, not {type(value).__name__}"
@@ -240,7 +244,7 @@ def _int_shortcut(column: Column[Any]) -> Callable[[Any], bool] | None:
 
 
 def _float_shortcut(column: Column[Any]) -> Callable[[Any], bool] | None:
-    return lambda value: type(value) is float and math.isfinite(value)
+    return lambda value: type(value) is float and math.isfinite(value) and value != 0.0  # zero: its sign goes
 
 
 def _bool_shortcut(column: Column[Any]) -> Callable[[Any], bool] | None:
@@ -252,7 +256,7 @@ def _datetime_shortcut(column: Column[Any]) -> Callable[[Any], bool] | None:
 
 
 def _uuid_shortcut(column: Column[Any]) -> Callable[[Any], bool] | None:
-    return lambda value: type(value) is uuid.UUID
+    return lambda value: type(value) is uuid.UUID and qs.storable_uuid(value)
 
 
 _SHORTCUTS: dict[type, Callable[[Column[Any]], Callable[[Any], bool] | None]] = {

@@ -76,8 +76,9 @@ def test_a_uuid_given_as_text_is_accepted_everywhere(widgets: Any, backend: Back
     assert stored(backend, "b").id == uuid.UUID(int=AN_ID.int + 1)
 
 
-@pytest.mark.parametrize("value", [AN_ID.bytes, AN_ID.int, "not-a-uuid", str(AN_ID)[:-1]],
-                         ids=["bytes", "int", "garbage", "short"])
+@pytest.mark.parametrize("value", [AN_ID.bytes, AN_ID.int, "not-a-uuid", str(AN_ID)[:-1],
+                                   uuid.UUID("85750621-02fb-cd4f-357f-bc5af71a1bfc")],
+                         ids=["bytes", "int", "garbage", "short", "unstorable-on-mariadb"])
 def test_a_uuid_as_bytes_an_int_or_bad_text_is_refused_everywhere(widgets: Any, value: Any) -> None:
     with pytest.raises(ValidationError):
         widgets.create(name="a", id=value)

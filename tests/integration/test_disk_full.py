@@ -201,6 +201,7 @@ def test_create_and_update_on_a_full_disk_are_disk_full(full_disk: FullDisk) -> 
     rows = full_disk.count()
     expect_disk_full(full_disk, lambda widgets: [widgets.create(name=f"one-{i}", **ROW) for i in range(50)])
     grown = {"ratio": 0.5, "released_at": "2026-01-01T00:00:00Z", "quantity": 2**62}  # every row grows
+    expect_disk_full(full_disk, lambda widgets: [widgets.update(row, **grown) for row in widgets.list()])
     expect_disk_full(full_disk, lambda widgets: widgets.update_many({"quantity__gte": 0}, **grown))
     with full_disk.database.session() as session:
         assert WidgetRepository(session).count({"ratio__isnull": False}) == 0
