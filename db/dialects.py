@@ -237,8 +237,8 @@ def domain_error(error: BaseException, *, entity: str) -> errors.DatabaseError |
     statement's values (PostgreSQL's DETAIL, MariaDB's "Duplicate entry"), which could be a hash or a token.
     """
     if is_disk_full(error):
-        return errors.DiskFull(f"{entity}: the disk that holds the database is full; nothing was written "
-                               "(free some space and try again)")
+        return errors.DiskFull(f"{entity}: the disk is full (no room for the database or its files); nothing was "
+                               "written: free some space and try again")
     if isinstance(error, exc.SQLAlchemyError):
         return translate(error, entity=entity)
     if isinstance(error, _DRIVER_VALUE_ERRORS) and raised_by_driver(error):

@@ -202,7 +202,7 @@ def write(side: Side, op: tuple[Any, ...]) -> Any:
     return outcome(lambda: repo.delete_many(args[0], hard=args[1]))
 
 
-@settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(ops=st.lists(write_ops, min_size=1, max_size=6))
 def test_every_write_gives_the_same_answer_and_leaves_the_same_rows_as_the_fake(
@@ -287,7 +287,7 @@ def _pages(repo: Any, **query: Any) -> list[Any]:
     return pages
 
 
-@settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(op=read_ops)
 def test_every_read_gives_the_same_answer_as_the_fake(seeded_sides: tuple[Side, Side], op: tuple[Any, ...]) -> None:
