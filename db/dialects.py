@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sqlite3
+import string
 import urllib.parse
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -328,33 +329,62 @@ _MYSQL_CHECK_FAILED = 4025
 _PG_FOREIGN_KEY, _PG_NOT_NULL, _PG_RAISED = "23503", "23502", "P0001"
 
 
+# Errors a driver raises itself, not as a DBAPI error, for a value it cannot send: a lone surrogate, an integer beyond
+# 64 bits (sqlite3), a type it cannot adapt. Translated only when raised inside the driver's call.
+_DRIVER_VALUE_ERRORS = (ValueError, TypeError, OverflowError)
+_DRIVER_CALLS = frozenset({"do_execute", "do_executemany", "do_execute_no_params"})
+
+
 def domain_error(error: BaseException, *, entity: str) -> errors.DatabaseError | None:
     """The ``db.errors`` error a failure inside the layer becomes, or None to let it through unchanged.
 
+    Only what the database, its driver or SQLAlchemy refused is translated. A programming error (a wrong call, a
+    bug in the layer, a misuse of SQLAlchemy such as an ``ArgumentError``) leaves as it is, so it can be found.
     Raise the result ``from None`` when the failure came from the driver: a driver's message may quote the
     statement's values (PostgreSQL's DETAIL, MariaDB's "Duplicate entry"), which could be a hash or a token.
     """
-    if isinstance(error, orm_exc.StaleDataError):
-        return errors.StaleVersion(entity, "row")
+    if is_disk_full(error):
+        return errors.DiskFull(f"{entity}: the disk is full (no room for the database or its files); nothing was "
+                               "written: free some space and try again")
     if isinstance(error, exc.SQLAlchemyError):
         return translate(error, entity=entity)
-    if isinstance(error, UnicodeError | OverflowError | ValueError | TypeError):
-        # Values the driver could not take: a lone surrogate, an integer beyond 64 bits, a dict for a column.
-        return errors.ValidationError(f"{entity}: a value has the wrong type or cannot be stored")
+    if isinstance(error, _DRIVER_VALUE_ERRORS) and raised_by_driver(error):
+        return errors.ValidationError(f"{entity}: the database driver cannot take a value (wrong type or out of "
+                                      "range)", rule="type")
     return None
 
 
-def translate(error: exc.SQLAlchemyError, *, entity: str) -> errors.DatabaseError:
-    """A driver error as a ``db.errors`` error. The message never repeats bound values.
+def raised_by_driver(error: BaseException) -> bool:
+    """Whether ``error`` was raised inside the DBAPI driver's execute call (rather than by code around it)."""
+    frame = error.__traceback__
+    while frame is not None:
+        code, module = frame.tb_frame.f_code, str(frame.tb_frame.f_globals.get("__name__", ""))
+        if code.co_name in _DRIVER_CALLS and module.startswith("sqlalchemy."):
+            return True
+        frame = frame.tb_next
+    return False
+
+
+def translate(error: exc.SQLAlchemyError, *, entity: str) -> errors.DatabaseError | None:
+    """A driver error, or a value SQLAlchemy refused, as a ``db.errors`` error; None for a programming error.
 
     Errors are told apart by their codes (SQLSTATE, MariaDB error numbers, SQLite result codes), never by
-    searching message text that may contain the caller's values.
+    searching message text that may contain the caller's values. The message never repeats bound values.
     """
+    if isinstance(error, orm_exc.StaleDataError):
+        return errors.StaleVersion(entity, "row")
+    if isinstance(error, orm_exc.ObjectDeletedError):  # another transaction deleted the row this one had loaded
+        return errors.NotFound(entity, "row")
     if isinstance(error, exc.DBAPIError):
         return _translate_driver_error(error, entity)
-    if isinstance(error, exc.StatementError) and isinstance(error.orig, ValueError | TypeError | OverflowError):
-        return errors.ValidationError(f"{entity}: a value has the wrong type or is out of range")
-    return errors.DatabaseError(f"{entity}: {type(error).__name__} from the database")
+    if isinstance(error, exc.StatementError) and isinstance(error.orig, (*_DRIVER_VALUE_ERRORS, AttributeError)):
+        # A column type's bind processor refused the value (values the layer checks never get here).
+        return errors.ValidationError(f"{entity}: a value has the wrong type or is out of range", rule="type")
+    if isinstance(error, exc.TimeoutError):
+        return errors.TransientError(f"{entity}: no database connection became free within the pool's timeout")
+    if isinstance(error, exc.DisconnectionError):
+        return errors.DatabaseUnavailable(f"{entity}: the database connection was lost")
+    return None
 
 
 def _translate_driver_error(error: exc.DBAPIError, entity: str) -> errors.DatabaseError:
@@ -376,6 +406,46 @@ def _translate_driver_error(error: exc.DBAPIError, entity: str) -> errors.Databa
     if error.connection_invalidated or code in _MYSQL_UNREACHABLE or _is_unreachable(error):
         return errors.DatabaseUnavailable(f"{entity}: the database is unavailable ({type(original).__name__})")
     return errors.DatabaseError(f"{entity}: {type(original).__name__} from the database")
+
+
+_SQLITE_FULL = 13
+_PG_DISK_FULL = "53100"
+_MYSQL_DISK_FULL = {1021, 1114}  # ER_DISK_FULL, ER_RECORD_FILE_FULL ("The table ... is full")
+_MYSQL_OS_ERROR = {1026, 1030}  # ER_ERROR_ON_WRITE, ER_GET_ERRNO: full when the OS error is 28 (ENOSPC)
+_OS_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether a full disk (or quota) caused ``error``, here or in its context.
+
+    The context is searched: after SQLite's "database or disk is full" the transaction is gone, so the rollback of
+    the savepoint that follows fails too, and that error replaces the first.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_disk_full_one(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _is_disk_full_one(error: BaseException) -> bool:
+    if isinstance(error, errors.DiskFull):
+        return True
+    original = error.orig if isinstance(error, exc.DBAPIError) else error
+    if isinstance(original, OSError) and original.errno in _OS_FULL:
+        return True
+    if getattr(original, "sqlstate", None) == _PG_DISK_FULL:
+        return True
+    code = _driver_code(original)
+    if code in _MYSQL_DISK_FULL:
+        return True
+    if code in _MYSQL_OS_ERROR:  # the OS error number is in the server's own words, after the table name
+        return re.search(r"(?:errno|Errcode|error):? 28\b", str(original.args[-1])) is not None  # type: ignore[union-attr]
+    sqlite_code = getattr(original, "sqlite_errorcode", None)
+    return isinstance(sqlite_code, int) and sqlite_code & 0xFF == _SQLITE_FULL
 
 
 def _audit_refusal(original: Any, code: int | None, sqlstate: str | None) -> str | None:
@@ -448,6 +518,24 @@ def nulls_smallest(column: ColumnElement[Any], *, descending: bool, backend: str
     if backend == "postgresql" and getattr(column, "nullable", True):
         return ordered.nulls_last() if descending else ordered.nulls_first()
     return ordered
+
+
+def ascii_lower(column: ColumnElement[Any], backend: str) -> ColumnElement[str]:
+    """``column`` with A-Z lowered and every other character left as it is, the same on every engine.
+
+    This is what ``contains`` and ``startswith`` compare case-insensitively (``query_spec.ascii_fold`` is the same
+    in Python). SQLite's lower() folds ASCII only; PostgreSQL's lower() and MariaDB's LOWER() fold the rest of
+    Unicode too, each its own way (the dotted İ, ß, the Kelvin sign), so they are given the ASCII mapping itself.
+    """
+    if backend == "postgresql":
+        return func.translate(column, _sql(f"'{string.ascii_uppercase}'"), _sql(f"'{string.ascii_lowercase}'"),
+                              type_=String)
+    if backend in ("mysql", "mariadb"):  # no translate(): one REPLACE per letter (binary collation: exact)
+        folded: ColumnElement[Any] = column
+        for upper, lower in zip(string.ascii_uppercase, string.ascii_lowercase, strict=True):
+            folded = func.replace(folded, _sql(f"'{upper}'"), _sql(f"'{lower}'"), type_=String)
+        return folded
+    return func.lower(column, type_=String)
 
 
 # --- the append-only audit log ---------------------------------------------------------------------------------
@@ -1175,18 +1263,3 @@ def _mariadb_replaced_tables(connection: Connection, live: str) -> list[str]:
     return [name for name in _mariadb_tables(connection, live) if name.startswith(_MARIADB_REPLACED_PREFIX)]
 
 
-_PG_DISK_FULL = "53100"
-_MYSQL_DISK_FULL = {1021, 1114}  # disk full, table full
-SQLITE_FULL = 13
-
-
-def is_disk_full(error: BaseException) -> bool:
-    """A failure that says the disk (or a quota, or the server's disk) is full: ``ENOSPC``/``EDQUOT``,
-    ``SQLITE_FULL``, PostgreSQL's ``disk_full``, MariaDB's "disk full" and "table is full"."""
-    original = error.orig if isinstance(error, exc.DBAPIError) else error
-    if isinstance(original, OSError) and original.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    code = getattr(original, "sqlite_errorcode", None)
-    if isinstance(code, int) and code & 0xFF == SQLITE_FULL:
-        return True
-    return getattr(original, "sqlstate", None) == _PG_DISK_FULL or _driver_code(original) in _MYSQL_DISK_FULL

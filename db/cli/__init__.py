@@ -3,6 +3,6 @@
 Each command parses its arguments, calls one script function and shows the result; the work is in the scripts.
 """
 
-from db.cli.app import app, main, run_script
+from db.cli.app import app, main, run_library, run_script
 
-__all__ = ["app", "main", "run_script"]
+__all__ = ["app", "main", "run_library", "run_script"]

@@ -1,4 +1,10 @@
-"""The Typer application, its entry points, and the one place where expected failures become red messages."""
+"""The Typer application, its entry points, and the one place where failures become one red line.
+
+Exit codes: 0 success; 1 an expected failure (a bad URL, an unreachable server, a refused value, a failed check);
+2 a usage error (an unknown option, a value outside an option's range, an argument that is not UTF-8); 130 an
+interrupt (Ctrl-C), with one line saying what had been committed and what was rolled back. A failure is one line on
+stderr, never a traceback (``DBLAYER_DEBUG=1`` shows it).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import typer
 from rich.markup import escape
 
 from db.cli.common import EXPECTED_FAILURES, describe_failure, error_console
+from db.cli.ledger import Ledger
 
 app = typer.Typer(
     name="db",
@@ -29,6 +36,9 @@ COMMAND_MODULES = (
     "setup", "create", "fill", "generate", "migrate", "backup", "restore", "cleanup", "check", "storage", "audit",
     "report", "admin",
 )
+# Environment variables the commands read as text: checked like the arguments (the password is never shown).
+TEXT_ENVIRONMENT = ("DATABASE_URL", "DBLAYER_STORAGE_ROOT", "DBLAYER_ADMIN_EMAIL", "DBLAYER_ADMIN_PASSWORD")
+INTERRUPTED = 130
 
 
 def _register() -> None:
@@ -37,25 +47,100 @@ def _register() -> None:
 
 
 def main(argv: Sequence[str] | None = None, *, prog_name: str = "python -m db") -> int:
-    """Run the command line; return the exit code (0 success, 1 an expected failure, 2 a usage error).
-
-    Expected failures (a bad URL, an unreachable server, a wrong revision, a failed verification) print one red
-    line and no traceback; ``DBLAYER_DEBUG=1`` shows the traceback too.
-    """
+    """Run the command line; return the exit code (see the module docstring)."""
     _register()
+    args = list(argv) if argv is not None else sys.argv[1:]
+    refused = not_utf8(args)
+    if refused:
+        say(refused)
+        return 2
+    ledger = Ledger()
+    with ledger.watching():
+        try:
+            code = _run(args, prog_name, ledger)
+        except KeyboardInterrupt:
+            code = INTERRUPTED
+    if code == INTERRUPTED or ledger.at_interrupt is not None:
+        say(ledger.interrupt_line(), label="interrupted")
+        return INTERRUPTED
+    return code
+
+
+def _run(args: list[str], prog_name: str, ledger: Ledger) -> int:
     try:
-        app(args=list(argv) if argv is not None else None, prog_name=prog_name)
-    except SystemExit as stop:  # Typer's normal way out, with the exit code
-        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        result = app(args=args, prog_name=prog_name, standalone_mode=False)
+    except typer.Abort:
+        if ledger.at_interrupt is not None:  # Ctrl-C at a prompt
+            return INTERRUPTED
+        say("Aborted: nothing was changed")
+        return 1
+    except typer.TyperException as usage:  # Click's usage errors: an unknown option, a bad option value
+        return _usage(usage)
     except EXPECTED_FAILURES as failure:
+        if ledger.at_interrupt is not None:  # a failure while unwinding from Ctrl-C (a connection cut mid-statement)
+            return INTERRUPTED
         if os.environ.get("DBLAYER_DEBUG"):
             raise
-        message = escape(describe_failure(failure))
-        error_console().print(f"[bold red]error:[/bold red] {message}", soft_wrap=True)
+        say(describe_failure(failure))
         return 1
-    return 0
+    except Exception as bug:
+        if ledger.at_interrupt is not None:
+            return INTERRUPTED
+        if os.environ.get("DBLAYER_DEBUG"):
+            raise
+        say(f"internal error ({type(bug).__name__}: {bug}); this is a bug, not your input: "
+            "DBLAYER_DEBUG=1 shows the traceback")
+        return 1
+    return result if isinstance(result, int) else 0
 
 
-def run_script(command: str) -> NoReturn:
-    """``python -m db.scripts.<name> ARGS``: the same as ``python -m db <command> ARGS``."""
-    sys.exit(main([command, *sys.argv[1:]]))
+def _usage(usage: typer.TyperException) -> int:
+    if type(usage).__name__ == "NoArgsIsHelpError":  # a group called without a command: its help, as Click does
+        error_console().print(usage.format_message(), markup=False, highlight=False)
+        return 2
+    context = getattr(usage, "ctx", None)
+    hint = f" (see {context.command_path} --help)" if context is not None else ""
+    say(f"{usage.format_message()}{hint}")
+    return usage.exit_code
+
+
+def say(message: str, *, label: str = "error") -> None:
+    """One red line on stderr; characters the terminal cannot show (a lone surrogate) are escaped."""
+    shown = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    error_console().print(f"[bold red]{label}:[/bold red] {escape(shown)}", soft_wrap=True)
+
+
+def not_utf8(args: Sequence[str]) -> str | None:
+    """Why an argument or a text environment variable is refused (bytes that are not UTF-8), or None.
+
+    Python hands such bytes over as lone surrogates; a path or URL made of them would create a file no other tool
+    names the same way, and could not be printed. The value itself is not shown: it may be a URL with a password.
+    """
+    for position, arg in enumerate(args):
+        if not _is_text(arg):
+            after = f" (the value of {args[position - 1]})" if position and args[position - 1].startswith("-") else ""
+            return f"argument {position + 1}{after} is not valid UTF-8: paths and URLs must be UTF-8 text"
+    for name in TEXT_ENVIRONMENT:
+        if not _is_text(os.environ.get(name, "")):
+            return f"the environment variable {name} is not valid UTF-8"
+    return None
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
+def run_library(module: str) -> NoReturn:
+    """``python -m`` of a module that is a library, not a command: say so and list the commands (exit 2)."""
+    say(f"{module} is a library the commands use, not a command; the commands are:", label="usage")
+    main(["--help"])
+    sys.exit(2)
+
+
+def run_script(command: str, *fixed: str) -> NoReturn:
+    """``python -m db.scripts.<name> ARGS``: the same as ``python -m db <command> [fixed] ARGS``."""
+    sys.exit(main([command, *fixed, *sys.argv[1:]]))

@@ -44,7 +44,7 @@ def fill(
     """
     with opened(url, storage) as database:
         credentials = admin_credentials(database, admin_email)
-        show_reference(fill_reference(database, credentials))
+        show_reference(fill_reference(database, credentials), administrators(database))
         if sample:
             show_sample(fill_sample(database))
 
@@ -69,15 +69,18 @@ def _ask_password(email: str) -> str:
     return str(typer.prompt(f"Password for {email}", hide_input=True, confirmation_prompt=True))
 
 
-def show_reference(result: ReferenceResult) -> None:
+def show_reference(result: ReferenceResult, superadmins: list[str]) -> None:
+    """What the reference fill did, and the truth about administrators: ``superadmins`` are the database's now."""
     out = console()
     changes = result.reference_changes
     if any(changes.values()):
         out.print(table("Reference data changed", ["kind", "rows"], changes.items(), numeric=["rows"]))
     else:
         out.print("[green]✓[/green] reference data (roles and permissions) up to date")
-    if result.admin_email is None:
-        out.print(f"[yellow]no administrator created[/yellow]: set {ADMIN_EMAIL_ENV} and {ADMIN_PASSWORD_ENV}, "
+    if result.admin_email is None and superadmins:
+        out.print(f"[green]✓[/green] superadmin already present: {escape(', '.join(superadmins))}")
+    elif result.admin_email is None:
+        out.print(f"[yellow]no administrator yet[/yellow]: set {ADMIN_EMAIL_ENV} and {ADMIN_PASSWORD_ENV}, "
                   "or run `python -m db admin create EMAIL --role superadmin --reason ...`")
     elif result.admin_created or result.admin_granted:
         what = "created and made superadmin" if result.admin_created else "made superadmin"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -19,21 +20,28 @@ app.add_typer(migrate, name="migrate")
 
 @migrate.command("upgrade")
 def upgrade(
-    revision: Annotated[str, typer.Argument(help="Target revision id, '+1', or 'head'.")] = "head",
+    revision: Annotated[str, typer.Argument(help="Target revision id, a step such as +1, or 'head'.")] = "head",
     url: UrlOption = None,
 ) -> None:
     """Migrate the schema up to REVISION (default: the newest)."""
+    migrate_db.check_revision(revision)
     with opened(url) as database:
         _show(migrate_db.upgrade(database, revision), "upgraded")
 
 
-@migrate.command("downgrade")
+# "-1" looks like an option to the parser: unknown options are left to the command, which takes a relative step
+# as the revision and refuses anything else that starts with "-" as the unknown option it is.
+@migrate.command("downgrade", context_settings={"ignore_unknown_options": True})
 def downgrade(
-    revision: Annotated[str, typer.Argument(help="Target revision id, '-1', or 'base' (drops every table).")],
+    revision: Annotated[str, typer.Argument(
+        help="Target revision id, a step back such as -1, 'head-1', or 'base' (drops every table).")],
     url: UrlOption = None,
     yes: YesOption = False,
 ) -> None:
     """Migrate the schema down to REVISION. The tables a downgrade drops lose their rows: it asks first."""
+    if revision.startswith("-") and not re.fullmatch(r"-\d+", revision):
+        raise typer.BadParameter(f"no such option: {revision}")
+    migrate_db.check_revision(revision)
     with opened(url) as database:
         target = database.url.render_as_string(hide_password=True)
         confirm_or_abort(f"Downgrade {target} to {revision}? Tables it drops lose their rows.", yes)

@@ -17,6 +17,7 @@ from db.repositories.report_repository import ReportRepository, ReportResult
 from db.scripts.report_db import PERIODIC, available, run_report
 
 DEFAULT_DAYS = 30
+MAX_DAYS = 36_500  # a century: any longer range is a typo
 
 
 class Format(enum.StrEnum):
@@ -43,7 +44,8 @@ def report(
     start: Annotated[str | None, typer.Option(help="Start of the range (ISO date; default: --days before --end).")]
     = None,
     end: Annotated[str | None, typer.Option(help="End of the range, excluded (default: now).")] = None,
-    days: Annotated[int | None, typer.Option(min=1, help="Length of the default range, in days (default: 30).")]
+    days: Annotated[int | None, typer.Option(
+        min=1, max=MAX_DAYS, help="Length of the default range, in days (default: 30).")]
     = None,
     bucket: Annotated[str | None, typer.Option(help="day, week or month (per-period reports).")] = None,
     kind: Annotated[str | None, typer.Option(help="event or change (audit reports).")] = None,
@@ -73,10 +75,18 @@ def _parameters(name: str, given: dict[str, Any], start: dt.datetime | None, end
     parameters = {key: value for key, value in given.items() if value is not None}
     if "start" in takes:
         end = end or dt.datetime.now(dt.UTC)
-        parameters.update(start=start or end - dt.timedelta(days=days or DEFAULT_DAYS), end=end)
+        parameters.update(start=start or _days_before(end, days or DEFAULT_DAYS), end=end)
     elif start or end or days is not None:
         raise ValidationError(f"report {name} takes no time range")
     return parameters
+
+
+def _days_before(end: dt.datetime, days: int) -> dt.datetime:
+    try:
+        return end - dt.timedelta(days=days)
+    except OverflowError:
+        raise ValidationError(f"--days {days} before --end reaches before the year 1: give --start",
+                              field="days", rule="range") from None
 
 
 def _list_reports() -> None:

@@ -12,7 +12,7 @@ from db.cli.create import describe_creation
 from db.cli.fill import show_reference, show_sample
 from db.cli.render import show_overview
 from db.scripts.create_db import create_database
-from db.scripts.fill_reference import AdminCredentials, fill_reference
+from db.scripts.fill_reference import AdminCredentials, administrators, fill_reference
 from db.scripts.fill_sample import fill_history, fill_sample
 from db.scripts.status_db import overview
 
@@ -32,7 +32,7 @@ def setup(
     out = console()
     with opened(url, storage) as database:
         out.print(describe_creation(create_database(database)))
-        show_reference(fill_reference(database, AdminCredentials.from_environment()))
+        show_reference(fill_reference(database, AdminCredentials.from_environment()), administrators(database))
         if sample:
             show_sample(fill_sample(database))
             with progress_bars() as progress:

@@ -18,7 +18,7 @@ import functools
 import gc
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Literal, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select, true, update
 from sqlalchemy import exists as sql_exists
@@ -58,8 +58,6 @@ def translated(method: F) -> F:
 class BaseRepository(RepositoryRules[ModelT]):
     """Generic repository over ``model``; see the module docstring (the rules it shares live in ``rules``)."""
 
-    batch_size: ClassVar[int] = 5_000
-
     def __init__(self, session: Session) -> None:
         self.session = session
 
@@ -76,7 +74,7 @@ class BaseRepository(RepositoryRules[ModelT]):
     def create(self, **fields: Any) -> ModelT:
         self._check_writable(fields, allow_pk=True)
         self._check_required(fields)
-        instance = self.model(**fields)
+        instance = self.model(**self._converted(fields))
         with self.session.begin_nested():
             self.session.add(instance)
         return instance  # type: ignore[no-any-return]
@@ -205,7 +203,7 @@ class BaseRepository(RepositoryRules[ModelT]):
         try:
             with self.session.begin_nested():
                 self.session.add(instance)
-                for key, value in fields.items():
+                for key, value in self._converted(fields).items():
                     setattr(instance, key, value)
         except StaleDataError:
             raise StaleVersion(self.entity, self._pk_of(instance)) from None
@@ -216,7 +214,7 @@ class BaseRepository(RepositoryRules[ModelT]):
         """Update every visible row that matches; returns how many matched."""
         criteria = self._where(self._required(filters), include_deleted=False)
         self._check_bulk_update(fields)
-        return self._bulk_update(criteria, dict(fields))
+        return self._bulk_update(criteria, self._converted(fields))
 
     def _bulk_update(
         self, criteria: builtins.list[ColumnElement[bool]], values: dict[str, Any], action: str = "update_many"
@@ -383,16 +381,20 @@ class BaseRepository(RepositoryRules[ModelT]):
             return column.in_(value) if op == "in" else column.not_in(value)  # type: ignore[no-any-return]
         if op == "between":
             return column.between(*value)  # type: ignore[no-any-return]
-        if op == "contains":
-            return column.icontains(value, autoescape=True)  # type: ignore[no-any-return]
-        if op == "startswith":
-            return column.istartswith(value, autoescape=True)  # type: ignore[no-any-return]
+        if op in ("contains", "startswith"):  # case-insensitive for A-Z only, on every engine (query_spec)
+            folded = dialects.ascii_lower(column, self._backend)
+            if op == "contains":
+                return folded.contains(qs.ascii_fold(value), autoescape=True)
+            return folded.startswith(qs.ascii_fold(value), autoescape=True)
         return _COMPARISONS[op](column, value)
 
+    @property
+    def _backend(self) -> str:
+        return self.session.get_bind().dialect.name
+
     def _ordered(self, statement: Select[Any], keys: Sequence[qs.SortKey]) -> Select[Any]:
-        backend = self.session.get_bind().dialect.name
         return statement.order_by(
-            *(dialects.nulls_smallest(self._column(k.field), descending=k.descending, backend=backend)
+            *(dialects.nulls_smallest(self._column(k.field), descending=k.descending, backend=self._backend)
               for k in keys)
         )
 

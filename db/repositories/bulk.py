@@ -5,6 +5,8 @@ its type's processor, which costs several times the driver's own work. Here a st
 set of keys, defaults are resolved once per statement where they are constants (``created_at``), ids are
 generated directly in the form the driver takes, and the rows go to the driver as plain tuples through
 ``Connection.exec_driver_sql`` (still inside the session's transaction, with SQLAlchemy's error wrapping).
+Every given value is checked and converted by ``values`` first, as in every other write: a bulk insert stores what
+``create`` would, on every engine.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy.sql.schema import Table
 
 from db.errors import ValidationError
 from db.models.base import STATEMENT_DEFAULT, new_id
+from db.repositories import values
 
 
 def batched(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -41,6 +44,7 @@ class _Plan:
     constants: tuple[Any, ...]
     reorder: Callable[[tuple[Any, ...]], Any]
     pk_index: int | None
+    not_null: Sequence[tuple[int, str]]  # given values that must not be None: (position, field)
 
 
 class BulkInserter:
@@ -62,6 +66,7 @@ class BulkInserter:
         self.inserted_ids: list[Any] = []
 
     def insert(self, batch: Sequence[Mapping[str, Any]], *, collect_ids: bool = False) -> int:
+        """Check and convert every row of the batch, then insert it: a bad value is found before any constraint."""
         groups: dict[tuple[str, ...], list[Any]] = {}
         for row in batch:
             if not isinstance(row, Mapping):
@@ -69,6 +74,9 @@ class BulkInserter:
             keys = tuple(row)
             plan = self._plans.get(keys) or self._plan(keys)
             values = self._values(plan, row)
+            for index, field in plan.not_null:
+                if values[index] is None:
+                    raise ValidationError(f"{self.entity}.{field} is required", field=field, rule="required")
             if collect_ids and plan.pk_index is not None:
                 self.inserted_ids.append(values[plan.pk_index])
             groups.setdefault(keys, []).append(plan.reorder(values))
@@ -118,21 +126,25 @@ class BulkInserter:
             constants=tuple(self._constant(key) for key in constant_columns),
             reorder=_reorderer(compiled, order),
             pk_index=order.index(pk_key) if pk_key else None,
+            not_null=[(i, key) for i, key in enumerate(keys) if not self.columns[key].nullable],
         )
         self._plans[keys] = plan
         return plan
 
     def _converter(self, key: str) -> Callable[[Any], Any] | None:
+        """The value as its column stores it (``values``: the same rules as every other write), in the driver's form."""
+        check = values.converter(self.entity, self.columns[key])
         process = self.columns[key].type._cached_bind_processor(self.dialect)
         if process is None:
-            return None
+            return None if check is values.unchanged else check
         entity, field = self.entity, key
 
         def convert(value: Any) -> Any:
+            checked = check(value)
             try:
-                return process(value)
+                return process(checked)
             except (ValueError, TypeError, AttributeError) as error:
-                # The driver's message may quote the value: name the field and the kind of problem only.
+                # The column type's own refusal (a custom type); its message may quote the value: not shown.
                 raise ValidationError(f"{entity}.{field}: {type(error).__name__} for this column's type",
                                       field=field) from None
 

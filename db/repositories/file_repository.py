@@ -140,18 +140,18 @@ class FileRepository(BaseRepository[StoredFile]):
     def storage(self) -> Storage:
         """The blob store, bound to this database, for storing and removing: a root without a marker is bound now if
         it may be (see ``db.storage_binding``); ``StorageMismatch`` if it belongs, or may belong, to another one."""
-        storage_binding.bind_for_writes(self.session, self._backend)
-        return self._backend
+        storage_binding.bind_for_writes(self.session, self._blob_store)
+        return self._blob_store
 
     @functools.cached_property
     def _readable_storage(self) -> Storage:
         """The blob store for reading: refused if bound to another database."""
         if "storage" not in self.__dict__:
-            storage_binding.require_readable(self.session, self._backend)
-        return self._backend
+            storage_binding.require_readable(self.session, self._blob_store)
+        return self._blob_store
 
     @functools.cached_property
-    def _backend(self) -> Storage:
+    def _blob_store(self) -> Storage:
         return self.backend()
 
     # --- upload and download -----------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ class FileRepository(BaseRepository[StoredFile]):
         account_id = _id_of(account, "account")
         owner_id = None if owner is None else _id_of(owner, "owner")
         # The slow part first, before any statement: no lock is held while the bytes are read, hashed and written.
-        with self._backend.stage(stream, max_size=self.settings.max_file_size) as staged:
+        with self._blob_store.stage(stream, max_size=self.settings.max_file_size) as staged:
             sniffed = sniff_content_type(staged.head, complete=staged.size == len(staged.head), declared=declared)
             self._check_uploader(account_id, owner_id)
             storage = self.storage
@@ -307,21 +307,21 @@ class FileRepository(BaseRepository[StoredFile]):
     def binding(self) -> storage_binding.StorageBinding:
         """The storage root as this database sees it: bound to it, to another database, or to none (and then
         whose blobs it holds). Changes nothing."""
-        return storage_binding.inspect_binding(self.session, self._backend)
+        return storage_binding.inspect_binding(self.session, self._blob_store)
 
     @translated
     def require_removable(self) -> None:
         """Refuse (``StorageMismatch``) unless this database may remove blobs from its storage root. Changes
         nothing: the root is bound when something is removed."""
         if "storage" not in self.__dict__:
-            storage_binding.require_writable(self.session, self._backend)
+            storage_binding.require_writable(self.session, self._blob_store)
 
     @translated
     def orphan_blobs(self) -> builtins.list[tuple[str, int | None]]:
         """What ``reclaim_orphans`` would find, changing nothing: (key, size) of blob rows no file row names, and
         (key, None) of stored bytes without a blob row; sorted by key. Refused where ``reclaim_orphans`` would be."""
         self.require_removable()
-        storage = self._backend
+        storage = self._blob_store
         unnamed = select(FileBlob.sha256, FileBlob.size).where(~exists().where(StoredFile.sha256 == FileBlob.sha256))
         found: dict[str, int | None] = {row.sha256: row.size for row in self.session.execute(unnamed)}
         for chunk in batched(storage.keys(), 1_000):

@@ -14,17 +14,17 @@ filters, NULL ordering, keyset pages, soft delete, versions, upsert and the uniq
 constraints follow the SQL repository's rules. Rows are stored as snapshots and every read hands out a fresh
 detached instance, as a database does: an instance whose version is behind the stored row is stale.
 
+Values are converted and refused by the rules every engine's writes follow (``values``), so the fake and the
+engines store, return and refuse the same things; ``tests/contract/test_differential.py`` checks it.
+
 Where it differs from the SQL repository, by design:
 
 - No session: no identity map and no transaction. A write is stored at once (all or nothing per call), two
   reads of one row give two instances, ``for_update`` locks nothing, and there is nothing to roll back.
   Instances behave as detached ones: changes made on an instance are saved with its next ``update`` in one
   write (an instance still attached to a session gets them flushed first, as a separate version).
-- Values are checked as the strictest engine checks them: a string longer than its column, a NUL character,
-  NaN, a number out of range or a str for a UUID column is a ValidationError, though some engine stores it.
-  Decimals are rounded half up to the column's scale as PostgreSQL and MariaDB do.
-- ``contains``/``startswith`` fold case with ``str.lower`` (SQLite folds ASCII only) and strings sort by
-  code point (a PostgreSQL database with a linguistic collation sorts otherwise).
+- Strings sort by code point, as on SQLite, MariaDB (binary collation) and a PostgreSQL database created with
+  the C collation; a PostgreSQL database with a linguistic collation sorts otherwise.
 - SQL-expression and server-side defaults are not evaluated: the column is left NULL (a Conflict where it
   is NOT NULL).
 """
@@ -44,6 +44,7 @@ from sqlalchemy.sql.schema import CallableColumnDefault, Column, ScalarElementCo
 from db.errors import DatabaseError, StaleVersion, ValidationError
 from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
+from db.repositories.bulk import batched
 from db.repositories.memory_store import (
     Changes,
     InMemoryStore,
@@ -96,14 +97,21 @@ class InMemoryRepository(RepositoryRules[ModelT]):
     def create_many(
         self, rows: Iterable[Mapping[str, Any]], *, returning: bool = False
     ) -> int | builtins.list[ModelT]:
-        """Insert any iterable of mappings; all or nothing. The rules are ``bulk.BulkInserter``'s."""
+        """Insert any iterable of mappings; all or nothing. The rules are ``bulk.BulkInserter``'s.
+
+        As there, rows go in batches of ``batch_size``: every row of a batch is checked (values, required fields)
+        before its constraints, so a failing call names the same kind of problem as on an engine.
+        """
         statement: dict[str, Any] = {}
         stored: builtins.list[Row] = []
         with self.store.lock:
             changes = Changes(self.store, self.entity)
-            for raw in rows:
-                stored.append(self._bulk_row(raw, statement))
-                changes.insert(self._table, stored[-1])
+            for batch in batched(rows, self.batch_size):
+                built = [self._bulk_row(raw, statement) for raw in batch]
+                for row in built:
+                    changes.insert(self._table, row)
+                changes.check()
+                stored += built
             changes.apply()
         return [self._load(row) for row in stored] if returning else len(stored)
 
@@ -395,8 +403,8 @@ _MATCHERS: dict[str, Callable[[Any, Any], bool]] = {
     "in": lambda value, operand: value in operand,
     "not_in": lambda value, operand: value not in operand,
     "between": lambda value, operand: operand[0] <= value <= operand[1],
-    "contains": lambda value, operand: operand.lower() in value.lower(),
-    "startswith": lambda value, operand: value.lower().startswith(operand.lower()),
+    "contains": lambda value, operand: qs.ascii_fold(operand) in qs.ascii_fold(value),
+    "startswith": lambda value, operand: qs.ascii_fold(value).startswith(qs.ascii_fold(operand)),
 }
 
 

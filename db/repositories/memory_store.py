@@ -5,9 +5,10 @@ that share one store see each other's writes, which is how a test plays two sess
 ``Changes``: a set of inserts, updates and deletes that is checked against the tables' unique and
 foreign-key constraints and then applied all at once, or not at all.
 
-Values are stored as the engines return them: datetimes in UTC, decimals rounded to the column's scale,
-ints of float columns as floats. Values that an engine refuses are refused here too (a naive datetime, a
-string longer than its column, a number out of range, a NUL character, NaN).
+Values are stored as the engines return them, converted by ``values`` (the rules every engine's writes follow):
+datetimes in UTC, decimals rounded to the column's scale, ints of float columns as floats, ISO and UUID text parsed.
+What the rules refuse is refused here too (a naive datetime, a string longer than its column, a number out of range,
+a NUL character, NaN).
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
-import math
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, SmallInteger
 from sqlalchemy.sql.schema import Column, ForeignKeyConstraint, Table, UniqueConstraint
 
 from db.errors import Conflict, ValidationError
+from db.repositories import values
 
 Row = dict[str, Any]
 Key = tuple[Any, ...]
@@ -187,14 +187,18 @@ class Changes:
             check_not_null(self.entity, child, cleared, fk.column_keys)
             self.update(child, key, cleared)
 
-    def apply(self) -> None:
-        """Check every unique and foreign key the changes touch; store them all, or raise Conflict."""
+    def check(self) -> None:
+        """Conflict unless every unique and foreign key the changes touch holds."""
         for change in self._changes.values():
             self._check_unique(change)
         if self.store.enforce_foreign_keys:
             for change in self._changes.values():
                 self._check_refers(change)
                 self._check_referred(change)
+
+    def apply(self) -> None:
+        """Check every unique and foreign key the changes touch; store them all, or raise Conflict."""
+        self.check()
         for name, change in self._changes.items():
             rows = self.store.rows(name)
             for key in change.deleted:
@@ -257,11 +261,6 @@ class Changes:
 # --- values -------------------------------------------------------------------------------------------------
 
 
-class _RefusedError(Exception):
-    """A value the database would refuse; becomes a ValidationError naming the entity and field."""
-
-
-_OUT_OF_RANGE = "a value was refused by the database (out of range or wrong type)"
 _IMMUTABLE = (str, int, float, bool, Decimal, uuid.UUID, dt.date, dt.time, dt.timedelta, bytes, type(None))
 
 
@@ -271,125 +270,9 @@ def fresh(value: Any) -> Any:
 
 
 def to_stored(entity: str, column: Column[Any], value: Any, *, compare: bool = False) -> Any:
-    """``value`` as the database would store (and return) it in ``column``, or ValidationError.
-
-    ``compare`` is for values only compared with stored ones: lengths are not checked.
-    """
-    if value is None:
-        return None
-    try:
-        kind = column.type.python_type
-    except NotImplementedError:
-        return fresh(value)
-    convert = _CONVERTERS.get(kind)
-    if convert is None:
-        return fresh(value)
-    try:
-        return convert(column, value, compare)
-    except _RefusedError as refused:
-        raise ValidationError(f"{entity}.{column.key}: {refused}", field=column.key) from None
-
-
-def _wrong_type(value: Any, kind: type) -> _RefusedError:
-    return _RefusedError(f"{type(value).__name__} is not a valid {kind.__name__}")
-
-
-def _to_str(column: Column[Any], value: Any, compare: bool) -> str:
-    if not isinstance(value, str):
-        raise _wrong_type(value, str)
-    if "\x00" in value:
-        raise _RefusedError("a NUL character is refused by the database")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _RefusedError("not valid UTF-8 text") from None
-    length = getattr(column.type, "length", None)
-    if not compare and isinstance(length, int) and len(value) > length:
-        raise _RefusedError(f"{_OUT_OF_RANGE}: longer than {length} characters")
-    return value
-
-
-def _to_int(column: Column[Any], value: Any, compare: bool) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _wrong_type(value, int)
-    bits = 64 if isinstance(column.type, BigInteger) else 16 if isinstance(column.type, SmallInteger) else 32
-    if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
-        raise _RefusedError(_OUT_OF_RANGE)
-    return value
-
-
-def _to_float(column: Column[Any], value: Any, compare: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _wrong_type(value, float)
-    try:
-        number = float(value)
-    except OverflowError:
-        raise _RefusedError(_OUT_OF_RANGE) from None
-    if not math.isfinite(number):
-        raise _RefusedError(f"{_OUT_OF_RANGE}: not a finite number")
-    return number
-
-
-def _to_decimal(column: Column[Any], value: Any, compare: bool) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
-        raise _wrong_type(value, Decimal)
-    try:
-        number = Decimal(repr(value) if isinstance(value, float) else value)
-    except InvalidOperation:
-        raise _wrong_type(value, Decimal) from None
-    if not number.is_finite():
-        raise _RefusedError(f"{_OUT_OF_RANGE}: not a finite number")
-    scale, precision = getattr(column.type, "scale", None), getattr(column.type, "precision", None)
-    try:
-        if isinstance(scale, int):
-            number = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
-    except InvalidOperation:
-        raise _RefusedError(_OUT_OF_RANGE) from None
-    if isinstance(precision, int) and abs(number) >= Decimal(10) ** (precision - (scale or 0)):
-        raise _RefusedError(_OUT_OF_RANGE)
-    return number
-
-
-def _to_bool(column: Column[Any], value: Any, compare: bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise _wrong_type(value, bool)
-
-
-def _to_datetime(column: Column[Any], value: Any, compare: bool) -> dt.datetime:
-    if not isinstance(value, dt.datetime):
-        raise _wrong_type(value, dt.datetime)
-    if not getattr(column.type, "timezone", False):
-        return value
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise _RefusedError("naive datetime refused: pass a timezone-aware datetime (UTC preferred)")
-    return value.astimezone(dt.UTC)
-
-
-def _to_date(column: Column[Any], value: Any, compare: bool) -> dt.date:
-    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
-        raise _wrong_type(value, dt.date)
-    return value
-
-
-def _to_uuid(column: Column[Any], value: Any, compare: bool) -> uuid.UUID:
-    if not isinstance(value, uuid.UUID):
-        raise _wrong_type(value, uuid.UUID)
-    return value
-
-
-_CONVERTERS: dict[type, Callable[[Column[Any], Any, bool], Any]] = {
-    str: _to_str,
-    int: _to_int,
-    float: _to_float,
-    Decimal: _to_decimal,
-    bool: _to_bool,
-    dt.datetime: _to_datetime,
-    dt.date: _to_date,
-    uuid.UUID: _to_uuid,
-}
+    """``value`` as the database would store (and return) it in ``column``, or ValidationError: the rules of
+    ``values``, which every engine's writes follow too. ``compare`` is for values only compared with stored ones."""
+    return fresh(values.stored(entity, column, value, compare=compare))
 
 
 __all__ = ["Changes", "InMemoryStore", "Key", "Row", "check_not_null", "fresh", "key_of", "required",

@@ -9,8 +9,9 @@ Filters are a mapping in the ``field__op`` form::
 
 Semantics shared by every engine and the fake:
 
-- ``contains`` and ``startswith`` are case-insensitive and match literally (``%`` and ``_`` are escaped).
-  Case folding of non-ASCII letters follows the engine (SQLite folds ASCII only).
+- ``contains`` and ``startswith`` match literally (``%`` and ``_`` are escaped) and ignore the case of the ASCII
+  letters A-Z only (``ascii_fold``): every other character must match exactly, on every engine and in the fake
+  (the engines' own Unicode case folding differs: SQLite folds ASCII only, PostgreSQL and MariaDB each their way).
 - ``in`` with an empty list matches nothing; ``not_in`` with an empty list matches everything.
 - Comparisons with NULL never match (as in SQL); use ``isnull``.
 - Sorting: NULL is the smallest value: first in ascending order, last in descending order, on every engine.
@@ -23,6 +24,7 @@ import binascii
 import datetime as dt
 import json
 import math
+import string
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +39,12 @@ OPERATORS = frozenset(
 _MAX_INT = 2**63 - 1
 MAX_PAGE_SIZE = 1000
 MAX_IN_VALUES = 10_000
+ORDERED = frozenset({"lt", "lte", "gt", "gte", "between"})
+# SQLite stores NUMERIC as a double: 15 significant digits, within a double's normal range, are what it holds and
+# compares exactly, so that is what a decimal may have on every engine.
+DECIMAL_DIGITS = 15
+DECIMAL_MAX_DIGITS = 18  # digits before the point: NUMERIC(18, s) at most
+_DECIMAL_MIN_EXPONENT = -300
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +98,9 @@ def _shown(name: str) -> str:
 
 def _coerce_operand(policy: FieldPolicy, field: str, op: str, value: Any) -> Any:
     kind = policy.types[field]
+    if op in ORDERED and kind is bool:
+        # SQL has no portable ordering of booleans (PostgreSQL compares them, SQLAlchemy refuses to): eq, ne, in.
+        raise InvalidFilter(f"{policy.entity}.{field}__{op}: a boolean field takes eq, ne, in, not_in or isnull")
     if op == "isnull":
         if not isinstance(value, bool):
             raise InvalidFilter(f"{policy.entity}.{field}__isnull takes True or False")
@@ -117,9 +128,29 @@ def _coerce_operand(policy: FieldPolicy, field: str, op: str, value: Any) -> Any
 def coerce_value(policy: FieldPolicy, field: str, kind: type, value: Any) -> Any:
     """``value`` as the field's Python type, or InvalidFilter: bad values never reach the driver."""
     coerced = COERCERS.get(kind, _coerce_any)(value)
-    if coerced is _INVALID:
+    if coerced is _INVALID or (kind is Decimal and not exact_as_double(coerced)):
         raise InvalidFilter(f"{policy.entity}.{field}: {type(value).__name__} is not a valid {kind.__name__}")
     return coerced
+
+
+_ASCII_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def ascii_fold(text: str) -> str:
+    """``text`` with A-Z lowered and every other character unchanged: the case ``contains``/``startswith`` ignore."""
+    return text.translate(_ASCII_FOLD)
+
+
+def significant_digits(number: Decimal) -> int:
+    """Digits from the first non-zero one to the last non-zero one (0 for zero)."""
+    return 0 if number.is_zero() else len(number.normalize().as_tuple().digits)
+
+
+def exact_as_double(number: Decimal) -> bool:
+    """Whether SQLite, which keeps NUMERIC as a double, holds and compares ``number`` exactly."""
+    if number.is_zero():
+        return True
+    return significant_digits(number) <= DECIMAL_DIGITS and number.adjusted() >= _DECIMAL_MIN_EXPONENT
 
 
 _INVALID = object()
@@ -147,7 +178,7 @@ def _coerce_float(value: Any) -> Any:
         return _INVALID
     if isinstance(value, int) and abs(value) > _MAX_INT:
         return _INVALID
-    return float(value)
+    return float(value) + 0.0  # -0.0 becomes 0.0: MariaDB stores no negative zero
 
 
 def _coerce_decimal(value: Any) -> Any:
@@ -157,7 +188,7 @@ def _coerce_decimal(value: Any) -> Any:
         number = Decimal(value)
     except InvalidOperation:
         return _INVALID
-    return number if number.is_finite() and abs(number) < Decimal(10) ** 18 else _INVALID
+    return number if number.is_finite() and abs(number) < Decimal(10) ** DECIMAL_MAX_DIGITS else _INVALID
 
 
 def _coerce_bool(value: Any) -> Any:
@@ -190,14 +221,20 @@ def _coerce_date(value: Any) -> Any:
 
 
 def _coerce_uuid(value: Any) -> Any:
-    if isinstance(value, uuid.UUID):
-        return value
     if isinstance(value, str):
         try:
-            return uuid.UUID(value)
+            value = uuid.UUID(value)
         except ValueError:
             return _INVALID
-    return _INVALID
+    if not isinstance(value, uuid.UUID) or not storable_uuid(value):
+        return _INVALID
+    return value
+
+
+def storable_uuid(value: uuid.UUID) -> bool:
+    """Whether every engine stores ``value``: MariaDB's UUID type refuses the NCS variant (variant bits 0xxx)
+    with a version nibble of 8 or more, so those few UUIDs are refused everywhere."""
+    return not (value.int >> 76 & 0xF >= 8 and value.int >> 60 & 0xF < 8)
 
 
 def _coerce_any(value: Any) -> Any:
@@ -237,14 +274,22 @@ def parse_order(policy: FieldPolicy, order_by: Sequence[str] | str) -> list[Sort
     return keys
 
 
-def check_window(policy: FieldPolicy, *, limit: Any = None, offset: Any = 0, size: Any = None) -> None:
-    for name, value, low in (("limit", limit, 0), ("offset", offset, 0), ("size", size, 1)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or value > _MAX_INT:
-            raise InvalidFilter(f"{policy.entity}: {name} must be an integer ≥ {low}")
-    if size is not None and size > MAX_PAGE_SIZE:
-        raise InvalidFilter(f"{policy.entity}: size must be at most {MAX_PAGE_SIZE}")
+def check_window(policy: FieldPolicy, *, limit: Any = None, offset: Any = 0) -> None:
+    """``list``'s window: ``limit`` None (no limit) or an integer ≥ 0, ``offset`` an integer ≥ 0 (None: 0)."""
+    _check_whole(policy, "limit", limit, 0, _MAX_INT, optional=True)
+    _check_whole(policy, "offset", offset, 0, _MAX_INT, optional=True)
+
+
+def check_size(policy: FieldPolicy, size: Any) -> None:
+    """``page``'s size: an integer from 1 to ``MAX_PAGE_SIZE``."""
+    _check_whole(policy, "size", size, 1, MAX_PAGE_SIZE)
+
+
+def _check_whole(policy: FieldPolicy, name: str, value: Any, low: int, high: int, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidFilter(f"{policy.entity}: {name} must be an integer from {low} to {high}")
 
 
 # --- cursors -----------------------------------------------------------------------------------------------

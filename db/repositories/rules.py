@@ -23,6 +23,7 @@ from sqlalchemy import inspect as sa_inspect
 from db.base import secret_columns
 from db.errors import Conflict, InvalidFilter, NotFound, StaleVersion, ValidationError
 from db.repositories import query_spec as qs
+from db.repositories import values
 
 ModelT = TypeVar("ModelT")
 
@@ -48,6 +49,7 @@ class RepositoryRules(Generic[ModelT]):
     """Configuration (``model``, ``filterable``, ``sortable``) and the I/O-free rules derived from it."""
 
     model: ClassVar[type[Any]]
+    batch_size: ClassVar[int] = 5_000  # create_many's rows per statement (checked a batch at a time)
     filterable: ClassVar[frozenset[str] | None] = None
     sortable: ClassVar[frozenset[str] | None] = None
     _policies: ClassVar[dict[type[Any], qs.FieldPolicy]] = {}
@@ -170,7 +172,7 @@ class RepositoryRules(Generic[ModelT]):
         NULL sorts as the smallest value. ``after`` is the previous page's ``next_cursor``.
         """
         policy = self.policy()
-        qs.check_window(policy, size=size)
+        qs.check_size(policy, size)
         keys = qs.parse_order(policy, order_by)
         rows = self._paged(Listing(filters, keys, include_deleted), after, size + 1)
         if len(rows) <= size:
@@ -182,6 +184,7 @@ class RepositoryRules(Generic[ModelT]):
         """The visible row matching ``match``, or a new one; a create that loses a race reads the winner's row."""
         if not match:
             raise InvalidFilter(f"{self.entity}: get_or_create needs at least one field to match")
+        _check_defaults(self.entity, defaults, match)
         match = self._coerced(match)  # a malformed value is an InvalidFilter here, as in any filter
         self._check_writable(match, allow_pk=True)
         found = self._find(match, locking=False)
@@ -206,26 +209,15 @@ class RepositoryRules(Generic[ModelT]):
                 raise ValidationError(f"{self.entity}: unknown field {str(key)[:64]!r}", field=str(key)[:64])
             if not allow_pk and columns[key].primary_key:
                 raise ValidationError(f"{self.entity}.{key} cannot be changed", field=key)
-            if value is not None:
-                self._check_value(columns[key], value)
+            values.stored(self.entity, columns[key], value)  # ValidationError naming the field and the rule
 
-    def _check_value(self, column: Any, value: Any) -> None:
-        """A value the column's type cannot hold is refused here, the same way on every engine.
+    def _converted(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """``fields`` (checked by ``_check_writable``) as their columns store them: ISO text parsed, UTC, rounded.
 
-        Without this, SQLite would store text in an integer column or 101 characters in a String(100) that
-        PostgreSQL and MariaDB refuse. The message names the field and the rule, never the value.
+        The instance and the row then hold what every engine gives back, and so does the fake (``values``).
         """
-        try:
-            kind = column.type.python_type
-        except NotImplementedError:
-            return
-        if kind in qs.COERCERS and qs.COERCERS[kind](value) is qs.INVALID:
-            raise ValidationError(f"{self.entity}.{column.key}: expected a valid {kind.__name__}",
-                                  field=column.key, rule="type")
-        length = getattr(column.type, "length", None)
-        if isinstance(value, str) and length is not None and len(value) > length:
-            raise ValidationError(f"{self.entity}.{column.key}: longer than {length} characters",
-                                  field=column.key, rule="max_length")
+        columns = self._table.c
+        return {key: values.stored(self.entity, columns[key], value) for key, value in fields.items()}
 
     def _check_required(self, fields: Mapping[str, Any]) -> None:
         """A NOT NULL column without any default must be given (a given None is left to the NOT NULL check)."""
@@ -239,6 +231,8 @@ class RepositoryRules(Generic[ModelT]):
     def _check_update(self, instance: Any, fields: dict[str, Any]) -> None:
         """Take ``version`` out of ``fields`` (the version the caller last saw) and check the rest can be set."""
         expected = fields.pop("version", None) if self._versioned else None
+        if expected is not None:
+            expected = values.stored(self.entity, self._table.c.version, expected)
         self._check_writable(fields, allow_pk=False)
         if expected is not None and expected != instance.version:
             raise StaleVersion(self.entity, self._pk_of(instance))
@@ -257,7 +251,7 @@ class RepositoryRules(Generic[ModelT]):
         missing = [name for name in key if name not in fields]
         if missing:
             raise ValidationError(f"{self.entity}.{missing[0]} is required to upsert", field=missing[0])
-        return key, fields
+        return key, self._converted(fields)
 
     def _required(self, filters: Mapping[str, Any]) -> Mapping[str, Any]:
         """The filters of a bulk change: refused when empty, so no bulk change touches every row by accident."""
@@ -281,6 +275,17 @@ class RepositoryRules(Generic[ModelT]):
         keys |= {frozenset(c.key for c in index.columns) for index in table.indexes if index.unique}
         keys |= {frozenset({column.key}) for column in table.columns if column.unique}
         return keys
+
+
+def _check_defaults(entity: str, defaults: Any, match: Mapping[str, Any]) -> None:
+    """A wrong call of get_or_create is the caller's bug: a TypeError, as Python raises for any wrong call."""
+    if defaults is None:
+        return
+    if not isinstance(defaults, Mapping):
+        raise TypeError(f"{entity}: get_or_create's defaults must be a mapping, not {type(defaults).__name__}")
+    repeated = sorted(str(key) for key in set(match) & set(defaults))
+    if repeated:
+        raise TypeError(f"{entity}: get_or_create's defaults repeat the matched field {repeated[0]!r}")
 
 
 def build_policy(

@@ -857,3 +857,9 @@ __all__ = [
     "mapped_chunks", "open_archive", "read_chunks", "row_decoder", "row_encoder", "snapshot_engine", "type_tag",
     "typed_table", "unpack", "verify_archive",
 ]
+
+
+if __name__ == "__main__":
+    from db.cli import run_library
+
+    run_library(__spec__.name if __spec__ else __name__)

@@ -172,4 +172,4 @@ def _pdf(title: str) -> bytes:
 if __name__ == "__main__":
     from db.cli import run_script
 
-    run_script("fill")
+    run_script("fill", "--sample")

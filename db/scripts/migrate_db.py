@@ -59,8 +59,22 @@ class Revision:
     is_current: bool
 
 
+# What Alembic takes as a target: [branch@]revision, a relative step (-1, +2) or both (head-1, 0003_identity+1).
+# Anything else is refused before Alembic reads it: it would take "0001-01-01" as a relative step from "0001".
+_REVISION = re.compile(r"(?:[A-Za-z0-9_]+@)?(?:[A-Za-z0-9_]+(?:[+-]\d+)?|[+-]\d+)")
+
+
+def check_revision(revision: str) -> str:
+    """``revision`` if Alembic can read it as a target, else ``MigrationError`` saying what it takes."""
+    if not isinstance(revision, str) or not _REVISION.fullmatch(revision):
+        raise MigrationError(f"{revision!r} is not a revision: give an id such as 0003_identity, head, base, "
+                             "a step such as -1 or +1, or both such as head-1")
+    return revision
+
+
 def upgrade(database: Database, revision: str = "head") -> MigrateResult:
     """Migrate up to ``revision`` (default: the head)."""
+    check_revision(revision)
     before = runner.current_revision(database)
     with _named_revisions(before):
         runner.upgrade(database, revision)
@@ -69,6 +83,7 @@ def upgrade(database: Database, revision: str = "head") -> MigrateResult:
 
 def downgrade(database: Database, revision: str) -> MigrateResult:
     """Migrate down to ``revision`` (an id, ``-1`` or ``base``). Destructive: the dropped tables' rows are lost."""
+    check_revision(revision)
     before = runner.current_revision(database)
     with _named_revisions(before):
         runner.downgrade(database, revision)

@@ -38,3 +38,9 @@ def _ignore(_: int) -> None:
 
 
 SILENT: Progress = Silent()
+
+
+if __name__ == "__main__":
+    from db.cli import run_library
+
+    run_library(__spec__.name if __spec__ else __name__)

@@ -13,8 +13,11 @@ same with a progress bar per table.
 (each account has one owner, the rest are admins, members and viewers, spread unevenly: a few large teams, many
 small ones); files = accounts x ``files_per_account``, naming ``blobs`` distinct contents (default files / 10, at
 most 1,000: the bytes are written and fsynced one by one); one ``file.uploaded`` event per file; activity events
-= users x ``events_per_user``. With ``rows``, the users are sized from those ratios and the activity events take
-whatever is left, so the rows add up to ``rows`` exactly. The audit log also gets, from the repositories' bulk
+= users x ``events_per_user``. Bounds: ``blobs`` at most ``MAX_BLOBS`` (100,000), each ratio at most ``MAX_RATIO``
+(10,000), at most ``MAX_ROWS`` (a billion) rows in all; and before anything is written, the rows (in a SQLite file)
+and the blobs must fit the free space of their disks by a generous estimate, else ``DiskFull``. With ``rows``, the
+users are sized from those ratios and the activity events take whatever is left, so the rows add up to ``rows``
+exactly. The audit log also gets, from the repositories' bulk
 path itself, one ``create_many`` entry per 5,000 rows written (about 0.02 %): those are not counted.
 
 **Determinism.** Only ``random.Random(seed)`` is used, never the global generator or the clock: the same seed and
@@ -62,11 +65,13 @@ import gc
 import itertools
 import math
 import random
+import shutil
 import time
 import uuid
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from argon2 import Type
@@ -75,7 +80,7 @@ from sqlalchemy import select
 
 from db import storage_binding
 from db.audit import Entry, append_entries
-from db.errors import Conflict, ValidationError
+from db.errors import Conflict, DiskFull, ValidationError
 from db.models.file_blob import FileBlob
 from db.models.file_object import StoredFile
 from db.models.membership import Membership
@@ -94,9 +99,15 @@ T = TypeVar("T")
 SAMPLE_PASSWORD = "sample data only 42"
 GENERATOR_ACTOR = "sample-generator"
 DEFAULT_START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-MAX_ROWS = 1_000_000_000
+MAX_ROWS = 1_000_000_000  # rows in total, whatever the options
 MAX_BATCH = 100_000
 MAX_DEFAULT_BLOBS = 1_000
+MAX_BLOBS = 100_000  # distinct contents: about 0.8 GB of files at most
+MAX_RATIO = 10_000  # members or files per account, events per user
+# What a generated row takes in a SQLite file with its indexes (about 780 bytes measured, mostly audit entries),
+# and a blob on disk (4.3 KB on average, in whole file-system blocks): the free-space check's estimate.
+ROW_BYTES = 1024
+BLOB_BYTES = 8192
 GROWTH = 0.7  # times are start + span * fraction**GROWTH: activity grows towards the end of the period
 TABLES = ("user", "account", "membership", "file_blob", "file", "audit_entry")
 
@@ -224,9 +235,10 @@ def _whole(name: str, value: Any, *, minimum: int = 0, maximum: int = MAX_ROWS) 
     return value
 
 
-def _ratio(name: str, value: Any, *, minimum: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < minimum:
-        raise ValidationError(f"generate: {name} must be a number of at least {minimum:g}", field=name,
+def _ratio(name: str, value: Any, *, minimum: float = 0.0, maximum: float = MAX_RATIO) -> float:
+    if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            or not minimum <= value <= maximum):
+        raise ValidationError(f"generate: {name} must be a number from {minimum:g} to {maximum:,g}", field=name,
                               rule="range")
     return float(value)
 
@@ -242,7 +254,7 @@ def check_options(options: GeneratorOptions) -> GeneratorOptions:
     if options.accounts is not None:
         _whole("accounts", options.accounts, minimum=1)
     if options.blobs is not None:
-        _whole("blobs", options.blobs, minimum=1)
+        _whole("blobs", options.blobs, minimum=1, maximum=MAX_BLOBS)
     _whole("users_per_account", options.users_per_account, minimum=1)
     _ratio("members_per_account", options.members_per_account, minimum=1.0)
     _ratio("files_per_account", options.files_per_account)
@@ -255,6 +267,9 @@ def check_options(options: GeneratorOptions) -> GeneratorOptions:
     start = options.start
     if not isinstance(start, dt.datetime) or start.tzinfo is None or start.utcoffset() is None:
         raise ValidationError("generate: start must be a timezone-aware datetime", field="start", rule="type")
+    if not _EPOCH <= start <= _LAST_START - dt.timedelta(days=options.days):
+        raise ValidationError("generate: the period (start plus days) must lie between 1970 (ids carry Unix time) "
+                              "and the year 9999", field="start", rule="range")
     return options
 
 
@@ -270,11 +285,48 @@ def plan(options: GeneratorOptions) -> Plan:
     blobs = (options.blobs or min(MAX_DEFAULT_BLOBS, max(1, files // 10))) if files else 0
     fixed = users + accounts + memberships + blobs + 2 * files
     if options.rows is None:
-        return Plan(users, accounts, memberships, blobs, files, files, round(users * options.events_per_user))
+        planned = Plan(users, accounts, memberships, blobs, files, files, round(users * options.events_per_user))
+        if planned.total > MAX_ROWS:
+            raise ValidationError(f"generate: these options make {planned.total:,} rows, more than {MAX_ROWS:,}: "
+                                  "ask for fewer users, files or events", field="rows", rule="range")
+        return planned
     if fixed > options.rows:
         raise ValidationError(f"generate: rows={options.rows:,} is fewer than these options need ({fixed:,}): "
                               "ask for more rows or fewer users, accounts or files", field="rows", rule="range")
     return Plan(users, accounts, memberships, blobs, files, files, options.rows - fixed)
+
+
+def check_free_space(database: Database, counts: Plan) -> None:
+    """``DiskFull`` before anything is written when the rows (in a SQLite file) and the blobs would not fit.
+
+    The estimate is ``ROW_BYTES`` per row and ``BLOB_BYTES`` per blob; a server's disk is its own, not checked here.
+    """
+    needs: dict[int, tuple[Path, int]] = {}  # per file system (the database and the blobs may share one)
+
+    def need(path: Path, size: int) -> None:
+        where = _existing(path)
+        first, before = needs.get(where.stat().st_dev, (where, 0))
+        needs[where.stat().st_dev] = (first, before + size)
+
+    file = database.url.database if database.backend == "sqlite" else None
+    if file and file != ":memory:" and not file.startswith("file:"):
+        need(Path(file).expanduser().resolve().parent, counts.total * ROW_BYTES)
+    if counts.blobs:
+        need(Path(database.settings.storage_root), counts.blobs * BLOB_BYTES)
+    for where, size in needs.values():
+        free = shutil.disk_usage(where).free
+        if size > free:
+            raise DiskFull(f"generate: these options need about {size / 2**20:,.0f} MiB on the disk of {where} "
+                           f"and {free / 2**20:,.0f} MiB are free; nothing was written (ask for fewer rows or "
+                           "free some space)")
+
+
+def _existing(path: Path) -> Path:
+    """``path``, or the nearest of its parents that exists (the disk it will be created on)."""
+    path = path.expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _users_for(options: GeneratorOptions) -> int:
@@ -326,6 +378,7 @@ class _Sequence:
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LAST_START = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
 
 def _weighted(rng: random.Random, choices: Sequence[tuple[str, int]]) -> Callable[[], str]:
@@ -613,6 +666,7 @@ def generate(database: Database, options: GeneratorOptions | None = None, *,
     options = check_options(options or GeneratorOptions())
     counts = plan(options)
     require_head(database)
+    check_free_space(database, counts)
     world = _World.make(options, counts, lambda rng: _password_hash(database, rng))
     _refuse_existing(database, world)
     storage = storage_binding.writable_storage(database) if counts.blobs else storage_binding.local_storage(database)

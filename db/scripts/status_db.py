@@ -73,3 +73,9 @@ def _bucket(first: dt.datetime | None, last: dt.datetime | None) -> str:
     if span <= dt.timedelta(days=31):
         return "day"
     return "week" if span <= dt.timedelta(weeks=26) else "month"
+
+
+if __name__ == "__main__":
+    from db.cli import run_script
+
+    run_script("status")

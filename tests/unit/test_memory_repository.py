@@ -256,8 +256,10 @@ def test_values_are_stored_as_the_engines_return_them(store: InMemoryStore) -> N
         {"ratio": float("nan")},
         {"active": "yes"},
         {"released_at": dt.datetime(2026, 1, 1)},
-        {"released_at": "2026-01-01T00:00:00+00:00"},
-        {"id": "0192f0c4-0000-7000-8000-000000000000"},
+        {"released_at": "2026-01-01T00:00:00"},
+        {"id": b"\x01" * 16},
+        {"price": 1.5},
+        {"active": 1},
     ],
 )
 def test_values_an_engine_would_refuse_are_refused(store: InMemoryStore, fields: dict[str, Any]) -> None:
@@ -266,6 +268,14 @@ def test_values_an_engine_would_refuse_are_refused(store: InMemoryStore, fields:
         widgets.create(**{"name": "alpha", **fields})
     assert raised.value.field == next(iter(fields))
     assert widgets.count() == 0
+
+
+def test_iso_and_uuid_text_are_stored_parsed_as_every_engine_stores_them(store: InMemoryStore) -> None:
+    widgets = Widgets(store)
+    created = widgets.create(name="alpha", released_at="2026-01-01T12:00:00+02:00",
+                             id="0192f0c4-0000-7000-8000-000000000000")
+    assert created.released_at == dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC)
+    assert created.id == uuid.UUID("0192f0c4-0000-7000-8000-000000000000")
 
 
 def test_none_takes_the_default_in_create_but_is_refused_in_update(store: InMemoryStore) -> None:

@@ -1,0 +1,67 @@
+"""What a repository translates: the database's and the driver's refusals, and nothing else.
+
+A value the driver itself cannot send (a lone surrogate, raised by the driver as a plain ``UnicodeEncodeError``)
+becomes a ``ValidationError``; the same exception raised by the layer's own code, or a misuse of SQLAlchemy, leaves
+unchanged. A refusal by the database becomes its ``db.errors`` class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import exc, text
+
+from db import BaseRepository, Conflict, Database, DatabaseError, ValidationError
+from db.repositories.base_repository import translated
+from tests.contract.conftest import WidgetRepository
+from tests.models import Widget
+
+
+class Probe(BaseRepository[Widget]):
+    """A repository with two methods of its own, translated like every other."""
+
+    model = Widget
+
+    @translated
+    def echo(self, value: Any) -> Any:
+        return self.session.execute(text("SELECT :value"), {"value": value}).scalar()
+
+    @translated
+    def encode_first(self, value: str) -> Any:
+        value.encode()  # the layer's own code: a UnicodeEncodeError here is a bug, not the driver's refusal
+        return self.echo(value)
+
+
+def test_a_value_the_driver_cannot_send_is_a_validation_error(database: Database) -> None:
+    with database.unit_of_work() as uow:
+        with pytest.raises(ValidationError) as raised:
+            uow.repository(Probe).echo("lone \ud800 surrogate")
+        assert raised.value.__cause__ is None and "\ud800" not in str(raised.value)
+        assert uow.repository(Probe).echo("fine") == "fine"  # the transaction is still usable
+
+
+def test_the_same_error_raised_by_the_layers_own_code_leaves_unchanged(database: Database) -> None:
+    with database.unit_of_work() as uow, pytest.raises(UnicodeEncodeError):
+        uow.repository(Probe).encode_first("lone \ud800 surrogate")
+
+
+def test_a_misuse_of_sqlalchemy_inside_the_layer_is_not_disguised(database: Database,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(WidgetRepository, "_sql", lambda self, condition: "not a clause")
+    with database.unit_of_work() as uow, pytest.raises(exc.ArgumentError) as raised:
+        uow.repository(WidgetRepository).list(filters={"name": "alpha"})
+    assert not isinstance(raised.value, DatabaseError)
+
+
+def test_a_refusal_by_the_database_is_its_domain_error(database: Database) -> None:
+    with database.unit_of_work() as uow:
+        widgets = uow.repository(WidgetRepository)
+        widgets.create(name="alpha")
+        with pytest.raises(Conflict):
+            widgets.create(name="alpha")
+
+
+def test_sql_the_database_cannot_run_is_a_database_error_at_the_unit_of_work(database: Database) -> None:
+    with pytest.raises(DatabaseError), database.unit_of_work() as uow:
+        uow.session.execute(text("SELECT * FROM no_such_table"))
