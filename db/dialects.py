@@ -405,7 +405,17 @@ def _translate_driver_error(error: exc.DBAPIError, entity: str) -> errors.Databa
         return errors.ValidationError(f"{entity}: a value was refused by the database (out of range or wrong type)")
     if error.connection_invalidated or code in _MYSQL_UNREACHABLE or _is_unreachable(error):
         return errors.DatabaseUnavailable(f"{entity}: the database is unavailable ({type(original).__name__})")
+    if sqlstate in _PG_UNDEFINED or code in _MYSQL_UNDEFINED or _SQLITE_UNDEFINED.match(str(original)):
+        return errors.SchemaMissing(
+            f"{entity}: a table or column the statement needs does not exist: the schema is missing or older than "
+            "the code (run python -m db create, or python -m db migrate upgrade; a table of your own needs a migration)"
+        )
     return errors.DatabaseError(f"{entity}: {type(original).__name__} from the database")
+
+
+_PG_UNDEFINED = {"42P01", "42703"}  # undefined table, undefined column
+_MYSQL_UNDEFINED = {1146, 1054}  # no such table, unknown column
+_SQLITE_UNDEFINED = re.compile(r"no such (?:table|column): |table \S+ has no column named ")
 
 
 _SQLITE_FULL = 13

@@ -69,6 +69,10 @@ class TransientError(DatabaseError):
     """A failure that may succeed when retried: serialization failure, deadlock, lock timeout, busy file."""
 
 
+class SchemaMissing(DatabaseError):
+    """A table or column a statement needs does not exist: the database was never migrated, or is behind the code."""
+
+
 class DiskFull(DatabaseError):
     """The disk that holds the database, the file storage or a backup is full: nothing was written (free space and
     try again)."""
@@ -153,6 +157,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "QuotaExceeded",
+    "SchemaMissing",
     "StaleVersion",
     "StorageMismatch",
     "TokenError",

@@ -270,3 +270,9 @@ __all__ = [
     "ABANDONED", "BACKUP", "IN_USE", "RESTORE", "UNFINISHED", "Leftover", "backup_leftovers", "creating_in", "hold",
     "mariadb_restore_lock", "release", "remove", "restore_leftovers", "settle_mariadb_restore",
 ]
+
+
+if __name__ == "__main__":
+    from db.cli import run_library
+
+    run_library(__spec__.name if __spec__ else __name__)

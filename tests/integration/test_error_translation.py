@@ -28,6 +28,10 @@ class Probe(BaseRepository[Widget]):
         return self.session.execute(text("SELECT :value"), {"value": value}).scalar()
 
     @translated
+    def run(self, statement: str) -> Any:
+        return self.session.execute(text(statement)).all()
+
+    @translated
     def encode_first(self, value: str) -> Any:
         value.encode()  # the layer's own code: a UnicodeEncodeError here is a bug, not the driver's refusal
         return self.echo(value)
@@ -65,3 +69,15 @@ def test_a_refusal_by_the_database_is_its_domain_error(database: Database) -> No
 def test_sql_the_database_cannot_run_is_a_database_error_at_the_unit_of_work(database: Database) -> None:
     with pytest.raises(DatabaseError), database.unit_of_work() as uow:
         uow.session.execute(text("SELECT * FROM no_such_table"))
+
+
+@pytest.mark.parametrize("statement", ["SELECT * FROM no_such_table", "SELECT no_such_column FROM widget",
+                                       "INSERT INTO widget (no_such_column) VALUES (1)"])
+def test_a_missing_table_or_column_says_the_schema_is_missing_and_what_to_run(
+    database: Database, statement: str
+) -> None:
+    from db import SchemaMissing
+
+    with pytest.raises(SchemaMissing) as raised, database.unit_of_work() as uow:
+        uow.repository(Probe).run(statement)
+    assert "python -m db create" in str(raised.value)
