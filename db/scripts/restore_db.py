@@ -337,12 +337,10 @@ class _SqliteDestination:
                 _remove_empty_directories(made)
 
 
-class _SqliteStaging:
-    takes_sqlite_file = True
+class _CommittedStaging:
+    """A staging area in a database of its own (``_database``), where each ``keep`` commits."""
 
-    def __init__(self, destination: _SqliteDestination, path: Path) -> None:
-        self.destination, self.path = destination, path
-        self._database = Database(URL.create("sqlite", database=str(path)), poolclass=_null_pool())
+    _database: Database
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:
@@ -353,6 +351,14 @@ class _SqliteStaging:
     def keep(self, connection: Connection) -> None:
         if connection.in_transaction():
             connection.commit()
+
+
+class _SqliteStaging(_CommittedStaging):
+    takes_sqlite_file = True
+
+    def __init__(self, destination: _SqliteDestination, path: Path) -> None:
+        self.destination, self.path = destination, path
+        self._database = Database(URL.create("sqlite", database=str(path)), poolclass=_null_pool())
 
     def place_file(self, verified: VerifiedArchive, part: Part, advance: Advance) -> None:
         """The snapshot becomes the staging file."""
@@ -494,22 +500,12 @@ class _MariadbDestination:
                     leftovers.settle_mariadb_restore(control, self.live, token)
 
 
-class _MariadbStaging:
+class _MariadbStaging(_CommittedStaging):
     takes_sqlite_file = False
 
     def __init__(self, destination: _MariadbDestination, control: Connection, staging: str, replaced: str) -> None:
         self.destination, self._control, self.staging, self.replaced = destination, control, staging, replaced
         self._database = Database(destination.database.url.set(database=staging), poolclass=_null_pool())
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[Connection]:
-        with self._database.engine.connect() as connection:
-            yield connection
-            self.keep(connection)
-
-    def keep(self, connection: Connection) -> None:
-        if connection.in_transaction():
-            connection.commit()
 
     def place_file(self, verified: VerifiedArchive, part: Part, advance: Advance) -> None:
         raise AssertionError("a server takes rows, not a SQLite file")

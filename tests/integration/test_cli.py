@@ -16,9 +16,10 @@ import pytest
 from sqlalchemy import inspect
 
 from db import Database
-from db.cli import main
 from db.migrations import runner
 from tests.conftest import TestDatabases
+from tests.integration import cli_support
+from tests.integration.cli_support import run
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = runner.head_revision()
@@ -27,12 +28,6 @@ HEAD = runner.head_revision()
 def flat(text: str) -> str:
     """Rich wraps long lines at the terminal's width: compare words, not line breaks."""
     return " ".join(text.split())
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, flat(captured.out), flat(captured.err)
 
 
 def run_db(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -45,12 +40,7 @@ def run_db(*args: str, env: dict[str, str] | None = None, stdin: str | None = No
 
 @pytest.fixture
 def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A SQLite file of the test's own, with blobs under tmp_path and no DATABASE_URL from outside."""
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.delenv("DBLAYER_ADMIN_EMAIL", raising=False)
-    monkeypatch.delenv("DBLAYER_ADMIN_PASSWORD", raising=False)
-    monkeypatch.setenv("DBLAYER_STORAGE_ROOT", str(tmp_path / "files"))
-    return f"sqlite:///{tmp_path / 'cli.db'}"
+    return cli_support.own_environment(tmp_path, monkeypatch)
 
 
 @pytest.fixture

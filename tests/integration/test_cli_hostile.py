@@ -23,20 +23,18 @@ from sqlalchemy import func, select
 
 import db.scripts
 from db import Database
-from db.cli import main
 from db.migrations import runner
 from db.models.user import User
 from db.scripts import migrate_db
 from tests.conftest import TestDatabases
+from tests.integration import cli_support
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = runner.head_revision()
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return cli_support.run(capsys, *args, flat=False)
 
 
 def one_error_line(err: str) -> str:
@@ -58,11 +56,7 @@ def python_m(*args: str | bytes, env: dict[bytes, bytes] | None = None, **option
 
 @pytest.fixture
 def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.delenv("DBLAYER_ADMIN_EMAIL", raising=False)
-    monkeypatch.delenv("DBLAYER_ADMIN_PASSWORD", raising=False)
-    monkeypatch.setenv("DBLAYER_STORAGE_ROOT", str(tmp_path / "files"))
-    return f"sqlite:///{tmp_path / 'cli.db'}"
+    return cli_support.own_environment(tmp_path, monkeypatch)
 
 
 @pytest.fixture
