@@ -237,7 +237,8 @@ def test_a_restore_killed_at_arbitrary_moments_always_leaves_one_whole_database(
         assert_holds(occupied, holding.rows)
         report = check(occupied)
         if not report.ok and engine_name == "mariadb":  # killed between its RENAME TABLE and its triggers
-            assert [result.name for result in report.failed] == ["restore"]
+            failed = {result.name for result in report.failed}
+            assert "restore" in failed and failed <= {"restore", "schema"}  # schema: the audit triggers are missing
             assert "cleanup --apply" in report.result("restore").problems[0]
             assert leftovers.remove(occupied, restore_leftovers(occupied))
             report = check(occupied)
