@@ -175,7 +175,7 @@ def main() -> None:
     mix = {name: int(weight) for name, weight in (part.split("=") for part in args.mix.split(","))}
     with tempfile.TemporaryDirectory() as scratch:
         url = args.url or (f"sqlite:///{scratch}/load.db" if args.engine == "sqlite" else PG_URL)
-        if url.startswith("postgresql"):
+        if not url.startswith("sqlite"):
             dialects.create_database_if_missing(make_url(url))
         accounts, emails = prepare(url)
         print(f"# {args.processes} processes, {args.seconds:.0f} s, mix {args.mix}, {url.split(':')[0]}")

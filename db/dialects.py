@@ -15,7 +15,6 @@ import json
 import os
 import re
 import sqlite3
-import string
 import urllib.parse
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -530,22 +529,31 @@ def nulls_smallest(column: ColumnElement[Any], *, descending: bool, backend: str
     return ordered
 
 
-def ascii_lower(column: ColumnElement[Any], backend: str) -> ColumnElement[str]:
-    """``column`` with A-Z lowered and every other character left as it is, the same on every engine.
+def ascii_insensitive_match(column: ColumnElement[Any], op: str, folded: str, backend: str) -> ColumnElement[bool]:
+    """``column`` contains (``op`` "contains") or starts with (``op`` "startswith") ``folded``, already A-Z-lowered,
+    ignoring the case of A-Z only, the same on every engine (``query_spec.ascii_fold`` is the same in Python); ``%``
+    and ``_`` in it are literal.
 
-    This is what ``contains`` and ``startswith`` compare case-insensitively (``query_spec.ascii_fold`` is the same
-    in Python). SQLite's lower() folds ASCII only; PostgreSQL's lower() and MariaDB's LOWER() fold the rest of
-    Unicode too, each its own way (the dotted İ, ß, the Kelvin sign), so they are given the ASCII mapping itself.
+    Each engine's own lower() folds a different set of letters: SQLite's A-Z only; PostgreSQL's and MariaDB's all of
+    Unicode, each its own way (the dotted I, sharp s, the Kelvin sign). PostgreSQL lowers under the "C" collation,
+    which folds A-Z only. MariaDB has no ASCII-only lowering, so there the test is a regular expression in which each
+    letter is a class (``[Aa]``) and every other ASCII character is escaped; the binary collation makes the rest
+    exact.
     """
-    if backend == "postgresql":
-        return func.translate(column, _sql(f"'{string.ascii_uppercase}'"), _sql(f"'{string.ascii_lowercase}'"),
-                              type_=String)
-    if backend in ("mysql", "mariadb"):  # no translate(): one REPLACE per letter (binary collation: exact)
-        folded: ColumnElement[Any] = column
-        for upper, lower in zip(string.ascii_uppercase, string.ascii_lowercase, strict=True):
-            folded = func.replace(folded, _sql(f"'{upper}'"), _sql(f"'{lower}'"), type_=String)
-        return folded
-    return func.lower(column, type_=String)
+    if backend in ("mysql", "mariadb"):
+        pattern = ("^" if op == "startswith" else "") + "".join(_regex_char(char) for char in folded)
+        return column.regexp_match(pattern)
+    lowered = func.lower(column.collate("C") if backend == "postgresql" else column, type_=String)
+    matches = lowered.contains if op == "contains" else lowered.startswith
+    return matches(folded, autoescape=True)
+
+
+def _regex_char(char: str) -> str:
+    if "a" <= char <= "z":
+        return f"[{char.upper()}{char}]"
+    if char.isascii() and not char.isalnum():
+        return "\\" + char
+    return char
 
 
 # --- the append-only audit log ---------------------------------------------------------------------------------

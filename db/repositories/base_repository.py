@@ -382,10 +382,7 @@ class BaseRepository(RepositoryRules[ModelT]):
         if op == "between":
             return column.between(*value)  # type: ignore[no-any-return]
         if op in ("contains", "startswith"):  # case-insensitive for A-Z only, on every engine (query_spec)
-            folded = dialects.ascii_lower(column, self._backend)
-            if op == "contains":
-                return folded.contains(qs.ascii_fold(value), autoescape=True)
-            return folded.startswith(qs.ascii_fold(value), autoescape=True)
+            return dialects.ascii_insensitive_match(column, op, qs.ascii_fold(value), self._backend)
         return _COMPARISONS[op](column, value)
 
     @property

@@ -577,3 +577,20 @@ def test_a_value_the_column_cannot_hold_is_refused_the_same_way_everywhere(
     with pytest.raises(ValidationError):
         widgets.update(alpha.id, **fields)
     assert widgets.get_by_id(alpha.id).quantity == 0 and widgets.count() == 1
+
+
+REGEX_LOOKALIKES = ["a.c", "a+c", "(a)", "[a]", "a\\c", "^ac$", "a|c", "a{2}", "a*c", "a?c", "a c", "a-c", "é.Ü",
+                    "x/%_"]
+
+
+@pytest.mark.parametrize("needle", [".", "+", "(a", "[a]", "\\", "^a", "c$", "|", "{2}", "*", "?", "A C", "-", "É.ü",
+                                    "/%", "A.C", "a"])
+def test_contains_and_startswith_take_every_character_literally(widgets: Any, needle: str) -> None:
+    for name in REGEX_LOOKALIKES:
+        widgets.create(name=name)
+    fold = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+    wanted = needle.translate(fold)
+    expected = {name for name in REGEX_LOOKALIKES if wanted in name.translate(fold)}
+    assert set(names(widgets.list(filters={"name__contains": needle}))) == expected
+    starting = {name for name in REGEX_LOOKALIKES if name.translate(fold).startswith(wanted)}
+    assert set(names(widgets.list(filters={"name__startswith": needle}))) == starting
