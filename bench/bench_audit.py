@@ -58,7 +58,7 @@ def fresh(engine: str, variant: str, scratch: Path) -> Iterator[Database]:
     url = f"sqlite:///{scratch / f'{variant}.db'}" if engine == "sqlite" else SERVER_URLS[engine]
     settings = Settings.for_tests(audit_key=KEY if variant == "keyed" else None, storage_root=scratch / "files")
     database = Database(url, settings=settings)
-    dialects.create_database_if_missing(database.url)
+    database.dialect.create_database_if_missing(database.url)
     with database.engine.begin() as connection:
         existing = MetaData()
         existing.reflect(connection)
@@ -66,7 +66,7 @@ def fresh(engine: str, variant: str, scratch: Path) -> Iterator[Database]:
     runner.upgrade(database)
     if variant == "unguarded":
         with database.engine.begin() as connection:
-            for statement in dialects.drop_seq_guard_ddl(database.backend):
+            for statement in dialects.dialect_named(database.backend).drop_seq_guard_ddl():
                 connection.exec_driver_sql(statement)
     try:
         yield database

@@ -176,7 +176,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         url = args.url or (f"sqlite:///{scratch}/load.db" if args.engine == "sqlite" else PG_URL)
         if not url.startswith("sqlite"):
-            dialects.create_database_if_missing(make_url(url))
+            dialects.dialect_of(make_url(url)).create_database_if_missing(make_url(url))
         accounts, emails = prepare(url)
         print(f"# {args.processes} processes, {args.seconds:.0f} s, mix {args.mix}, {url.split(':')[0]}")
         print(f"load average before: {os.getloadavg()}")

@@ -280,7 +280,7 @@ def append_entries(session: Session, entries: Iterable[Entry], *, batch_size: in
     digest = functools.partial(seal, key=key)
     seq, prev = head.seq, head.hash
     entries_table: Any = AuditEntry.__table__
-    per_statement = dialects.audit_rows_per_statement(connection.dialect.name, len(entries_table.columns))
+    per_statement = dialects.dialect_of(connection).audit_rows_per_statement(len(entries_table.columns))
     inserter = BulkInserter(entries_table, connection, "audit_entry", rows_per_statement=per_statement)
     count = 0
     for batch in batched(entries, batch_size):

@@ -18,7 +18,7 @@ When verification passes, all of this holds:
   seq, or an entry of an archive that was checked): the history up to it is unchanged and the head extends it.
 
 The first problem found ends the verification and is reported (seq, row id, reason). Damaged rows are reported,
-never raised: rows are read as stored (``dialects.raw_columns``) and decoded here, column by column.
+never raised: rows are read as stored (``Dialect.raw_columns``) and decoded here, column by column.
 
 The walk starts from an anchor (the last checkpoint's seq and hash). An incremental verification can start it from
 a later anchor that it trusts, with nothing else changed.
@@ -124,30 +124,30 @@ class _Reader:
 
     Rows are selected with no type processing, and each column type's own result processor is then applied to one
     value at a time. SQLite's driver fails a whole fetch when one text value is not UTF-8: such a batch is read
-    again as storage classes and bytes (``dialects.raw_columns``), and the value is reported.
+    again as storage classes and bytes (``Dialect.raw_columns``), and the value is reported.
     """
 
     def __init__(self, session: Session, table: Any) -> None:
         self.session = session
         self.table = table
         dialect = session.get_bind().dialect
-        self.backend = dialect.name
+        self.engine = dialects.dialect_of(dialect)
         self.columns = [_Column(column, dialect) for column in table.columns]
         self.names = [column.name for column in self.columns]
         self._plain: list[ColumnElement[Any]] = [
             type_coerce(column, NullType()).label(column.name) for column in table.columns
         ]
-        self._as_stored = dialects.raw_columns(table, self.backend)
+        self._as_stored = self.engine.raw_columns(table)
 
     def rows(self, shape: Callable[[Select[Any]], Select[Any]]) -> list[tuple[Any, ...]]:
         """The raw values of the rows that ``shape`` (where, order, limit) selects from the table."""
         try:
             return [tuple(row) for row in self.session.execute(shape(select(*self._plain).select_from(self.table)))]
         except exc.OperationalError:
-            if self.backend != "sqlite":
+            if not self.engine.typeless_columns:
                 raise
         stored = self.session.execute(shape(select(*self._as_stored).select_from(self.table)))
-        return [tuple(_stored_value(row._mapping, name, self.backend) for name in self.names) for row in stored]
+        return [tuple(_stored_value(self.engine, row._mapping, name) for name in self.names) for row in stored]
 
     def decode(self, raw: tuple[Any, ...]) -> dict[str, Any] | str:
         values: dict[str, Any] = {}
@@ -175,9 +175,9 @@ class _Reader:
         return (seq if type(seq) is int else None), (_printable(ident) if readable else None)
 
 
-def _stored_value(mapping: Any, name: str, backend: str) -> Any:
+def _stored_value(engine: dialects.Dialect, mapping: Any, name: str) -> Any:
     try:
-        return dialects.raw_value(mapping, name, backend)
+        return engine.raw_value(mapping, name)
     except ValueError:
         return _UNREADABLE
 

@@ -7,7 +7,7 @@ caller's (login bookkeeping uses them, ``db.logins``):
   commits at once (under ``Database.isolated()`` it is a SAVEPOINT of the test's outer transaction);
 - when its transaction has only read so far and the session is bound to an engine, a second session on another
   pooled connection. Its transaction cannot wait on the caller's, which holds no lock and has written nothing (on
-  SQLite it holds no write lock: see ``dialects.install_sqlite_transactions``);
+  SQLite it holds no write lock: see ``db.dialects.sqlite.install_transactions``);
 - otherwise (the caller's transaction has written: a second connection might wait on its locks forever, and on
   SQLite could never get the write lock) None, and the caller falls back to ``autonomous_write`` below.
 
@@ -64,7 +64,8 @@ def independent_transactions(session: Session) -> Transactions | None:
     if not session.in_transaction() and not (session.new or session.dirty or session.deleted):
         return lambda: _own(session)
     bind = session.get_bind()
-    if isinstance(bind, Engine) and session.in_transaction() and not dialects.has_written(session.connection()):
+    if isinstance(bind, Engine) and session.in_transaction() and not dialects.dialect_of(bind).has_written(
+            session.connection()):
         return lambda: _beside(session, bind)
     return None
 

@@ -15,10 +15,14 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Double, Integer, MetaData, Numeric, String, Uuid, inspect
-from sqlalchemy.dialects import mysql
+from sqlalchemy import JSON, DateTime, Dialect, Double, MetaData, Numeric, String, Uuid, inspect
 from sqlalchemy.orm import DeclarativeBase, declared_attr
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from db import dialects
+from db.dialects.types import BIG_INTEGER, LONG_TEXT, TABLE_OPTIONS
+
+__all__ = ["LONG_TEXT", "TABLE_OPTIONS", "Base", "UTCDateTime", "secret_columns"]
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(column_0_label)s",
@@ -43,9 +47,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return dt.datetime
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name in ("mysql", "mariadb"):
-            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
-        return dialect.type_descriptor(DateTime(timezone=True))
+        return dialect.type_descriptor(dialects.dialect_of(dialect).datetime_type())
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         if value is None:
@@ -53,7 +55,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("naive datetime refused: pass a timezone-aware datetime (UTC preferred)")
         value = value.astimezone(dt.UTC)
-        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+        return value if dialects.dialect_of(dialect).stores_aware_datetimes else value.replace(tzinfo=None)
 
     def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         if value is None:
@@ -67,7 +69,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     # when a query loads a hundred thousand rows.
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
-        if dialect.name != "sqlite":
+        if not dialects.dialect_of(dialect).datetimes_as_text:
             return super().bind_processor(dialect)
         convert = self.process_bind_param
 
@@ -78,7 +80,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return process
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
-        if dialect.name != "sqlite":
+        if not dialects.dialect_of(dialect).datetimes_as_text:
             return super().result_processor(dialect, coltype)
         generic = super().result_processor(dialect, coltype) or (lambda value: value)
         parse = dt.datetime.fromisoformat
@@ -100,7 +102,7 @@ TYPE_ANNOTATION_MAP: dict[Any, Any] = {
     str: String(255),
     Decimal: Numeric(18, 4),
     dict[str, Any]: JSON(),
-    int: BigInteger().with_variant(Integer(), "sqlite"),  # SQLite autoincrements INTEGER keys only
+    int: BIG_INTEGER,
     float: Double(),  # not Float: that is single precision on MariaDB
 }
 
@@ -118,14 +120,7 @@ def secret_columns(model: type[Any]) -> frozenset[str]:
     return _SECRET_COLUMNS[model]
 
 
-# MariaDB's default collation compares case- and trailing-space-insensitively, so 'Ada' = 'ada' there and
-# nowhere else. A binary NO PAD collation ('a' != 'a ') makes equality, uniqueness and ordering the same on
-# all three engines.
-# A model that sets its own ``__table_args__`` ends the tuple with ``TABLE_OPTIONS``.
-TABLE_OPTIONS: dict[str, Any] = {
-    "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin",
-    "mariadb_charset": "utf8mb4", "mariadb_collate": "utf8mb4_nopad_bin",
-}
+# A model that sets its own ``__table_args__`` ends the tuple with ``TABLE_OPTIONS`` (binary collations everywhere).
 
 
 class ReprMixin:

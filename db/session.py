@@ -150,15 +150,15 @@ class Database:
         return self.url.get_backend_name()
 
     @cached_property
+    def dialect(self) -> dialects.Dialect:
+        """What this database's engine does its own way (``db.dialects``)."""
+        return dialects.dialect_of(self.url)
+
+    @cached_property
     def engine(self) -> Engine:
-        dialects.prepare_sqlite_file(self.url)
-        engine = create_engine(self.url, **dialects.engine_options(self.url, self._options))
-        if self.backend == "sqlite":
-            dialects.install_sqlite_transactions(engine, busy_timeout=self._options.get("busy_timeout", 5.0))
-        else:
-            dialects.install_write_tracking(engine)
-        if self.backend in ("mysql", "mariadb"):
-            dialects.install_mariadb_reset(engine)
+        self.dialect.prepare(self.url)
+        engine = create_engine(self.url, **self.dialect.engine_options(self.url, self._options))
+        self.dialect.install(engine, self._options)
         return engine
 
     @cached_property
@@ -187,7 +187,7 @@ class Database:
 
         On SQLite its reads take no lock; its first write (or locking read) takes the write lock, waiting on the
         busy timeout, so a read-then-write never fails half-way with "database is locked" (see
-        ``dialects.install_sqlite_transactions``).
+        ``db.dialects.sqlite.install_transactions``).
         """
         with self._sessions() as session:
             uow = UnitOfWork(session, actor=actor, repositories=self.repositories, settings=self.settings)

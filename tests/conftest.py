@@ -57,7 +57,7 @@ def server_url(engine: str, database: str | None = None) -> URL:
 def ensure_server_database(url: URL) -> str | None:
     """Create the database named in ``url`` if missing; return why the server is unusable, or None."""
     try:
-        dialects.create_database_if_missing(url)
+        dialects.dialect_of(url).create_database_if_missing(url)
     except Exception as error:
         return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     return None

@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import Connection
 
+from db import dialects
+
 _KIND = {"INSERT": "added", "REPLACE": "added", "MERGE": "added", "UPDATE": "changed", "DELETE": "removed"}
 _SCHEMA = ("CREATE", "DROP", "ALTER", "TRUNCATE", "RENAME")
 _EVENTS = {  # SQLAlchemy connection event → the Ledger method that handles it
@@ -59,7 +61,7 @@ class Rows:
 class _Open:
     """A transaction in progress on one connection, and its counts when each of its open savepoints began."""
 
-    backend: str
+    transactional_ddl: bool
     rows: Rows = Rows()
     savepoints: list[Rows] = field(default_factory=list)
 
@@ -83,11 +85,11 @@ class Ledger:
     # --- the events --------------------------------------------------------------------------------------------
 
     def _transaction(self, connection: Connection) -> _Open:
-        return self._open.setdefault(id(connection), _Open(connection.dialect.name))
+        return self._open.setdefault(id(connection), _Open(dialects.dialect_of(connection).transactional_ddl))
 
     def _on_begin(self, connection: Connection) -> None:
         with self._lock:
-            self._open[id(connection)] = _Open(connection.dialect.name)
+            self._open[id(connection)] = _Open(dialects.dialect_of(connection).transactional_ddl)
 
     def _on_execute(self, connection: Connection, cursor: Any, statement: str, *_: Any) -> None:
         words = statement.split(None, 1)
@@ -161,7 +163,7 @@ class Ledger:
             in_progress = Rows()
             for opened in self._open.values():
                 in_progress = in_progress + opened.rows
-            kept_schema = any(opened.rows.schema and opened.backend in ("mysql", "mariadb")
+            kept_schema = any(opened.rows.schema and not opened.transactional_ddl
                               for opened in self._open.values())
             return Snapshot(self.committed_transactions, replace(self.committed), in_progress, kept_schema)
 

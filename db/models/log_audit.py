@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, String, Text
-from sqlalchemy.dialects import mysql
+from sqlalchemy import BigInteger, CheckConstraint, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.base import TABLE_OPTIONS, Base
+from db.base import LONG_TEXT, TABLE_OPTIONS, Base
 from db.models.base import UUIDPrimaryKey
 
 GENESIS_HASH = "0" * 64
 KEY_ID_LENGTH = 16
-# MariaDB's TEXT holds 64 KB; a bulk entry lists up to 5,000 ids (about 200 KB).
-LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+# LONG_TEXT: a bulk entry lists up to 5,000 ids (about 200 KB), more than MariaDB's TEXT holds.
 
 
 class AuditEntry(UUIDPrimaryKey, Base):

@@ -10,13 +10,11 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import Index, String, Text
-from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.base import TABLE_OPTIONS, Base
+from db.base import LONG_TEXT, TABLE_OPTIONS, Base
 from db.models.base import UUIDPrimaryKey
 
-LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 NAME_MAX_LENGTH = 64
 
 

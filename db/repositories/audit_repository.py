@@ -89,7 +89,7 @@ class AuditRepository(BaseRepository[AuditEntry]):
 
     def _begin_snapshot(self) -> None:
         bind = self.session.get_bind()
-        level = dialects.snapshot_isolation(bind.dialect.name)
+        level = dialects.dialect_of(bind).snapshot_isolation
         # Only on a session of its own that has not begun: an isolation level cannot change mid-transaction.
         if level and isinstance(bind, Engine) and not self.session.in_transaction():
             self.session.connection(execution_options={"isolation_level": level})
@@ -178,11 +178,12 @@ class AuditRepository(BaseRepository[AuditEntry]):
         earlier = [_columns(checkpoint) for checkpoint in
                    self.session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.up_to_seq))]
         connection = self.session.connection()
-        dialects.allow_audit_purge(connection)
+        dialect = dialects.dialect_of(connection)
+        dialect.allow_audit_purge(connection)
         try:
             removed = connection.execute(delete(table).where(table.c.seq >= first, table.c.seq <= last)).rowcount
         finally:
-            dialects.end_audit_purge(connection)
+            dialect.end_audit_purge(connection)
         checkpoint = AuditCheckpoint(
             id=new_id(), up_to_seq=last, hash=last_hash, entries=removed, archive=archive.name,
             archive_sha256=_sha256(archive), created_at=utcnow(), actor=audit.actor_of(self.session), reason=reason,

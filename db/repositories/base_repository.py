@@ -293,7 +293,7 @@ class BaseRepository(RepositoryRules[ModelT]):
         match, fields = self._upsert_input(values, match)
         row = self._with_defaults(fields)
         updates = self._upsert_updates(fields, match)
-        statement = dialects.upsert_for(self.session.get_bind().dialect.name, self.model.__table__, row, match,
+        statement = self._dialect.upsert(self.model.__table__, row, match,
                                         updates)
         self.session.flush()
         with self.session.begin_nested():
@@ -382,16 +382,16 @@ class BaseRepository(RepositoryRules[ModelT]):
         if op == "between":
             return column.between(*value)  # type: ignore[no-any-return]
         if op in ("contains", "startswith"):  # case-insensitive for A-Z only, on every engine (query_spec)
-            return dialects.ascii_insensitive_match(column, op, qs.ascii_fold(value), self._backend)
+            return self._dialect.ascii_insensitive_match(column, op, qs.ascii_fold(value))
         return _COMPARISONS[op](column, value)
 
     @property
-    def _backend(self) -> str:
-        return self.session.get_bind().dialect.name
+    def _dialect(self) -> dialects.Dialect:
+        return dialects.dialect_of(self.session)
 
     def _ordered(self, statement: Select[Any], keys: Sequence[qs.SortKey]) -> Select[Any]:
         return statement.order_by(
-            *(dialects.nulls_smallest(self._column(k.field), descending=k.descending, backend=self._backend)
+            *(self._dialect.nulls_smallest(self._column(k.field), descending=k.descending)
               for k in keys)
         )
 

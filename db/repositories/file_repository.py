@@ -385,9 +385,7 @@ class FileRepository(BaseRepository[StoredFile]):
         used_query = select(func.coalesce(func.sum(StoredFile.size), 0)).where(
             StoredFile.account_id == account_id, StoredFile.deleted_at.is_(None)
         )
-        if self.session.get_bind().dialect.name in ("mysql", "mariadb"):
-            used_query = used_query.with_for_update(read=True)  # the latest committed rows, not the snapshot's
-        used = int(self.session.scalar(used_query) or 0)
+        used = int(self.session.scalar(dialects.dialect_of(self.session).latest_committed(used_query)) or 0)
         if used + size > quota:
             raise QuotaExceeded(account_id, quota=int(quota), used=used, size=size)
 
@@ -440,9 +438,8 @@ def claim_blob(session: Session, sha256: str, size: int = 0) -> None:
     same key waits for it, on every engine, where ``SELECT … FOR UPDATE`` of a missing row would lock nothing.
     """
     table: Any = FileBlob.__table__
-    statement = dialects.upsert_for(
-        session.get_bind().dialect.name, table, {"sha256": sha256, "size": size, "created_at": utcnow()},
-        ["sha256"], {"size": table.c.size},
+    statement = dialects.dialect_of(session).upsert(
+        table, {"sha256": sha256, "size": size, "created_at": utcnow()}, ["sha256"], {"size": table.c.size}
     )
     session.execute(statement)
 

@@ -322,8 +322,8 @@ class ReportRepository(BaseRepository[ReportRun]):
     _statements: ClassVar[dict[tuple[Any, ...], Select[Any]]] = {}
 
     @property
-    def backend(self) -> str:
-        return self.session.get_bind().dialect.name
+    def dialect(self) -> dialects.Dialect:
+        return dialects.dialect_of(self.session)
 
     # --- running, saving, history --------------------------------------------------------------------------------
 
@@ -382,7 +382,7 @@ class ReportRepository(BaseRepository[ReportRun]):
         report's cost is its query, not the building of SQLAlchemy constructs.
         """
         shape = tuple((key, value if key in _STRUCTURAL else value is None) for key, value in params.items())
-        key = (report.name, self.backend, shape)
+        key = (report.name, self.dialect, shape)
         statement = self._statements.get(key)
         if statement is None:
             statement = self._statements[key] = report.statement(self, params)
@@ -433,7 +433,7 @@ class ReportRepository(BaseRepository[ReportRun]):
     # --- statements ------------------------------------------------------------------------------------------------
 
     def _bucket(self, column: ColumnElement[Any], unit: str) -> ColumnElement[str]:
-        return dialects.time_bucket(column, unit, self.backend).label("period")
+        return dialects.time_bucket(column, unit).label("period")
 
     def _per_period(self, table: Table, params: Params, *measures: ColumnElement[Any],
                     where: Iterable[ColumnElement[bool]] = ()) -> Select[Any]:
@@ -472,7 +472,7 @@ class ReportRepository(BaseRepository[ReportRun]):
     def _audit_by(self, column: ColumnElement[Any], params: Params) -> Select[Any]:
         count = func.count().label("count")
         return (select(column, count).where(*self._audit_where(params)).group_by(column)
-                .order_by(count.desc(), dialects.text_order(column, self.backend)))
+                .order_by(count.desc(), self.dialect.text_order(column)))
 
     def _audit_by_action(self, params: Params) -> Select[Any]:
         return self._audit_by(_table(AuditEntry).c.action, params)
@@ -484,7 +484,7 @@ class ReportRepository(BaseRepository[ReportRun]):
         accounts = _table(Account)
         plan, status = accounts.c.plan, accounts.c.status
         return (select(plan, status, func.count()).where(accounts.c.deleted_at.is_(None)).group_by(plan, status)
-                .order_by(dialects.text_order(plan, self.backend), dialects.text_order(status, self.backend)))
+                .order_by(self.dialect.text_order(plan), self.dialect.text_order(status)))
 
     def _storage_by_account(self, _params: Params) -> Select[Any]:
         files, accounts = _table(StoredFile), _table(Account)
@@ -502,7 +502,7 @@ class ReportRepository(BaseRepository[ReportRun]):
             where.append(files.c.account_id == bindparam("account_id"))
         total = _total(files).label("total_bytes")
         return (select(files.c.content_type, func.count(), total).where(*where).group_by(files.c.content_type)
-                .order_by(total.desc(), dialects.text_order(files.c.content_type, self.backend)))
+                .order_by(total.desc(), self.dialect.text_order(files.c.content_type)))
 
     def _top_uploaders(self, params: Params) -> Select[Any]:
         files = _table(StoredFile)

@@ -34,10 +34,10 @@ from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, SmallInteger, Text
-from sqlalchemy.dialects import mysql
+from sqlalchemy import BigInteger, Integer, SmallInteger
 from sqlalchemy.sql.schema import Column
 
+from db.dialects.types import text_byte_limit
 from db.errors import ValidationError
 from db.repositories import query_spec as qs
 
@@ -141,7 +141,7 @@ def _out_of_range(entity: str, column: Column[Any], what: str) -> ValidationErro
 
 def _text_limit(entity: str, column: Column[Any]) -> Convert:
     length = getattr(column.type, "length", None)
-    max_bytes = _mariadb_text_bytes(column.type)
+    max_bytes = text_byte_limit(column.type)
 
     def limit(value: str) -> str:
         if isinstance(length, int) and len(value) > length:
@@ -153,24 +153,6 @@ def _text_limit(entity: str, column: Column[Any]) -> Convert:
         return value
 
     return limit
-
-
-def _mariadb_text_bytes(type_: Any) -> int | None:
-    """The bytes MariaDB's TEXT type behind a length-less text column holds (None: a VARCHAR, counted in characters).
-
-    Plain ``Text`` is MariaDB's TEXT (64 KiB); a model that needs more uses a MEDIUMTEXT or LONGTEXT variant.
-    """
-    variants = getattr(type_, "_variant_mapping", {})
-    own = variants.get("mariadb") or variants.get("mysql") or type_
-    if isinstance(own, mysql.LONGTEXT):
-        return 2**32 - 1
-    if isinstance(own, mysql.MEDIUMTEXT):
-        return 2**24 - 1
-    if isinstance(own, mysql.TINYTEXT):
-        return 2**8 - 1
-    if isinstance(own, Text) and getattr(own, "length", None) is None:
-        return 2**16 - 1
-    return None
 
 
 def _int_limit(entity: str, column: Column[Any]) -> Convert:

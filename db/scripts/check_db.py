@@ -48,7 +48,7 @@ from pathlib import Path
 
 from sqlalchemy import exc, func, inspect, select
 
-from db import dialects, storage_binding
+from db import storage_binding
 from db.audit import ExportedHead
 from db.errors import DatabaseError, DatabaseUnavailable, NotFound
 from db.migrations import runner
@@ -123,10 +123,9 @@ def check(
 
 def require_existing(database: Database) -> None:
     """Refuse a SQLite file that does not exist, rather than create an empty one by connecting to it."""
-    name = database.url.database
-    on_disk = database.backend == "sqlite" and bool(name) and name != ":memory:" and not str(name).startswith("file:")
-    if on_disk and not Path(str(name)).expanduser().is_file():
-        raise DatabaseUnavailable(f"no SQLite database at {name}")
+    file = database.dialect.local_file(database.url)
+    if file is not None and not file.is_file():
+        raise DatabaseUnavailable(f"no SQLite database at {database.url.database}")
 
 
 def _guarded(name: str, run: Callable[[], CheckResult]) -> CheckResult:
@@ -149,18 +148,18 @@ def _verdict(name: str, problems: list[str], good: str, bad: str, warnings: list
 
 
 def _integrity(database: Database) -> CheckResult:
-    if database.backend != "sqlite":
-        return _skipped("integrity", "not applicable: the server checks its own pages")
     with database.engine.connect() as connection:
-        problems = dialects.sqlite_integrity_problems(connection)
+        problems = database.dialect.integrity_problems(connection)
+    if problems is None:
+        return _skipped("integrity", "not applicable: the server checks its own pages")
     return _verdict("integrity", problems, "ok (PRAGMA integrity_check)", "problem(s) in the file")
 
 
 def _foreign_keys(database: Database) -> CheckResult:
-    if database.backend != "sqlite":
-        return _skipped("foreign keys", "not applicable: the server enforces them on every write")
     with database.engine.connect() as connection:
-        problems = dialects.sqlite_foreign_key_problems(connection)
+        problems = database.dialect.foreign_key_problems(connection)
+    if problems is None:
+        return _skipped("foreign keys", "not applicable: the server enforces them on every write")
     return _verdict("foreign keys", problems, "every reference resolves", "row(s) refer to missing rows")
 
 
@@ -181,7 +180,8 @@ def _schema(database: Database, at_head: bool) -> CheckResult:
         problems.extend(_describe_diff(diff) for diff in drift.diffs)
         problems = problems or [str(drift)]
     with database.engine.connect() as connection:
-        problems.extend(f"missing trigger: {name}" for name in dialects.missing_audit_triggers(connection))
+        missing = database.dialect.missing_audit_triggers(connection)
+        problems.extend(f"missing trigger: {name}" for name in missing)
     return _verdict("schema", problems, "matches the models", "difference(s) from the models")
 
 

@@ -33,7 +33,7 @@ failure); blobs are released right after its commit, each in a short transaction
 the audit entries the layer writes for it: ``audit.purged``; ``admin.purge`` plus the bulk delete's change entry
 for accounts and users; the change entry for files; a ``token.purged`` event. Afterwards the space is given back:
 SQLite ``VACUUM`` + ``ANALYZE``, PostgreSQL ``VACUUM (ANALYZE)`` of the tables touched, MariaDB ``OPTIMIZE TABLE``
-(``db.dialects.reclaim_space``).
+(``Dialect.reclaim_space``).
 
 A second run with the same ``now`` finds nothing; with a later ``now`` it may find the audit entries the first
 run wrote, once they are older than ``audit_after``. Items carry ids, keys and dates, never a secret.
@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from db import dialects, storage_binding
+from db import storage_binding
 from db.errors import ValidationError
 from db.models.account import Account
 from db.models.base import utcnow
@@ -308,7 +308,7 @@ def apply(database: Database, plan: CleanupPlan, *, archive_dir: Path | None = N
         advance(len(blob_keys))
     tables = tuple(table for kind, table, rows in removed if rows)
     if compact and tables:
-        dialects.reclaim_space(database.engine, tables)
+        database.dialect.reclaim_space(database.engine, tables)
     return CleanupResult(tuple(removed), archive, tables if compact else (), time.perf_counter() - started,
                          removed_leftovers)
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from alembic.util.exc import CommandError
 
-from db import dialects
 from db.migrations import runner
 from db.session import Database
 
@@ -31,7 +30,7 @@ class CreateResult:
 
 def create_database(database: Database) -> CreateResult:
     """Create ``database`` if missing and migrate it to head; ``MigrationError`` for a revision this code lacks."""
-    created = dialects.create_database_if_missing(database.url)
+    created = database.dialect.create_database_if_missing(database.url)
     before = runner.current_revision(database)
     try:
         runner.upgrade(database)

@@ -308,9 +308,9 @@ def check_free_space(database: Database, counts: Plan) -> None:
         first, before = needs.get(where.stat().st_dev, (where, 0))
         needs[where.stat().st_dev] = (first, before + size)
 
-    file = database.url.database if database.backend == "sqlite" else None
-    if file and file != ":memory:" and not file.startswith("file:"):
-        need(Path(file).expanduser().resolve().parent, counts.total * ROW_BYTES)
+    file = database.dialect.local_file(database.url)
+    if file is not None:
+        need(file.resolve().parent, counts.total * ROW_BYTES)
     if counts.blobs:
         need(Path(database.settings.storage_root), counts.blobs * BLOB_BYTES)
     for where, size in needs.values():

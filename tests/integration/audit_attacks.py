@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from db import Database
 from db import audit as audit_log
 from db.audit import ChainReport
-from db.dialects import append_only_ddl, drop_append_only_ddl, drop_seq_guard_ddl, seq_guard_ddl
+from db.dialects import dialect_named
 from db.models.log_audit import GENESIS_HASH, AuditChainHead, AuditCheckpoint, AuditEntry
 from db.repositories.audit_repository import AuditRepository
 from db.scripts.check_db import check
@@ -119,7 +119,7 @@ def attack(database: Database, *, commit: bool = True) -> Iterator[Attacker]:
     """
     backend = database.backend
     with database.engine.begin() as connection:
-        for ddl in [*drop_append_only_ddl(backend), *drop_seq_guard_ddl(backend)]:
+        for ddl in [*dialect_named(backend).drop_append_only_ddl(), *dialect_named(backend).drop_seq_guard_ddl()]:
             connection.exec_driver_sql(ddl)
     try:
         if commit:
@@ -130,7 +130,7 @@ def attack(database: Database, *, commit: bool = True) -> Iterator[Attacker]:
                 yield Attacker(view, session.connection())
     finally:
         with database.engine.begin() as connection:
-            for ddl in [*append_only_ddl(backend), *seq_guard_ddl(backend)]:
+            for ddl in [*dialect_named(backend).append_only_ddl(), *dialect_named(backend).seq_guard_ddl()]:
                 connection.exec_driver_sql(ddl)
 
 

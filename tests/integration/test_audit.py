@@ -205,13 +205,13 @@ def tamper(database: Database, *statements: str) -> None:
 
     backend = database.engine.dialect.name
     with database.engine.begin() as connection:
-        for ddl in dialects.drop_append_only_ddl(backend):
+        for ddl in dialects.dialect_named(backend).drop_append_only_ddl():
             connection.exec_driver_sql(ddl)
     with database.engine.begin() as connection:
         for statement in statements:
             connection.exec_driver_sql(statement)
     with database.engine.begin() as connection:
-        for ddl in dialects.append_only_ddl(backend):
+        for ddl in dialects.dialect_named(backend).append_only_ddl():
             connection.exec_driver_sql(ddl)
 
 
@@ -315,7 +315,7 @@ def test_a_forged_checkpoint_is_refused_and_with_the_triggers_lifted_does_not_hi
     with pytest.raises(Conflict, match="checkpoint"), audit_db.unit_of_work() as uow:  # INSERT rights only
         uow.session.execute(forge, values)
     with audit_db.engine.begin() as connection:  # the triggers lifted
-        for ddl in dialects.drop_seq_guard_ddl(audit_db.backend):
+        for ddl in dialects.dialect_named(audit_db.backend).drop_seq_guard_ddl():
             connection.exec_driver_sql(ddl)
         connection.execute(forge, values)
     report = verify(audit_db)

@@ -12,7 +12,7 @@ from sqlalchemy.schema import DropIndex
 
 from db import Database
 from db.cli import main
-from db.dialects import append_only_ddl, drop_append_only_ddl
+from db.dialects import dialect_named
 from db.migrations import runner
 from db.models.file_object import StoredFile
 from db.models.log_audit import AuditEntry
@@ -111,10 +111,10 @@ def test_blobs_are_skipped_when_not_asked_for(db: Database) -> None:
 def test_an_audit_entry_whose_content_no_longer_matches_its_hash_breaks_the_chain(db: Database) -> None:
     backend = db.engine.dialect.name
     with db.engine.begin() as connection:  # as someone with raw SQL access could: triggers lifted, then put back
-        for statement in drop_append_only_ddl(backend):
+        for statement in dialect_named(backend).drop_append_only_ddl():
             connection.exec_driver_sql(statement)
         connection.execute(update(AuditEntry).where(AuditEntry.seq == 3).values(actor="mallory"))
-        for statement in append_only_ddl(backend):
+        for statement in dialect_named(backend).append_only_ddl():
             connection.exec_driver_sql(statement)
 
     report = check(db)

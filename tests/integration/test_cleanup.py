@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from db import Conflict, Database, ValidationError
 from db.cli import main
-from db.dialects import append_only_ddl, drop_append_only_ddl
+from db.dialects import dialect_named
 from db.models.account import Account
 from db.models.base import utcnow
 from db.models.file_blob import FileBlob
@@ -258,10 +258,10 @@ def tamper_with_audit_entry(database: Database, *, seq: int) -> None:
     """Edit an entry as someone with raw SQL access could: the append-only triggers lifted, then put back."""
     backend = database.engine.dialect.name
     with database.engine.begin() as connection:
-        for statement in drop_append_only_ddl(backend):
+        for statement in dialect_named(backend).drop_append_only_ddl():
             connection.exec_driver_sql(statement)
         connection.execute(update(AuditEntry).where(AuditEntry.seq == seq).values(action="tampered"))
-        for statement in append_only_ddl(backend):
+        for statement in dialect_named(backend).append_only_ddl():
             connection.exec_driver_sql(statement)
 
 

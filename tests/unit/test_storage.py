@@ -320,10 +320,11 @@ def owner(name: str) -> StorageOwner:
 
 
 def test_a_new_root_has_no_owner_until_it_is_bound_and_then_keeps_the_first(storage: LocalStorage) -> None:
+    first, second = owner("first"), owner("second")  # each stamped once: a second boundary must not split them
     assert storage.owner() is None
-    assert storage.bind(owner("first")) == owner("first") == storage.owner()
-    assert storage.bind(owner("second")) == owner("first")  # bound already: the first stays
-    assert storage.bind(owner("second"), replace=True) == storage.owner() == owner("second")
+    assert storage.bind(first) == first == storage.owner()
+    assert storage.bind(second) == first  # bound already: the first stays
+    assert storage.bind(second, replace=True) == storage.owner() == second
     assert list(storage.keys()) == [] and leftovers(storage) == []  # the marker is no blob, no temporary file left
 
 

@@ -1,0 +1,153 @@
+"""Everything that differs between SQLite, PostgreSQL and MariaDB lives in this package, and only here.
+
+One class per engine (``sqlite.SQLite``, ``postgresql.PostgreSQL``, ``mariadb.MariaDB``) implements the interface
+of ``base.Dialect``; ``dialect_of(engine_or_connection_or_session)`` finds it. SQL that differs is a construct
+compiled per engine (``sql.time_bucket``); driver errors become ``db.errors`` in ``translation``; the audit log's
+guards are in ``audit_sql``. Code outside this package never asks which engine it runs on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from pathlib import Path
+
+from sqlalchemy import exc
+from sqlalchemy.engine import URL, Connection, make_url
+
+from db import errors
+from db.dialects import mariadb, postgresql, sqlite  # noqa: F401 - importing an engine's module registers it
+from db.dialects.audit_sql import APPEND_ONLY_TABLES, SEQ_GUARD_TRIGGERS
+from db.dialects.base import EXCLUDED, RESTORE_TOKEN, Dialect, dialect_named, dialect_of
+from db.dialects.sql import BUCKETS, time_bucket
+from db.dialects.translation import domain_error, is_audit_seq_clash, is_disk_full, is_transient
+
+DEFAULT_SQLITE_PATH = Path(__file__).resolve().parent.parent / "data" / "app.db"
+
+__all__ = [
+    "APPEND_ONLY_TABLES",
+    "BUCKETS",
+    "DEFAULT_SQLITE_PATH",
+    "EXCLUDED",
+    # kept while the restore scripts and the migration environment move to the engine classes
+    "MARIADB_RESTORE_STATE",
+    "RESTORE_TOKEN",
+    "SEQ_GUARD_TRIGGERS",
+    "Dialect",
+    "append_only_ddl",
+    "begin_postgresql_staging",
+    "create_mariadb_staging",
+    "dialect_named",
+    "dialect_of",
+    "domain_error",
+    "drop_append_only_ddl",
+    "drop_mariadb_restore_databases",
+    "drop_seq_guard_ddl",
+    "finish_mariadb_swap",
+    "is_audit_seq_clash",
+    "is_disk_full",
+    "is_transient",
+    "mariadb_restore_databases",
+    "mariadb_restore_tokens",
+    "mariadb_swap_done",
+    "mariadb_swap_lock",
+    "mariadb_swap_started",
+    "missing_sqlite_append_only_triggers",
+    "rename_mariadb_tables",
+    "resolve_url",
+    "seq_guard_ddl",
+    "sqlite_companions",
+    "sqlite_foreign_key_problems",
+    "sqlite_integrity_problems",
+    "sqlite_staging_files",
+    "sqlite_staging_path",
+    "swap_postgresql_schema",
+    "swap_sqlite_tables",
+    "time_bucket",
+]
+
+
+def resolve_url(url: str | URL | None) -> URL:
+    """The URL from the argument, else ``DATABASE_URL``, else the SQLite file ``db/data/app.db``; with this layer's
+    driver and connection defaults for its engine."""
+    raw = url if url is not None else os.environ.get("DATABASE_URL") or None
+    if raw is None:
+        return make_url(f"sqlite:///{DEFAULT_SQLITE_PATH}")
+    try:
+        parsed = make_url(raw)
+    except (exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
+        # The text is not echoed: a malformed URL may still hold a password.
+        raise errors.DatabaseUnavailable(
+            "not a database URL (expected e.g. postgresql://user:password@host/name or sqlite:///path.db)"
+        ) from None
+    try:
+        return dialect_of(parsed).normalized_url(parsed)
+    except errors.DatabaseUnavailable:  # an engine this layer does not support: create_engine will say so
+        return parsed
+
+
+# --- names kept while the restore scripts and the migration environment move to the engine classes ---------------
+from db.dialects.mariadb import (  # noqa: E402
+    RESTORE_STATE as MARIADB_RESTORE_STATE,
+)
+from db.dialects.mariadb import (  # noqa: E402
+    create_staging as create_mariadb_staging,
+)
+from db.dialects.mariadb import (  # noqa: E402
+    drop_restore_databases as drop_mariadb_restore_databases,
+)
+from db.dialects.mariadb import (  # noqa: E402
+    finish_swap as finish_mariadb_swap,
+)
+from db.dialects.mariadb import (  # noqa: E402
+    rename_tables as rename_mariadb_tables,
+)
+from db.dialects.mariadb import (  # noqa: E402
+    restore_databases as mariadb_restore_databases,
+)
+from db.dialects.mariadb import (  # noqa: E402
+    restore_tokens as mariadb_restore_tokens,
+)
+from db.dialects.mariadb import (  # noqa: E402
+    swap_done as mariadb_swap_done,
+)
+from db.dialects.mariadb import (  # noqa: E402
+    swap_lock as mariadb_swap_lock,
+)
+from db.dialects.mariadb import (  # noqa: E402
+    swap_started as mariadb_swap_started,
+)
+from db.dialects.postgresql import begin_staging as begin_postgresql_staging  # noqa: E402
+from db.dialects.postgresql import swap_schema as swap_postgresql_schema  # noqa: E402
+from db.dialects.sqlite import companions as sqlite_companions  # noqa: E402
+from db.dialects.sqlite import staging_files as sqlite_staging_files  # noqa: E402
+from db.dialects.sqlite import staging_path as sqlite_staging_path  # noqa: E402
+from db.dialects.sqlite import swap_tables as swap_sqlite_tables  # noqa: E402
+
+
+def append_only_ddl(backend: str) -> list[str]:
+    return dialect_named(backend).append_only_ddl()
+
+
+def drop_append_only_ddl(backend: str) -> list[str]:
+    return dialect_named(backend).drop_append_only_ddl()
+
+
+def seq_guard_ddl(backend: str) -> list[str]:
+    return dialect_named(backend).seq_guard_ddl()
+
+
+def drop_seq_guard_ddl(backend: str) -> list[str]:
+    return dialect_named(backend).drop_seq_guard_ddl()
+
+
+def sqlite_integrity_problems(connection: Connection) -> list[str]:
+    return dialect_named("sqlite").integrity_problems(connection) or []
+
+
+def sqlite_foreign_key_problems(connection: Connection) -> list[str]:
+    return dialect_named("sqlite").foreign_key_problems(connection) or []
+
+
+def missing_sqlite_append_only_triggers(connection: Connection, applied: Collection[str] | None = None) -> list[str]:
+    return dialect_named("sqlite").missing_trigger_ddl(connection, applied)
