@@ -39,7 +39,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from sqlalchemy import Connection, event, exc, insert, inspect, select, update
-from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.orm import Session, UOWTransaction, sessionmaker
 
 from db import dialects
 from db.base import secret_columns
@@ -406,7 +406,16 @@ def redact(model: type[Any], values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: REDACTED if key in secret and value is not None else value for key, value in values.items()}
 
 
-@event.listens_for(Session, "after_flush")
+def track_changes(target: Session | sessionmaker[Session]) -> None:
+    """Record the changes of audited models that ``target`` (a session, or every session of a factory) flushes.
+
+    The layer's own sessions (``Database.session()``, ``unit_of_work()``) are tracked; nothing else is: the hook is
+    never put on SQLAlchemy's ``Session`` class, so an application's own sessions are left as they are.
+    """
+    if not event.contains(target, "after_flush", _record_flushed_changes):
+        event.listen(target, "after_flush", _record_flushed_changes)
+
+
 def _record_flushed_changes(session: Session, _context: UOWTransaction) -> None:
     records = [
         *(_created(obj) for obj in session.new if is_audited(type(obj))),

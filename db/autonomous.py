@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, SessionTransaction
 
-from db import dialects
+from db import audit, dialects
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ def _own(session: Session) -> Iterator[Session]:
 def _beside(session: Session, engine: Engine) -> Iterator[Session]:
     info = {key: session.info[key] for key in ("actor", "context", "settings") if key in session.info}
     with Session(bind=engine, expire_on_commit=False, info=info) as side, side.begin():
+        audit.track_changes(side)
         yield side
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm import exc as orm_exc
 
-from db import dialects, errors
+from db import audit, dialects, errors
 from db.repositories.account_repository import AccountRepository
 from db.repositories.admin_repository import AdminRepository
 from db.repositories.audit_repository import AuditRepository
@@ -164,10 +164,13 @@ class Database:
     @cached_property
     def _sessions(self) -> sessionmaker[Session]:
         if self._bound_connection is not None:
-            return sessionmaker(
+            factory = sessionmaker(
                 bind=self._bound_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
             )
-        return sessionmaker(bind=self.engine, expire_on_commit=False)
+        else:
+            factory = sessionmaker(bind=self.engine, expire_on_commit=False)
+        audit.track_changes(factory)  # this layer's sessions only: an application's own are left alone
+        return factory
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from db import BaseRepository, Conflict, Database, UnitOfWork, dialects
 from db import audit as audit_log
@@ -37,6 +38,27 @@ def changes(entry: AuditEntry) -> Any:
 
 
 # --- change capture ----------------------------------------------------------------------------------------
+
+
+def test_an_applications_own_session_is_not_audited_and_the_layers_sessions_are(database: Database) -> None:
+    """The change hook belongs to the layer's session factory, not to SQLAlchemy's Session class (no global hook)."""
+    def recorded(session: Session, note: Note) -> int:
+        query = select(func.count()).select_from(AuditEntry).where(AuditEntry.entity_id == str(note.id))
+        return int(session.scalar(query) or 0)
+
+    with database.session() as layer:
+        # An application's own session, in a savepoint of the same transaction (closing it rolls that back).
+        own = Session(bind=layer.connection(), join_transaction_mode="create_savepoint")
+        outside = Note(title="outside the layer", body="")
+        own.add(outside)
+        own.flush()
+        inside = Note(title="inside the layer", body="")
+        layer.add(inside)
+        layer.flush()
+        counts = recorded(layer, outside), recorded(layer, inside)
+        own.close()
+        layer.rollback()
+    assert counts == (0, 1)
 
 
 def test_create_update_and_delete_are_recorded_with_old_and_new_values(database: Database) -> None:
