@@ -458,7 +458,7 @@ def test_a_repository_can_narrow_what_is_filterable_and_sortable(backend: Backen
         filterable = frozenset({"name"})
         sortable = frozenset({"created_at"})
 
-    from db.repositories.memory_repository import InMemoryRepository
+    from db.testing import InMemoryRepository
     from tests.models import Widget
 
     class FakeNarrow(InMemoryRepository[Widget]):
