@@ -1,12 +1,34 @@
-"""The test kit: an in-memory fake of ``BaseRepository``, with the same methods and the same rules.
+"""The test kit: an in-memory fake of ``BaseRepository``, and the contract every repository keeps.
 
     from db.testing import InMemoryRepository, InMemoryStore
 
     class FakeProjectRepository(InMemoryRepository[Project]):
         model = Project
+
+Importing ``db.testing`` needs nothing beyond the layer itself; ``RepositoryContract`` (the repository contract
+suite, ``db.testing.contract``) needs pytest, and is imported only when asked for.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from db.testing.memory_repository import InMemoryRepository
 from db.testing.memory_store import InMemoryStore
 
-__all__ = ["InMemoryRepository", "InMemoryStore"]
+if TYPE_CHECKING:
+    from db.testing.contract import RepositoryContract
+
+__all__ = ["InMemoryRepository", "InMemoryStore", "RepositoryContract"]
+
+
+def __getattr__(name: str) -> Any:
+    """``RepositoryContract`` on first use, so that the fake does not need pytest."""
+    if name != "RepositoryContract":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import pytest  # noqa: PLC0415 - only the contract suite needs pytest
+
+    pytest.register_assert_rewrite("db.testing.contract")  # plain asserts report their values, as in a test file
+    from db.testing.contract import RepositoryContract  # noqa: PLC0415 - after the assert rewrite is registered
+
+    return RepositoryContract
