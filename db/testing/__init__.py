@@ -11,6 +11,7 @@ suite, ``db.testing.contract``) needs pytest, and is imported only when asked fo
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from db.testing.memory_repository import InMemoryRepository
@@ -28,7 +29,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import pytest  # noqa: PLC0415 - only the contract suite needs pytest
 
-    pytest.register_assert_rewrite("db.testing.contract")  # plain asserts report their values, as in a test file
+    if "db.testing.contract" not in sys.modules:  # its plain asserts then report their values, as in a test file
+        pytest.register_assert_rewrite("db.testing.contract")
     from db.testing.contract import RepositoryContract  # noqa: PLC0415 - after the assert rewrite is registered
 
     return RepositoryContract
