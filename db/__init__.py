@@ -25,7 +25,7 @@ from db.errors import (
     TransientError,
     ValidationError,
 )
-from db.repositories import BaseRepository, InMemoryRepository, Page
+from db.repositories import BaseRepository, Page
 from db.session import Database, UnitOfWork
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnavailable",
     "DiskFull",
-    "InMemoryRepository",
     "InvalidFilter",
     "NotFound",
     "Page",

@@ -1,5 +1,7 @@
 """Run every ```python block of a Markdown file, in order, in one namespace; report the block that fails.
 
+A block fenced ```py is shown, not run here (the README's pytest module: tests/integration/test_readme_contract.py).
+
     python tests/readme_runner.py README.md
 """
 

@@ -30,7 +30,7 @@ class GadgetRepository(BaseRepository[Gadget]):
 
 
 def fakes() -> dict[type, type]:
-    from db.repositories.memory_repository import InMemoryRepository
+    from db.testing import InMemoryRepository
 
     class FakeWidgetRepository(InMemoryRepository[Widget]):
         model = Widget
@@ -58,7 +58,7 @@ class MemoryBackend(Backend):
     name = "memory"
 
     def __init__(self) -> None:
-        from db.repositories.memory_repository import InMemoryStore
+        from db.testing import InMemoryStore
 
         self.store = InMemoryStore()
         self.fakes = fakes()

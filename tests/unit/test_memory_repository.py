@@ -20,7 +20,7 @@ from db import BaseRepository, Conflict, DatabaseError, InvalidFilter, StaleVers
 from db.base import NAMING_CONVENTION, TYPE_ANNOTATION_MAP
 from db.models.base import Timestamps, UUIDPrimaryKey
 from db.repositories import query_spec as qs
-from db.repositories.memory_repository import InMemoryRepository, InMemoryStore, matches
+from db.testing.memory_repository import InMemoryRepository, InMemoryStore, matches
 from tests.models import Counter, Gadget, Part, Widget
 
 UTC = dt.UTC

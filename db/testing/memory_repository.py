@@ -45,7 +45,8 @@ from db.errors import DatabaseError, StaleVersion, ValidationError
 from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
 from db.repositories.bulk import batched
-from db.repositories.memory_store import (
+from db.repositories.rules import Listing, RepositoryRules
+from db.testing.memory_store import (
     Changes,
     InMemoryStore,
     Key,
@@ -55,7 +56,6 @@ from db.repositories.memory_store import (
     key_of,
     to_stored,
 )
-from db.repositories.rules import Listing, RepositoryRules
 
 ModelT = TypeVar("ModelT")
 
