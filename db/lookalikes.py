@@ -36,7 +36,8 @@ _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp
 # Default_Ignorable_Code_Point characters that are not format characters (Cf), and the blank braille pattern.
 _IGNORABLE = frozenset(
     [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0, *range(0x180B, 0x1810),
-     *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)]
+     *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0),
+     0x1D159, 0xFFFC]  # symbols that render as nothing: the musical null notehead, the object replacement mark
 )
 _NEUTRAL = frozenset({"COMMON", "INHERITED"})
 _ALLOWED_MIXES = (
@@ -54,11 +55,12 @@ def lookalike_problem(text: str) -> tuple[str, str] | None:
     for char in text:
         if is_invisible(char):
             return "invisible", f"contains an invisible or formatting character (U+{ord(char):04X})"
-    for part in _parts(unicodedata.normalize("NFKC", text)):
+    normalized = unicodedata.normalize("NFKC", text)
+    for part in _parts(normalized):
         problem = _part_problem(part)
         if problem is not None:
             return problem
-    return None
+    return _domain_problem(normalized)
 
 
 def is_invisible(char: str) -> bool:
@@ -74,6 +76,17 @@ def _parts(text: str) -> Iterator[str]:
     yield from domain.split(".")
 
 
+def _domain_problem(text: str) -> tuple[str, str] | None:
+    """A domain holds letters, digits, hyphens and dots only: an ideographic or full-width full stop is a label
+    separator to IDNA (the same mailbox, another key here), and other dots only look like one."""
+    _, at, domain = text.rpartition("@")
+    for char in domain if at else "":
+        if char not in "-." and not unicodedata.category(char).startswith(("L", "N", "M")):
+            return "domain_character", f"the domain holds a character that is not a letter, digit, hyphen or dot " \
+                                       f"(U+{ord(char):04X})"
+    return None
+
+
 def _part_problem(part: str) -> tuple[str, str] | None:
     scripts = {_script(char) for char in part}
     if "INHERITED" in scripts and any(unicodedata.category(c) == "Mn" and _script(c) == "INHERITED" for c in part):
@@ -84,7 +97,23 @@ def _part_problem(part: str) -> tuple[str, str] | None:
     if len(named) == 1 and named != {"LATIN"} and _looks_latin(part):
         script = next(iter(named)).title()
         return "confusable", f"is written in {script} letters that all look like Latin ones"
+    for char in part:
+        if not char.isascii() and _script(char) == "LATIN" and _is_ascii_lookalike(char):
+            return "confusable", f"holds a Latin letter made to look like a plain one (U+{ord(char):04X})"
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_ascii_lookalike(char: str) -> bool:
+    """A Latin letter with no accent of its own that reads as one ASCII letter: the Latin alpha, the dotless i, the
+    script g, small capitals. Accented letters (é) and ligatures (æ) are letters in their own right and pass."""
+    if unicodedata.decomposition(char):
+        return False
+    from confusable_homoglyphs import confusables  # noqa: PLC0415 - its data loads on first use, not at import
+
+    found = confusables.is_confusable(char, greedy=True, preferred_aliases=[]) or []
+    return any(len(double["c"]) == 1 and double["c"].isascii() and double["c"].isalnum()
+               for entry in found for double in entry["homoglyphs"])
 
 
 def _looks_latin(part: str) -> bool:

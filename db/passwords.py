@@ -93,16 +93,27 @@ def hasher(settings: Settings) -> PasswordHasher:
     return _hasher(*_parameters(settings))
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_password(password: str, settings: Settings, *, email: str | None = None) -> None:
     """Refuse a password that breaks the policy: ``ValidationError(field="password", rule=...)``.
 
-    Rules, in order: ``type`` (not a string), ``min_length``, ``max_length`` (characters, after NFKC),
+    Rules, in order: ``type`` (not a string), ``encoding`` (a lone surrogate), ``min_length``, ``max_length``
+    (characters, after NFKC),
     ``common`` (in the bundled list of common passwords, case-insensitively), ``contains_email`` (holds the
     email address or its local part), ``repetitive`` (one repeated character, or a run such as "abcdefgh" or
     "98765432"). The message names the rule and never repeats the password.
     """
     if not isinstance(password, str):
         raise _refused("type", "password must be a string")
+    if not password.isascii() and not _encodable(password):
+        raise _refused("encoding", "password must be valid Unicode text (it holds a lone surrogate)")
     candidate = _normalised(password)
     if len(candidate) < settings.password_min_length:
         raise _refused("min_length", f"password must be at least {settings.password_min_length} characters")

@@ -199,7 +199,7 @@ def _has_control(value: str) -> bool:
     return any(unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS for char in value)
 
 
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @functools.cache

@@ -70,8 +70,38 @@ def test_look_alike_usernames_are_refused(username: str) -> None:
     assert refused.value.rule in {"invisible", "mixed_script", "confusable", "format"}
 
 
-@pytest.mark.parametrize("control", ["\u202e", "\u202d", "\u2066", "\u2067", "\u2068", "\u2069", "\u202a"])
+@pytest.mark.parametrize("control", ["\u202e", "\u202d", "\u2066", "\u2067", "\u2068", "\u2069", "\u202a",
+                                     "\u200f", "\u200e", "\u061c"])
 def test_a_display_name_cannot_reorder_what_follows_it(control: str) -> None:
     with pytest.raises(ValidationError):
         check_display_name(f"Ada {control}nivolg")
     assert check_display_name("Ada \u2764\ufe0f \U0001f468\u200d\U0001f469\u200d\U0001f467") is not None
+
+
+@pytest.mark.parametrize("address", [
+    "b\u1d0fb@example.com",   # small capital O
+    "\u0251lice@example.com",  # Latin alpha
+    "\u0131nfo@example.com",   # dotless i
+    "\u0261reg@example.com",   # script g
+])
+def test_a_latin_letter_made_to_look_like_a_plain_one_is_refused(address: str) -> None:
+    assert lookalike_problem(address) is not None
+    assert lookalike_problem(address)[0] == "confusable"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("address", ["bob@example\u3002com", "alice@example\uff61com", "carol@example\u2e3ccom"])
+def test_a_dot_look_alike_in_the_domain_is_refused(address: str) -> None:
+    problem = lookalike_problem(address)  # (a full-width full stop is NFKC's plain dot: the same address, a Conflict)
+    assert problem is not None and problem[0] == "domain_character"
+
+
+@pytest.mark.parametrize("address", ["bob\U0001d159@example.com", "bob\ufffc@example.com"])
+def test_symbols_that_render_as_nothing_count_as_invisible(address: str) -> None:
+    assert lookalike_problem(address) == ("invisible", f"contains an invisible or formatting character "
+                                                       f"(U+{ord(address[3]):04X})")
+
+
+@pytest.mark.parametrize("address", ["josé@example.com", "æsir@example.com", "łukasz@example.pl",
+                                     "müller@bücher.de", "иван@пример.рф", "a-b.c@ex-ample.co.uk"])
+def test_real_letters_and_real_domains_still_pass(address: str) -> None:
+    assert lookalike_problem(address) is None

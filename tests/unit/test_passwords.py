@@ -226,3 +226,7 @@ def test_verify_evenly_tells_right_from_wrong_and_never_accepts_the_dummy(clock:
     assert not passwords.verify_evenly(GOOD, None, CURRENT)
     assert not passwords.verify_evenly(GOOD + "x", outdated_hash, CURRENT)
     assert clock.slept > 0  # the refusal of the outdated hash was padded
+
+
+def test_a_password_with_a_lone_surrogate_is_refused_as_a_rule_not_a_crash() -> None:
+    assert rule_of("correct horse \ud800 battery") == "encoding"
