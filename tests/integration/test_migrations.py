@@ -206,6 +206,23 @@ def test_env_connects_by_itself_when_given_only_a_url(database: Database) -> Non
     assert runner.current_revision(database) == HEAD
 
 
+def test_env_takes_a_connection_of_its_own_from_an_engine(database: Database) -> None:
+    """What pytest-alembic does: it passes its engine as ``config.attributes["connection"]``."""
+    config = runner.alembic_config()
+    config.attributes["connection"] = database.engine
+    command.upgrade(config, "head")
+    assert runner.current_revision(database) == HEAD
+    command.downgrade(config, "base")
+    assert runner.current_revision(database) is None
+
+
+def test_env_refuses_anything_else_as_its_connection(database: Database) -> None:
+    config = runner.alembic_config()
+    config.attributes["connection"] = str(database.url)
+    with pytest.raises(TypeError, match="must be a Connection or an Engine"):
+        command.upgrade(config, "head")
+
+
 # --- batch migrations and the SQLite foreign-key guard --------------------------------------------
 
 
