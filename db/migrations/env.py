@@ -2,8 +2,9 @@
 
 The database is, in order:
 
-1. ``config.attributes["connection"]``: a Connection passed by the caller (``db.migrations.runner`` does so);
-   the caller owns it and closes it;
+1. ``config.attributes["connection"]``: a Connection passed by the caller (``db.migrations.runner`` does so),
+   which the caller owns and closes; or an Engine (pytest-alembic passes one), from which a connection is taken
+   for the run and given back;
 2. ``config.attributes["url"]`` (``runner.alembic_config(url)``), else ``-x url=...`` on the command line;
 3. ``DATABASE_URL``, else the SQLite file ``db/data/app.db`` (``db.dialects.resolve_url``).
 
@@ -23,7 +24,7 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from alembic.runtime.environment import OnVersionApplyFn
 from alembic.runtime.migration import MigrationContext, MigrationInfo
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, Engine
 
 import db.models  # noqa: F401 - importing the package registers every model on Base.metadata
 from db import dialects
@@ -84,12 +85,19 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        if not isinstance(connection, Connection):
-            raise TypeError(f'config.attributes["connection"] must be a Connection, not {type(connection)}')
-        _run(connection)
-        return
+    given = config.attributes.get("connection")
+    if isinstance(given, Connection):
+        _run(given)
+    elif isinstance(given, Engine):
+        with given.connect() as owned:
+            _run(owned)
+    elif given is None:
+        _run_on_own_database()
+    else:
+        raise TypeError(f'config.attributes["connection"] must be a Connection or an Engine, not {type(given)}')
+
+
+def _run_on_own_database() -> None:
     database = Database(_url())
     try:
         with database.engine.connect() as owned:

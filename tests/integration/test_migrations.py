@@ -17,7 +17,8 @@ from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, func, inspect, select, text
 
-from db import Database
+from db import Database, dialects
+from db.admin_catalog import seed_builtin_roles
 from db.base import TABLE_OPTIONS
 from db.migrations import runner
 from tests.conftest import APP_DB, drop_all_tables, engine_url, selected_engines
@@ -140,6 +141,22 @@ def test_upgrade_to_head_then_check_finds_no_drift(database: Database) -> None:
         assert "alembic_version" in inspect(connection).get_table_names()
 
 
+def test_the_migrations_seed_the_built_in_roles_as_the_catalogue_has_them(database: Database) -> None:
+    """The revisions carry their own copy of the catalogue: a change to db.admin_catalog needs a revision too."""
+    runner.upgrade(database)
+    with database.engine.begin() as connection:
+        assert seed_builtin_roles(connection) == dict.fromkeys(
+            ("permissions", "roles", "grants_added", "grants_removed"), 0
+        )
+
+
+def test_the_migrations_make_every_audit_trigger_the_layer_expects(database: Database) -> None:
+    """The revisions carry their own trigger DDL: a trigger added to db.dialects needs a revision too."""
+    runner.upgrade(database)
+    with database.engine.connect() as connection:
+        assert dialects.missing_audit_triggers(connection) == []
+
+
 def test_check_raises_when_not_at_head_or_when_the_schema_drifted(database: Database) -> None:
     with pytest.raises(runner.SchemaDriftError, match="at revision none"):
         runner.check(database)
@@ -187,6 +204,23 @@ def test_env_connects_by_itself_when_given_only_a_url(database: Database) -> Non
     """The path the ``alembic`` command line takes: env.py makes its own Database from the URL."""
     command.upgrade(runner.alembic_config(url=database.url), "head")
     assert runner.current_revision(database) == HEAD
+
+
+def test_env_takes_a_connection_of_its_own_from_an_engine(database: Database) -> None:
+    """What pytest-alembic does: it passes its engine as ``config.attributes["connection"]``."""
+    config = runner.alembic_config()
+    config.attributes["connection"] = database.engine
+    command.upgrade(config, "head")
+    assert runner.current_revision(database) == HEAD
+    command.downgrade(config, "base")
+    assert runner.current_revision(database) is None
+
+
+def test_env_refuses_anything_else_as_its_connection(database: Database) -> None:
+    config = runner.alembic_config()
+    config.attributes["connection"] = str(database.url)
+    with pytest.raises(TypeError, match="must be a Connection or an Engine"):
+        command.upgrade(config, "head")
 
 
 # --- batch migrations and the SQLite foreign-key guard --------------------------------------------

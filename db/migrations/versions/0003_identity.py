@@ -1,7 +1,7 @@
 """Identity and access: users and their tokens, accounts and memberships, roles, permissions and grants.
 
-The built-in roles and their permissions (``db.admin_catalog``) are seeded here; the seed is idempotent, and a
-later revision re-runs it whenever the catalogue changes.
+The built-in roles and their permissions are seeded here, as ``db.admin_catalog`` had them when this revision was
+written; a later change to the catalogue is a revision of its own.
 
 Revision ID: 0003_identity
 Revises: 0002_audit_log
@@ -10,18 +10,58 @@ Create Date: 2026-11-28 02:27:51.824518
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import context, op
+from sqlalchemy.sql.expression import ColumnClause, TableClause
+from uuid_utils.compat import uuid7
 
 import db.base
-from db.admin_catalog import seed_builtin_roles
 
 revision: str = '0003_identity'
 down_revision: str | Sequence[str] | None = '0002_audit_log'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# The seed, as this revision made it: the live catalogue (db.admin_catalog) may change, this may not.
+BUILTIN_PERMISSIONS: dict[str, str] = {
+    "*": "Every permission, present and future",
+    "users.read": "See users and their status",
+    "users.deactivate": "Deactivate a user: they can no longer sign in and their tokens are revoked",
+    "users.reactivate": "Reactivate a deactivated user",
+    "users.unlock": "Clear a user's login lockout",
+    "users.force_password_reset": "Make a user choose a new password; issues a reset token",
+    "accounts.read": "See accounts and their members",
+    "accounts.delete": "Soft-delete an account",
+    "accounts.restore": "Restore a soft-deleted account",
+    "roles.read": "See roles and who holds them",
+    "roles.grant": "Grant a role (only one whose permissions the granter holds)",
+    "roles.revoke": "Revoke a role (only one whose permissions the revoker holds)",
+    "roles.manage": "Create, change and delete custom roles",
+    "audit.read": "Read the audit log",
+    "data.purge": "Hard-delete soft-deleted rows past a given age (irreversible)",
+}
+# role: (description, permissions)
+BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "superadmin": ("Everything, including purges and role management", ("*",)),
+    "admin": (
+        "Manages users, accounts and role grants; no purge, no role definitions",
+        ("accounts.delete", "accounts.read", "accounts.restore", "audit.read", "roles.grant", "roles.read",
+         "roles.revoke", "users.deactivate", "users.force_password_reset", "users.reactivate", "users.read",
+         "users.unlock"),
+    ),
+    "support": (
+        "Helps users sign in again",
+        ("accounts.read", "users.force_password_reset", "users.read", "users.unlock"),
+    ),
+    "auditor": (
+        "Reads the audit log, users, accounts and roles; changes nothing",
+        ("accounts.read", "audit.read", "roles.read", "users.read"),
+    ),
+}
 
 
 def upgrade() -> None:
@@ -191,8 +231,8 @@ def upgrade() -> None:
         batch_op.create_index('ix_user_token_user_id_purpose', ['user_id', 'purpose'], unique=False)
 
     # ### end Alembic commands ###
-    if not context.is_offline_mode():  # the seed reads what is there: it cannot be rendered as plain SQL
-        seed_builtin_roles(op.get_bind())
+    if not context.is_offline_mode():  # as ever: offline (--sql) output has never held the seed
+        _seed_builtin_roles()
 
 
 def downgrade() -> None:
@@ -205,3 +245,40 @@ def downgrade() -> None:
     op.drop_table('admin_role')
     op.drop_table('admin_permission')
     op.drop_table('account')
+
+
+def _seed_builtin_roles() -> None:
+    """Insert the built-in permissions, roles and their grants into the tables just made (so empty)."""
+    stamps = dict.fromkeys(("created_at", "updated_at"), dt.datetime.now(dt.UTC))
+    permission_ids = {name: uuid7() for name in BUILTIN_PERMISSIONS}
+    role_ids = {name: uuid7() for name in BUILTIN_ROLES}
+    op.bulk_insert(_seed_table("admin_permission", _text("name"), _text("description")), [
+        {"id": permission_ids[name], "name": name, "description": description, **stamps}
+        for name, description in BUILTIN_PERMISSIONS.items()
+    ])
+    role = _seed_table("admin_role", _text("name"), _text("description"), sa.column("built_in", sa.Boolean()))
+    op.bulk_insert(role, [
+        {"id": role_ids[name], "name": name, "description": description, "built_in": True, **stamps}
+        for name, (description, _permissions) in BUILTIN_ROLES.items()
+    ])
+    grant = _seed_table("admin_role_permission", sa.column("role_id", sa.Uuid()), sa.column("permission_id", sa.Uuid()))
+    op.bulk_insert(grant, [
+        {"id": uuid7(), "role_id": role_ids[role], "permission_id": permission_ids[permission], **stamps}
+        for role, (_description, permissions) in BUILTIN_ROLES.items()
+        for permission in permissions
+    ])
+
+
+def _seed_table(name: str, *columns: ColumnClause[Any]) -> TableClause:
+    """A lightweight table with the columns the seed writes: id, the given ones, and the timestamps."""
+    return sa.table(
+        name,
+        sa.column("id", sa.Uuid()),
+        *columns,
+        sa.column("created_at", db.base.UTCDateTime()),
+        sa.column("updated_at", db.base.UTCDateTime()),
+    )
+
+
+def _text(name: str) -> ColumnClause[str]:
+    return sa.column(name, sa.String())

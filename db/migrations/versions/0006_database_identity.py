@@ -7,13 +7,14 @@ Create Date: 2026-12-03 11:00:00.000000
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 import db.base
-from db.models.database_identity import identity_row
 
 revision: str = '0006_database_identity'
 down_revision: str | Sequence[str] | None = '0005_audit_integrity'
@@ -35,7 +36,7 @@ def upgrade() -> None:
     )
     # Every database gets its own identity when it is made or upgraded; a storage root it already uses is bound to
     # it at first use (db.storage_binding).
-    op.bulk_insert(table, [identity_row()])
+    op.bulk_insert(table, [{"singleton": 1, "id": uuid.uuid4(), "created_at": dt.datetime.now(dt.UTC)}])
 
 
 def downgrade() -> None:
