@@ -154,7 +154,7 @@ def test_the_migrations_make_every_audit_trigger_the_layer_expects(database: Dat
     """The revisions carry their own trigger DDL: a trigger added to db.dialects needs a revision too."""
     runner.upgrade(database)
     with database.engine.connect() as connection:
-        assert dialects.missing_audit_triggers(connection) == []
+        assert dialects.dialect_of(connection).missing_audit_triggers(connection) == []
 
 
 def test_check_raises_when_not_at_head_or_when_the_schema_drifted(database: Database) -> None:
