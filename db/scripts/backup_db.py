@@ -21,7 +21,7 @@ Decisions:
   the snapshot still names can fail a backup, and running it again succeeds.
 - Where: ``db/data/backups/`` by default, as ``<database label>-<UTC timestamp>.tar``; written under a
   temporary name (``.<name>.partial``) and renamed when complete. That file, and the scratch folder ``.backup-*``
-  of a SQLite snapshot, are locked while the backup runs (``db.scripts.leftovers``): a killed backup's are
+  of a SQLite snapshot, are locked while the backup runs (``db.backup.leftovers``): a killed backup's are
   removed by ``cleanup``, a running one's never. A row longer than ``archive.MAX_ROW_BYTES`` fails the backup:
   a restore would refuse it. ``keep=N`` then deletes all but the newest N archives of the same
   database label in that directory (only files whose names match that pattern are ever deleted).
@@ -48,11 +48,12 @@ from sqlalchemy import Connection, Table, func, inspect, select
 
 import db.models  # noqa: F401 - registers every model on Base.metadata
 from db import storage_binding
+from db.backup import leftovers
 from db.base import Base
 from db.errors import BackupError, ValidationError
 from db.migrations import runner
 from db.models.file_blob import FileBlob
-from db.scripts import archive, leftovers
+from db.scripts import archive
 from db.scripts.archive import ArchiveWriter, Manifest, Part, TableDump
 from db.scripts.check_db import require_existing
 from db.scripts.progress import SILENT, Advance, Progress
@@ -159,7 +160,7 @@ def private_file(path: Path) -> BinaryIO:
 
 @contextlib.contextmanager
 def _locked_partial(partial: Path) -> Iterator[BinaryIO]:
-    """The archive being written, locked as in use (``db.scripts.leftovers``) until the block ends: a killed
+    """The archive being written, locked as in use (``db.backup.leftovers``) until the block ends: a killed
     backup's ``.partial`` is removed by ``cleanup``, a running one's never."""
     with leftovers.creating_in(partial.parent):
         out = private_file(partial)

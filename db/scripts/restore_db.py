@@ -25,7 +25,7 @@ Decisions:
   passes ``quick_check`` and ``foreign_key_check``, and every blob a restored row names is in the storage root.
   Interrupted or killed anywhere, the target holds the old data or the new, never a mix; what an interruption
   leaves (a staging file or database) is listed by ``check`` and removed by the next restore or by ``cleanup
-  --apply`` (``db.scripts.leftovers``).
+  --apply`` (``db.backup.leftovers``).
 - A target that already has any of the application's tables (or an Alembic version table) is replaced only with
   ``yes=True`` or after ``confirm(message)`` returns True; the message names the target with its password hidden.
   Without either, ``ConfirmationRequired``. Tables that are not the application's are left alone; one that has a
@@ -72,11 +72,12 @@ from sqlalchemy.engine import URL
 
 import db.models  # noqa: F401 - registers every model on Base.metadata
 from db import dialects, storage_binding
+from db.backup import leftovers
 from db.base import Base
 from db.errors import BackupError, ConfirmationRequired, DatabaseError, DiskFull
 from db.migrations import runner
 from db.models.file_blob import FileBlob
-from db.scripts import archive, leftovers
+from db.scripts import archive
 from db.scripts.archive import Limits, Manifest, Part, TableDump, VerifiedArchive, verify_archive
 from db.scripts.progress import SILENT, Advance, Progress
 from db.session import Database

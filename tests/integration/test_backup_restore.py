@@ -18,6 +18,7 @@ import zstandard
 from sqlalchemy import func, inspect, select
 
 from db import Database
+from db.backup.leftovers import restore_leftovers
 from db.base import Base
 from db.cli import main
 from db.errors import BackupError, ConfirmationRequired
@@ -30,7 +31,6 @@ from db.scripts import archive, backup_db
 from db.scripts.archive import ArchiveWriter, Manifest, TableDump, unpack, verify_archive
 from db.scripts.backup_db import backup, database_label
 from db.scripts.check_db import check
-from db.scripts.leftovers import restore_leftovers
 from db.scripts.restore_db import restore
 from db.settings import Settings
 from db.storage import LocalStorage

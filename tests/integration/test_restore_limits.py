@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import insert, text
 
 from db import Database
+from db.backup.leftovers import restore_leftovers
 from db.cli import main
 from db.errors import BackupError, DiskFull
 from db.migrations import runner
@@ -26,7 +27,6 @@ from db.scripts import archive
 from db.scripts.archive import Limits, Manifest, TableDump
 from db.scripts.backup_db import backup
 from db.scripts.check_db import check
-from db.scripts.leftovers import restore_leftovers
 from db.scripts.restore_db import restore, verify_backup
 from db.storage import LocalStorage
 from tests.bombs import one_line_bomb, table_bomb
