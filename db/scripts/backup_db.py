@@ -9,7 +9,7 @@ Decisions:
   start. PostgreSQL: one ``REPEATABLE READ READ ONLY`` transaction for every table. MariaDB: ``START TRANSACTION
   WITH CONSISTENT SNAPSHOT`` (InnoDB). These three are the only engine-specific lines (``_sqlite_snapshot`` and
   ``_server_snapshot``).
-- What is in it (layout in ``db.scripts.archive``): the SQLite snapshot file (fast, and readable by the restore
+- What is in it (layout in ``db.backup.manifest``): the SQLite snapshot file (fast, and readable by the restore
   on any engine), or, on a server, every table as typed JSON lines streamed in batches straight into the archive
   (memory stays flat); both zstd-compressed in 16 MiB frames on every core. The tables are those of the
   application's models (``Base.metadata``) present in the database, with the columns the database has (so an
@@ -22,7 +22,7 @@ Decisions:
 - Where: ``db/data/backups/`` by default, as ``<database label>-<UTC timestamp>.tar``; written under a
   temporary name (``.<name>.partial``) and renamed when complete. That file, and the scratch folder ``.backup-*``
   of a SQLite snapshot, are locked while the backup runs (``db.backup.leftovers``): a killed backup's are
-  removed by ``cleanup``, a running one's never. A row longer than ``archive.MAX_ROW_BYTES`` fails the backup:
+  removed by ``cleanup``, a running one's never. A row longer than ``sizes.MAX_ROW_BYTES`` fails the backup:
   a restore would refuse it. ``keep=N`` then deletes all but the newest N archives of the same
   database label in that directory (only files whose names match that pattern are ever deleted).
 """
@@ -48,13 +48,14 @@ from sqlalchemy import Connection, Table, func, inspect, select
 
 import db.models  # noqa: F401 - registers every model on Base.metadata
 from db import storage_binding
-from db.backup import leftovers
+from db.backup import leftovers, sizes
+from db.backup.codec import row_encoder, snapshot_engine, type_tag, typed_table
+from db.backup.manifest import SQLITE_FILE, SQLITE_PART, SUFFIX, Manifest, Part, TableDump
+from db.backup.writer import ArchiveWriter
 from db.base import Base
 from db.errors import BackupError, ValidationError
 from db.migrations import runner
 from db.models.file_blob import FileBlob
-from db.scripts import archive
-from db.scripts.archive import ArchiveWriter, Manifest, Part, TableDump
 from db.scripts.check_db import require_existing
 from db.scripts.progress import SILENT, Advance, Progress
 from db.session import Database
@@ -98,7 +99,7 @@ def backup(
     folder = Path(directory) if directory is not None else DEFAULT_DIRECTORY
     folder.mkdir(parents=True, exist_ok=True)
     label = database_label(database)
-    final = folder / f"{label}-{dt.datetime.now(dt.UTC).strftime(_TIMESTAMP)}{archive.SUFFIX}"
+    final = folder / f"{label}-{dt.datetime.now(dt.UTC).strftime(_TIMESTAMP)}{SUFFIX}"
     partial = folder / f".{final.name}.partial"
     manifest_base = Manifest(engine=engine, revision=revision, created_at=dt.datetime.now(dt.UTC),
                              database=database.url.render_as_string(hide_password=True), tables=())
@@ -144,7 +145,7 @@ def database_label(database: Database) -> str:
 
 def apply_retention(directory: Path, label: str, keep: int) -> tuple[Path, ...]:
     """Delete all but the newest ``keep`` archives of ``label`` in ``directory``; return the deleted paths."""
-    pattern = re.compile(rf"{re.escape(label)}-\d{{8}}T\d{{12}}Z{re.escape(archive.SUFFIX)}")
+    pattern = re.compile(rf"{re.escape(label)}-\d{{8}}T\d{{12}}Z{re.escape(SUFFIX)}")
     ours = sorted((entry for entry in directory.iterdir() if pattern.fullmatch(entry.name) and entry.is_file()),
                   key=lambda entry: entry.name, reverse=True)
     doomed = tuple(ours[keep:])
@@ -197,7 +198,7 @@ def _archive_sqlite(
     database: Database, folder: Path, writer: ArchiveWriter, progress: Progress
 ) -> tuple[list[TableDump], list[str]]:
     with _locked_scratch(folder) as scratch:
-        snapshot = scratch / archive.SQLITE_FILE
+        snapshot = scratch / SQLITE_FILE
         with progress.track("snapshot", total=1) as advance:
             _sqlite_snapshot(database, snapshot)
             advance(1)
@@ -205,12 +206,12 @@ def _archive_sqlite(
         with ThreadPoolExecutor(1, thread_name_prefix="snapshot-contents") as pool:
             contents = pool.submit(_snapshot_contents, snapshot)
             with progress.track("database", total=snapshot.stat().st_size) as advance:
-                writer.add_file(archive.SQLITE_PART, snapshot, advance)
+                writer.add_file(SQLITE_PART, snapshot, advance)
             return contents.result()
 
 
 def _snapshot_contents(snapshot: Path) -> tuple[list[TableDump], list[str]]:
-    engine = archive.snapshot_engine(snapshot)
+    engine = snapshot_engine(snapshot)
     try:
         with engine.connect() as connection:
             tables = [TableDump(table.name, _count(connection, table), columns)
@@ -258,7 +259,7 @@ def _archive_server(
     tables: list[TableDump] = []
     with _server_snapshot(database) as connection, progress.track("rows") as advance:
         for table, columns in _app_tables(connection):
-            lines = _JsonLines(connection, archive.typed_table(table.name, columns), advance)
+            lines = _JsonLines(connection, typed_table(table.name, columns), advance)
             writer.add(f"tables/{table.name}.jsonl.zst", lines)
             tables.append(TableDump(table.name, lines.rows, columns))
         blobs = _blob_keys(connection)
@@ -283,7 +284,7 @@ def _server_snapshot(database: Database) -> Iterator[Connection]:
 
 
 class _JsonLines:
-    """A table's rows as typed JSON lines, fetched in batches and given in chunks of about ``archive.CHUNK``
+    """A table's rows as typed JSON lines, fetched in batches and given in chunks of about ``sizes.CHUNK``
     bytes (each becomes one zstd frame); ``rows`` counts the rows given so far."""
 
     def __init__(self, connection: Connection, table: Table, advance: Advance) -> None:
@@ -291,7 +292,7 @@ class _JsonLines:
         self.rows = 0
 
     def __iter__(self) -> Iterator[bytes]:
-        encode = archive.row_encoder([archive.type_tag(column.type) for column in self._table.columns])
+        encode = row_encoder([type_tag(column.type) for column in self._table.columns])
         result = self._connection.execution_options(yield_per=BATCH_ROWS).execute(select(self._table))
         pending: list[bytes] = []
         pending_bytes = 0
@@ -301,16 +302,16 @@ class _JsonLines:
             pending_bytes += len(data)
             self.rows += len(batch)
             self._advance(len(batch))
-            if pending_bytes >= archive.CHUNK:
+            if pending_bytes >= sizes.CHUNK:
                 yield b"".join(pending)
                 pending, pending_bytes = [], 0
         if pending:
             yield b"".join(pending)
 
     def _line(self, encoded: str) -> str:
-        """One row's line; a row a restore would refuse (``archive.MAX_ROW_BYTES``) fails the backup instead."""
-        if len(encoded) > archive.MAX_ROW_BYTES // 4 and len(encoded.encode()) > archive.MAX_ROW_BYTES:
-            raise BackupError(f"a row of table {self._table.name} is longer than {archive.MAX_ROW_BYTES:,} bytes, "
+        """One row's line; a row a restore would refuse (``sizes.MAX_ROW_BYTES``) fails the backup instead."""
+        if len(encoded) > sizes.MAX_ROW_BYTES // 4 and len(encoded.encode()) > sizes.MAX_ROW_BYTES:
+            raise BackupError(f"a row of table {self._table.name} is longer than {sizes.MAX_ROW_BYTES:,} bytes, "
                               "the most a restore accepts")
         return encoded + "\n"
 
@@ -337,8 +338,8 @@ def _app_tables(connection: Connection) -> list[tuple[Table, tuple[tuple[str, st
 def _tag(table: Table, column: str, reflected: object) -> str:
     """A column's tag from the model (exact), else from the type the database reports (an older schema's column)."""
     if column in table.columns:
-        return archive.type_tag(table.columns[column].type)
-    return archive.type_tag(reflected)  # type: ignore[arg-type]
+        return type_tag(table.columns[column].type)
+    return type_tag(reflected)  # type: ignore[arg-type]
 
 
 def _count(connection: Connection, table: Table) -> int:

@@ -5,11 +5,11 @@
 
 Decisions:
 
-- Verify first, touch later (``archive.open_archive``): member names on a whitelist so nothing can escape, the
+- Verify first, touch later (``reader.open_archive``): member names on a whitelist so nothing can escape, the
   manifest, every part's stored size and SHA-256, all before anything is decompressed; then the expansion limit
-  on the manifest's sizes (a decompression bomb is refused before it expands, ``archive.Limits``); then every
+  on the manifest's sizes (a decompression bomb is refused before it expands, ``reader.Limits``); then every
   part decompressed once and thrown away (frame checksums, raw sizes, each table's row count, no row longer than
-  ``archive.MAX_ROW_BYTES``). The schema revision must be one this code knows. Only then is the target looked at.
+  ``sizes.MAX_ROW_BYTES``). The schema revision must be one this code knows. Only then is the target looked at.
   Parts are streamed from the archive, never extracted to a temporary directory, except a SQLite snapshot being
   restored into a server (its rows are read from it there).
 - Room first: what the restore will write on local disks (the new SQLite file beside the target, a snapshot in
@@ -73,12 +73,15 @@ from sqlalchemy.engine import URL
 import db.models  # noqa: F401 - registers every model on Base.metadata
 from db import dialects, storage_binding
 from db.backup import leftovers
+from db.backup.codec import row_decoder, snapshot_engine, typed_table
+from db.backup.disk import check_free_space, disk_full_as_error
+from db.backup.manifest import SQLITE_FILE, SQLITE_PART, Manifest, Part, TableDump
+from db.backup.reader import DEFAULT_LIMITS, Limits, VerifiedArchive, open_archive, verify_archive
+from db.backup.sizes import COPY_CHUNK, MAX_ROW_BYTES
 from db.base import Base
 from db.errors import BackupError, ConfirmationRequired, DatabaseError, DiskFull
 from db.migrations import runner
 from db.models.file_blob import FileBlob
-from db.scripts import archive
-from db.scripts.archive import Limits, Manifest, Part, TableDump, VerifiedArchive, verify_archive
 from db.scripts.progress import SILENT, Advance, Progress
 from db.session import Database
 from db.storage import LocalStorage
@@ -110,7 +113,7 @@ def restore(
     yes: bool = False,
     confirm: Confirm | None = None,
     progress: Progress = SILENT,
-    limits: Limits = archive.DEFAULT_LIMITS,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> RestoreResult:
     """Restore the backup at ``archive_path`` into ``database`` and its storage root; see the module docstring."""
     started = time.perf_counter()
@@ -136,7 +139,7 @@ def _restore_verified(database: Database, destination: _Destination, path: Path,
     existing = destination.app_tables()
     if path.is_file() and existing and not yes and confirm is None:  # say so before reading the archive
         raise ConfirmationRequired(f"{target} already holds data: restoring would replace it; confirm with --yes")
-    with archive.open_archive(path, progress=progress, limits=limits) as verified:
+    with open_archive(path, progress=progress, limits=limits) as verified:
         manifest = verified.manifest
         _check_revision(manifest.revision)
         if existing:
@@ -146,7 +149,7 @@ def _restore_verified(database: Database, destination: _Destination, path: Path,
         identity = storage_binding.prepare_restore(database, storage, {part.sha256 for part in manifest.blob_parts},
                                                    exists=bool(existing) or destination.exists())
         leftovers.remove(database, leftovers.restore_leftovers(database))
-        archive.check_free_space(_space_needed(destination, verified, storage))
+        check_free_space(_space_needed(destination, verified, storage))
         try:
             rows = _restore(destination, verified, storage, identity, progress)
         except (ConfirmationRequired, DiskFull) as failure:
@@ -157,14 +160,14 @@ def _restore_verified(database: Database, destination: _Destination, path: Path,
 
 
 def verify_backup(archive_path: str | os.PathLike[str], *, progress: Progress = SILENT,
-                  limits: Limits = archive.DEFAULT_LIMITS) -> Manifest:
-    """``archive.verify_archive``, and for a SQLite snapshot also what a restore checks before writing anything:
+                  limits: Limits = DEFAULT_LIMITS) -> Manifest:
+    """``reader.verify_archive``, and for a SQLite snapshot also what a restore checks before writing anything:
     the snapshot is sound and holds the manifest's tables with the manifest's row counts (it is extracted to the
     temporary directory for that). Returns the manifest; ``BackupError`` otherwise."""
-    with archive.open_archive(archive_path, progress=progress, limits=limits) as verified:
+    with open_archive(archive_path, progress=progress, limits=limits) as verified:
         snapshot = _snapshot_part(verified.manifest)
         if snapshot is not None:
-            archive.check_free_space({Path(tempfile.gettempdir()): snapshot.raw_size})
+            check_free_space({Path(tempfile.gettempdir()): snapshot.raw_size})
             with _extracted(verified, snapshot) as path:
                 _check_snapshot(path, verified.manifest)
         return verified.manifest
@@ -363,9 +366,9 @@ class _SqliteStaging(_CommittedStaging):
 
     def place_file(self, verified: VerifiedArchive, part: Part, advance: Advance) -> None:
         """The snapshot becomes the staging file."""
-        with verified.reader(part) as stream, archive.disk_full_as_error(str(self.path.parent)), \
+        with verified.reader(part) as stream, disk_full_as_error(str(self.path.parent)), \
                 self.path.open("r+b") as out:
-            while chunk := stream.read(archive.COPY_CHUNK):
+            while chunk := stream.read(COPY_CHUNK):
                 out.write(chunk)
                 advance(len(chunk))
         _check_snapshot(self.path, verified.manifest)
@@ -545,7 +548,7 @@ def _space_needed(destination: _Destination, verified: VerifiedArchive, storage:
 
 
 def _snapshot_part(manifest: Manifest) -> Part | None:
-    return next((part for part in manifest.parts if part.name == archive.SQLITE_PART), None)
+    return next((part for part in manifest.parts if part.name == SQLITE_PART), None)
 
 
 def _restore(destination: _Destination, verified: VerifiedArchive, storage: LocalStorage, identity: uuid.UUID,
@@ -600,7 +603,7 @@ def _migrate(staging: _Staging, revision: str) -> None:
 @contextlib.contextmanager
 def _extracted(verified: VerifiedArchive, part: Part) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="dblayer-restore-") as scratch:
-        path = Path(scratch) / archive.SQLITE_FILE
+        path = Path(scratch) / SQLITE_FILE
         verified.extract(part, path)
         yield path
 
@@ -608,7 +611,7 @@ def _extracted(verified: VerifiedArchive, part: Part) -> Iterator[Path]:
 def _check_snapshot(path: Path, manifest: Manifest) -> None:
     """A SQLite snapshot from an archive is sound, holds exactly the manifest's tables of this application, and each
     with the manifest's row count (a manifest that lies about them is refused before anything is written)."""
-    engine = archive.snapshot_engine(path)
+    engine = snapshot_engine(path)
     try:
         with engine.connect() as connection:
             problems = [str(row[0]) for row in connection.exec_driver_sql("PRAGMA quick_check")]
@@ -635,7 +638,7 @@ def _quoted(name: str) -> str:
 def _check_counts(staging: _Staging, manifest: Manifest) -> None:
     with staging.connection() as connection:
         for dump in manifest.tables:
-            found = connection.execute(select(func.count()).select_from(archive.typed_table(dump.name, ()))).scalar()
+            found = connection.execute(select(func.count()).select_from(typed_table(dump.name, ()))).scalar()
             if found != dump.rows:
                 raise BackupError(f"table {dump.name}: {found:,} rows restored, the manifest says {dump.rows:,}")
 
@@ -680,7 +683,7 @@ def _clear_seeded_rows(connection: Connection, order: Sequence[str]) -> None:
 
 def _load_table(staging: _Staging, connection: Connection, dump: TableDump,
                 batches: Iterator[list[dict[str, Any]]], advance: Advance) -> int:
-    statement = insert(archive.typed_table(dump.name, dump.columns))
+    statement = insert(typed_table(dump.name, dump.columns))
     loaded = 0
     for batch in batches:
         connection.execute(statement, batch)
@@ -706,22 +709,22 @@ def _batched(rows: Iterable[tuple[dict[str, Any], int]]) -> Iterator[list[dict[s
 
 def _json_rows(dump: TableDump, verified: VerifiedArchive) -> Iterator[list[dict[str, Any]]]:
     part = next(part for part in verified.manifest.parts if part.name == f"tables/{dump.name}.jsonl.zst")
-    decode = archive.row_decoder(dump.columns)
+    decode = row_decoder(dump.columns)
     return _batched((decode(line), len(line)) for line in verified.lines(part))
 
 
 def _snapshot_rows(dump: TableDump, snapshot: Path) -> Iterator[list[dict[str, Any]]]:
     """The table's rows read from the snapshot one at a time (a value longer than ``MAX_ROW_BYTES`` is refused), so
     that a batch holds at most about ``BATCH_BYTES``."""
-    engine = archive.snapshot_engine(snapshot)
-    table = archive.typed_table(dump.name, dump.columns)
+    engine = snapshot_engine(snapshot)
+    table = typed_table(dump.name, dump.columns)
     try:
         with engine.connect() as connection:
             result = connection.execution_options(yield_per=1).execute(select(table))
             yield from _batched((dict(row), _size_of(row)) for row in result.mappings())
     except sqlite3.DataError:
         raise BackupError(f"the SQLite snapshot's table {dump.name} holds a value longer than "
-                          f"{archive.MAX_ROW_BYTES:,} bytes (the limit): refused") from None
+                          f"{MAX_ROW_BYTES:,} bytes (the limit): refused") from None
     finally:
         engine.dispose()
 
@@ -738,7 +741,7 @@ def _restore_blobs(storage: LocalStorage, verified: VerifiedArchive, progress: P
     with progress.track("blobs", total=manifest.blob_count) as advance:
         for part in manifest.blob_parts:
             if not storage.exists(part.sha256):
-                with verified.reader(part) as stream, archive.disk_full_as_error(str(storage.root)):
+                with verified.reader(part) as stream, disk_full_as_error(str(storage.root)):
                     key, _size = storage.put(stream)
                 if key != part.sha256:  # pragma: no cover - the archive was verified and is re-hashed on reading
                     raise BackupError(f"blob {part.sha256} changed while it was being restored")

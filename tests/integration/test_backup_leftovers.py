@@ -15,8 +15,8 @@ import pytest
 
 from db import Database
 from db.backup.leftovers import ABANDONED, IN_USE, backup_leftovers
+from db.backup.reader import verify_archive
 from db.cli import main
-from db.scripts.archive import verify_archive
 from tests.conftest import TestDatabases
 from tests.integration.test_backup_restore import populate, settings_for
 
