@@ -12,6 +12,12 @@ The archive (its format is described in ``manifest``):
 
 Backup and restore:
 
+- ``create``: ``create_backup``, the archive's name, retention
+- ``snapshot``: a consistent snapshot of the database written into the archive
+- ``blobs``: file blobs into and out of the archive
+- ``restore``: ``restore_backup`` and ``verify_backup``
+- ``staging``: where a restore builds the new data on each engine, and its swap
+- ``load``: rows into the staging area (a SQLite snapshot's read back by ``sqlite_part``)
 - ``leftovers``: what killed backups and restores leave, listed and removed
 
 Nothing is imported here, so that importing one module (``leftovers`` for ``check``) loads only what it needs.

@@ -52,6 +52,7 @@ from pathlib import Path
 
 from db import dialects, storage_binding
 from db.backup import leftovers
+from db.backup.create import DEFAULT_DIRECTORY as DEFAULT_BACKUP_DIRECTORY
 from db.backup.leftovers import Leftover
 from db.errors import ValidationError
 from db.models.account import Account
@@ -60,7 +61,6 @@ from db.models.file_object import StoredFile
 from db.models.user import User
 from db.repositories.admin_repository import SYSTEM
 from db.repositories.bulk import batched
-from db.scripts.backup_db import DEFAULT_DIRECTORY as DEFAULT_BACKUP_DIRECTORY
 from db.scripts.check_db import require_existing
 from db.scripts.progress import SILENT, Progress
 from db.session import Database, UnitOfWork
@@ -178,7 +178,7 @@ class CleanupRun:
 def plan(database: Database, *, policy: RetentionPolicy = RetentionPolicy(), now: dt.datetime | None = None,
          progress: Progress = SILENT, backup_dir: Path | None = None) -> CleanupPlan:
     """What ``apply`` would remove, as of ``now`` (default: the current time), with the leftovers of killed backups
-    in ``backup_dir`` (default: ``backup_db.DEFAULT_DIRECTORY``) and of restores into ``database``. Changes
+    in ``backup_dir`` (default: ``db.backup.create.DEFAULT_DIRECTORY``) and of restores into ``database``. Changes
     nothing."""
     moment = _aware(now or utcnow())
     require_existing(database)

@@ -18,7 +18,7 @@ import zstandard
 from sqlalchemy import func, inspect, select
 
 from db import Database
-from db.backup import sizes
+from db.backup import sizes, snapshot
 from db.backup.leftovers import restore_leftovers
 from db.backup.manifest import MANIFEST, SQLITE_PART, Manifest, TableDump
 from db.backup.reader import unpack, verify_archive
@@ -31,7 +31,6 @@ from db.models.account import Account
 from db.models.file_object import StoredFile
 from db.models.user import User
 from db.repositories.audit_repository import AuditRepository
-from db.scripts import backup_db
 from db.scripts.backup_db import backup, database_label
 from db.scripts.check_db import check
 from db.scripts.restore_db import restore
@@ -526,7 +525,7 @@ def test_large_parts_are_split_into_frames_and_restore_on_every_engine(
     """Small frames (1 KiB instead of 16 MiB, rows fetched 7 at a time) so that the large parts span several frames:
     their order and joins hold."""
     monkeypatch.setattr(sizes, "CHUNK", 1024)
-    monkeypatch.setattr(backup_db, "BATCH_ROWS", 7)
+    monkeypatch.setattr(snapshot, "BATCH_ROWS", 7)
     populate(source, users=40)
     made = backup(source, directory=tmp_path / "backups")
     with tarfile.open(made.path) as tar:

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import insert, text
 
 from db import Database
+from db.backup import restore as restore_module
 from db.backup.leftovers import restore_leftovers
 from db.backup.manifest import Manifest, TableDump
 from db.backup.reader import DEFAULT_LIMITS, Limits
@@ -26,7 +27,6 @@ from db.cli import main
 from db.errors import BackupError, DiskFull
 from db.migrations import runner
 from db.models.report_run import ReportRun
-from db.scripts import restore_db
 from db.scripts.backup_db import backup
 from db.scripts.check_db import check
 from db.scripts.restore_db import restore, verify_backup
@@ -190,7 +190,7 @@ def test_a_full_disk_gives_disk_full_and_the_old_data_stays(
     with small_tmpfs(tmp_path / "tmpfs", "2m") as disk, target_on(engine_name, disk, test_databases) as target:
         before = untouched(target)
         if not precheck:  # as if another process had filled the disk after the check
-            monkeypatch.setattr(restore_db, "check_free_space", lambda needs: None)
+            monkeypatch.setattr(restore_module, "check_free_space", lambda needs: None)
 
         with pytest.raises(DiskFull, match="nothing was changed" if precheck else "still holds its previous data"):
             restore(target, big_archive, yes=True)
