@@ -40,8 +40,8 @@ import zstandard
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from db import Database
+from db.backup.sizes import COMPRESSION_LEVEL
 from db.migrations import runner
-from db.scripts.archive import COMPRESSION_LEVEL
 from db.scripts.backup_db import backup
 from db.scripts.sample_generator import GeneratorOptions, generate
 from db.settings import Settings

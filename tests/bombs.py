@@ -16,7 +16,7 @@ from pathlib import Path
 
 import zstandard
 
-from db.scripts.archive import Manifest, Part, TableDump
+from db.backup.manifest import Manifest, Part, TableDump
 
 MiB = 1 << 20
 FRAME_INPUT = 16 * MiB

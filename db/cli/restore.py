@@ -9,6 +9,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from db.backup.manifest import Manifest
+from db.backup.reader import Limits
+from db.backup.sizes import MAX_EXPANSION_RATIO
 from db.cli.app import app
 from db.cli.common import (
     StorageOption,
@@ -21,7 +24,6 @@ from db.cli.common import (
     progress_bars,
     table,
 )
-from db.scripts.archive import MAX_EXPANSION_RATIO, Limits, Manifest
 from db.scripts.restore_db import RestoreResult, restore, verify_backup
 
 INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C

@@ -28,7 +28,7 @@ asked for; ``summary``; ``problems``, the reasons it failed; ``warnings``, findi
   missing and changed blobs fail it. Bytes on disk that no row names are a warning, not a failure: they harm
   nothing and ``python -m db cleanup`` removes them. ``blobs=False`` skips it (None), and so does a storage root
   bound to another database (the ``storage`` check fails).
-- ``restore``: what interrupted restores into this database left (``db.scripts.leftovers``). A restore whose swap
+- ``restore``: what interrupted restores into this database left (``db.backup.leftovers``). A restore whose swap
   was interrupted half-way (MariaDB: the new tables in place, their triggers not yet) fails it; a staging file or
   database left by a killed restore, whose target still holds its old data, is a warning (``cleanup --apply``
   removes it), and so is one a running restore is using.
@@ -50,12 +50,12 @@ from sqlalchemy import exc, func, inspect, select
 
 from db import storage_binding
 from db.audit import ExportedHead
+from db.backup import leftovers
 from db.errors import DatabaseError, DatabaseUnavailable, NotFound
 from db.migrations import runner
 from db.models.database_identity import DatabaseIdentity
 from db.models.file_blob import FileBlob
 from db.repositories.audit_repository import DEFAULT_ARCHIVE_DIR, AuditRepository
-from db.scripts import leftovers
 from db.scripts.progress import SILENT, Progress
 from db.session import Database
 from db.storage import LocalStorage, hash_stream

@@ -20,7 +20,7 @@
   crash), and the blobs that the purged files were the last to name. Only from a storage root that is this
   database's (``db.storage_binding``): a root bound to another database, or holding blobs this database does not
   name and no marker, is refused (``StorageMismatch``) by ``plan``, before anything is removed.
-- leftovers (``plan.leftovers``, ``db.scripts.leftovers``): what killed backups left in the backup directory
+- leftovers (``plan.leftovers``, ``db.backup.leftovers``): what killed backups left in the backup directory
   (``.partial`` archives, ``.backup-*`` scratch folders) and what interrupted restores into this database left
   (a staging file beside a SQLite file, a staging database on MariaDB; a restore whose swap was interrupted is
   finished). Whatever a running backup or restore holds is listed as in use and never touched.
@@ -51,6 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db import storage_binding
+from db.backup import leftovers
+from db.backup.create import DEFAULT_DIRECTORY as DEFAULT_BACKUP_DIRECTORY
+from db.backup.leftovers import Leftover
 from db.errors import ValidationError
 from db.models.account import Account
 from db.models.base import utcnow
@@ -58,10 +61,7 @@ from db.models.file_object import StoredFile
 from db.models.user import User
 from db.repositories.admin_repository import SYSTEM
 from db.repositories.bulk import batched
-from db.scripts import leftovers
-from db.scripts.backup_db import DEFAULT_DIRECTORY as DEFAULT_BACKUP_DIRECTORY
 from db.scripts.check_db import require_existing
-from db.scripts.leftovers import Leftover
 from db.scripts.progress import SILENT, Progress
 from db.session import Database, UnitOfWork
 
@@ -178,7 +178,7 @@ class CleanupRun:
 def plan(database: Database, *, policy: RetentionPolicy = RetentionPolicy(), now: dt.datetime | None = None,
          progress: Progress = SILENT, backup_dir: Path | None = None) -> CleanupPlan:
     """What ``apply`` would remove, as of ``now`` (default: the current time), with the leftovers of killed backups
-    in ``backup_dir`` (default: ``backup_db.DEFAULT_DIRECTORY``) and of restores into ``database``. Changes
+    in ``backup_dir`` (default: ``db.backup.create.DEFAULT_DIRECTORY``) and of restores into ``database``. Changes
     nothing."""
     moment = _aware(now or utcnow())
     require_existing(database)

@@ -23,8 +23,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from db.backup import load
 from db.cli import main
-from db.scripts import restore_db
 from db.scripts.progress import Advance
 
 _TRACKED = {"verify": "verify", "rows": "rows", "swap": "swap", "swapped": "swap"}
@@ -59,7 +59,7 @@ class PausingProgress:
 def run(point: str, ready: Path, arguments: list[str]) -> int:
     import db.cli.restore as command  # patched before the command runs
 
-    restore_db.BATCH_ROWS = 3  # several batches per table: "rows" stops half-way through the load
+    load.BATCH_ROWS = 3  # several batches per table: "rows" stops half-way through the load
 
     @contextlib.contextmanager
     def bars() -> Iterator[PausingProgress]:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from db import Database
+from db.backup.leftovers import ABANDONED, IN_USE, backup_leftovers
+from db.backup.reader import verify_archive
 from db.cli import main
-from db.scripts.archive import verify_archive
-from db.scripts.leftovers import ABANDONED, IN_USE, backup_leftovers
 from tests.conftest import TestDatabases
 from tests.integration.test_backup_restore import populate, settings_for
 

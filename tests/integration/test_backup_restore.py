@@ -18,6 +18,11 @@ import zstandard
 from sqlalchemy import func, inspect, select
 
 from db import Database
+from db.backup import sizes, snapshot
+from db.backup.leftovers import restore_leftovers
+from db.backup.manifest import MANIFEST, SQLITE_PART, Manifest, TableDump
+from db.backup.reader import unpack, verify_archive
+from db.backup.writer import ArchiveWriter
 from db.base import Base
 from db.cli import main
 from db.errors import BackupError, ConfirmationRequired
@@ -26,11 +31,8 @@ from db.models.account import Account
 from db.models.file_object import StoredFile
 from db.models.user import User
 from db.repositories.audit_repository import AuditRepository
-from db.scripts import archive, backup_db
-from db.scripts.archive import ArchiveWriter, Manifest, TableDump, unpack, verify_archive
 from db.scripts.backup_db import backup, database_label
 from db.scripts.check_db import check
-from db.scripts.leftovers import restore_leftovers
 from db.scripts.restore_db import restore
 from db.settings import Settings
 from db.storage import LocalStorage
@@ -502,8 +504,8 @@ def test_the_archive_is_a_plain_tar_whose_parts_match_the_manifest(made: Path, t
         members = tar.getmembers()
         stored = {member.name: tar.extractfile(member).read() for member in members}  # type: ignore[union-attr]
     names = [member.name for member in members]
-    assert names[-1] == archive.MANIFEST and any(name.startswith("blobs/") for name in names)
-    manifest = Manifest.from_json(stored[archive.MANIFEST])
+    assert names[-1] == MANIFEST and any(name.startswith("blobs/") for name in names)
+    manifest = Manifest.from_json(stored[MANIFEST])
     assert [part.name for part in manifest.parts] == names[:-1]
     for part in manifest.parts:
         data = stored[part.name]
@@ -511,7 +513,7 @@ def test_the_archive_is_a_plain_tar_whose_parts_match_the_manifest(made: Path, t
         if part.is_compressed:
             data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True).read()
         assert len(data) == part.raw_size, part.name
-        if part.name == archive.SQLITE_PART:
+        if part.name == SQLITE_PART:
             assert data.startswith(b"SQLite format 3\x00")
         elif part.name.startswith("tables/"):
             assert len(data.splitlines()) == manifest.row_counts[part.name[7:].removesuffix(".jsonl.zst")]
@@ -522,8 +524,8 @@ def test_large_parts_are_split_into_frames_and_restore_on_every_engine(
 ) -> None:
     """Small frames (1 KiB instead of 16 MiB, rows fetched 7 at a time) so that the large parts span several frames:
     their order and joins hold."""
-    monkeypatch.setattr(archive, "CHUNK", 1024)
-    monkeypatch.setattr(backup_db, "BATCH_ROWS", 7)
+    monkeypatch.setattr(sizes, "CHUNK", 1024)
+    monkeypatch.setattr(snapshot, "BATCH_ROWS", 7)
     populate(source, users=40)
     made = backup(source, directory=tmp_path / "backups")
     with tarfile.open(made.path) as tar:

@@ -20,12 +20,12 @@ import pytest
 from sqlalchemy import text
 
 from db import Database
+from db.backup import leftovers
+from db.backup.leftovers import ABANDONED, IN_USE, UNFINISHED, restore_leftovers
 from db.cli import main
 from db.errors import Conflict
-from db.scripts import leftovers
 from db.scripts.backup_db import backup
 from db.scripts.check_db import check
-from db.scripts.leftovers import ABANDONED, IN_USE, UNFINISHED, restore_leftovers
 from db.scripts.restore_db import restore
 from tests.conftest import ENGINES, TestDatabases
 from tests.integration.test_backup_restore import (

@@ -18,15 +18,17 @@ import pytest
 from sqlalchemy import insert, text
 
 from db import Database
+from db.backup import restore as restore_module
+from db.backup.leftovers import restore_leftovers
+from db.backup.manifest import Manifest, TableDump
+from db.backup.reader import DEFAULT_LIMITS, Limits
+from db.backup.writer import ArchiveWriter
 from db.cli import main
 from db.errors import BackupError, DiskFull
 from db.migrations import runner
 from db.models.report_run import ReportRun
-from db.scripts import archive
-from db.scripts.archive import Limits, Manifest, TableDump
 from db.scripts.backup_db import backup
 from db.scripts.check_db import check
-from db.scripts.leftovers import restore_leftovers
 from db.scripts.restore_db import restore, verify_backup
 from db.storage import LocalStorage
 from tests.bombs import one_line_bomb, table_bomb
@@ -60,7 +62,7 @@ def test_a_decompression_bomb_is_refused_and_nothing_is_written(raised: bool, oc
                                                                 tmp_path: Path) -> None:
     bomb = one_line_bomb(tmp_path / "bomb.tar", revision=HEAD)  # 140 KiB, 4 GiB of one line
     before = untouched(occupied)
-    limits = Limits(max_ratio=1e12) if raised else archive.DEFAULT_LIMITS
+    limits = Limits(max_ratio=1e12) if raised else DEFAULT_LIMITS
     expected = "a row longer than" if raised else "decompression bomb"
 
     with pytest.raises(BackupError, match=expected):
@@ -188,7 +190,7 @@ def test_a_full_disk_gives_disk_full_and_the_old_data_stays(
     with small_tmpfs(tmp_path / "tmpfs", "2m") as disk, target_on(engine_name, disk, test_databases) as target:
         before = untouched(target)
         if not precheck:  # as if another process had filled the disk after the check
-            monkeypatch.setattr(archive, "check_free_space", lambda needs: None)
+            monkeypatch.setattr(restore_module, "check_free_space", lambda needs: None)
 
         with pytest.raises(DiskFull, match="nothing was changed" if precheck else "still holds its previous data"):
             restore(target, big_archive, yes=True)
@@ -205,7 +207,7 @@ def test_a_failed_restore_into_a_missing_sqlite_path_leaves_nothing_behind(tmp_p
     columns = (("id", "uuid"), ("name", "str"))  # the account table has more columns: loading fails
     bad = tmp_path / "short-rows.tar"
     with bad.open("wb") as out:
-        writer = archive.ArchiveWriter(out)
+        writer = ArchiveWriter(out)
         writer.add("tables/account.jsonl.zst", [b'["0192f0c4-0000-7000-8000-000000000001","Acme"]\n'])
         writer.close(Manifest(engine="postgresql", revision=HEAD, created_at=dt.datetime.now(dt.UTC),
                               database="test", parts=tuple(writer.parts), tables=(TableDump("account", 1, columns),)))

@@ -19,22 +19,13 @@ import zstandard
 from sqlalchemy import JSON, BigInteger, Boolean, Double, LargeBinary, Numeric, String, Text, Uuid
 from sqlalchemy.types import ARRAY, Integer
 
+from db.backup.codec import row_decoder, row_encoder, type_tag
+from db.backup.disk import check_free_space
+from db.backup.manifest import Manifest, Part, TableDump
+from db.backup.reader import Limits, unpack, verify_archive
+from db.backup.writer import ArchiveWriter, compressed_frames
 from db.base import UTCDateTime
 from db.errors import BackupError, DiskFull, ValidationError
-from db.scripts.archive import (
-    ArchiveWriter,
-    Limits,
-    Manifest,
-    Part,
-    TableDump,
-    check_free_space,
-    compressed_frames,
-    row_decoder,
-    row_encoder,
-    type_tag,
-    unpack,
-    verify_archive,
-)
 from tests.bombs import FRAME_INPUT, MiB, one_line_bomb, table_bomb, write_archive
 
 COLUMNS = (("id", "uuid"), ("at", "datetime"), ("price", "decimal"), ("raw", "bytes"), ("ok", "bool"),

@@ -271,8 +271,3 @@ __all__ = [
     "mariadb_restore_lock", "release", "remove", "restore_leftovers", "settle_mariadb_restore",
 ]
 
-
-if __name__ == "__main__":
-    from db.cli import run_library
-
-    run_library(__spec__.name if __spec__ else __name__)
