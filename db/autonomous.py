@@ -5,11 +5,16 @@ caller's (login bookkeeping uses them, ``db.logins``):
 
 - when the session has no transaction in progress and nothing pending, the session's own transactions: each
   commits at once (under ``Database.isolated()`` it is a SAVEPOINT of the test's outer transaction);
-- when its transaction has only read so far and the session is bound to an engine, a second session on another
-  pooled connection. Its transaction cannot wait on the caller's, which holds no lock and has written nothing (on
-  SQLite it holds no write lock: see ``db.dialects.sqlite.install_transactions``);
-- otherwise (the caller's transaction has written: a second connection might wait on its locks forever, and on
-  SQLite could never get the write lock) None, and the caller falls back to ``autonomous_write`` below.
+- when its transaction has only read so far (no write, no lock, nothing pending) and the session is bound to an
+  engine, that transaction is ended first (committing a transaction that has written nothing changes nothing;
+  the next read begins a new one, as under READ COMMITTED), then the session's own transactions. No second
+  connection is needed, so callers that all read before logging in cannot exhaust the pool waiting for one;
+- otherwise (the caller's transaction has written) None.
+
+``transactions_beside(session)`` then gives, where the engine has row locks (not SQLite, whose single writer is
+the caller), transactions on a second pooled connection for steps that touch rows the caller is unlikely to hold:
+each waits at most ``BESIDE_LOCK_WAIT`` seconds for a lock (should the caller hold it, the wait would never end),
+failing with a transient error the caller falls back from. The rest goes to ``autonomous_write`` below.
 
 A failed login must be counted although the login raises, and the unit of work around it rolls back on that
 exception. ``autonomous_write(session, write)`` calls ``write(session)`` at once, in the session's transaction,
@@ -35,6 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -59,15 +66,30 @@ class _Entry:
 Transactions = Callable[[], AbstractContextManager[Session]]
 
 
+BESIDE_LOCK_WAIT = 3.0
+REPLAY_ATTEMPTS = 4
+
+
 def independent_transactions(session: Session) -> Transactions | None:
     """A factory of transactions that commit whatever becomes of ``session``'s, or None (see the module docstring)."""
-    if not session.in_transaction() and not (session.new or session.dirty or session.deleted):
+    if session.new or session.dirty or session.deleted:
+        return None
+    if not session.in_transaction():
         return lambda: _own(session)
     bind = session.get_bind()
-    if isinstance(bind, Engine) and session.in_transaction() and not dialects.dialect_of(bind).has_written(
-            session.connection()):
-        return lambda: _beside(session, bind)
+    if isinstance(bind, Engine) and not dialects.dialect_of(bind).has_written(session.connection()):
+        session.commit()  # it has written nothing and holds no lock: ending it loses nothing
+        return lambda: _own(session)
     return None
+
+
+def transactions_beside(session: Session) -> Transactions | None:
+    """Transactions on a second connection with a bounded lock wait, or None where the engine has a single writer
+    or the session is bound to one connection (see the module docstring)."""
+    bind = session.get_bind()
+    if not isinstance(bind, Engine) or not dialects.dialect_of(bind).concurrent_writers:
+        return None
+    return lambda: _beside(session, bind)
 
 
 @contextlib.contextmanager
@@ -81,7 +103,8 @@ def _beside(session: Session, engine: Engine) -> Iterator[Session]:
     info = {key: session.info[key] for key in ("actor", "context", "settings") if key in session.info}
     with Session(bind=engine, expire_on_commit=False, info=info) as side, side.begin():
         audit.track_changes(side)
-        yield side
+        with dialects.dialect_of(engine).bounded_lock_wait(side.connection(), BESIDE_LOCK_WAIT):
+            yield side
 
 
 def autonomous_write(session: Session, write: Write) -> None:
@@ -130,14 +153,21 @@ def _after_rollback(session: Session, rolled_back: SessionTransaction) -> None:
 
 
 def _replay(session: Session, writes: list[Write]) -> None:
-    try:
-        for write in writes:
-            write(session)
-        session.commit()
-    except Exception:
-        logger.exception("%d write(s) meant to survive a rollback were lost", len(writes))
-        with contextlib.suppress(Exception):
-            session.rollback()
+    """Make ``writes`` again in a transaction of their own; a transient failure (a deadlock with the transactions of
+    other callers doing the same) is retried."""
+    for attempt in range(REPLAY_ATTEMPTS):
+        try:
+            for write in writes:
+                write(session)
+            session.commit()
+            return
+        except Exception as error:
+            with contextlib.suppress(Exception):
+                session.rollback()
+            if not dialects.is_transient(error) or attempt + 1 == REPLAY_ATTEMPTS:
+                logger.exception("%d write(s) meant to survive a rollback were lost", len(writes))
+                return
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))
 
 
 def _before_commit(session: Session) -> None:

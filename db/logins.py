@@ -19,12 +19,19 @@ however many attempts run at once: the others are refused at step 1 without touc
 killed between steps 1 and 3 stays counted as a failure (and, if it took the last slot, the account stays
 locked for the lockout period): the safe side.
 
-Where the reservations run is ``db.autonomous.independent_transactions``: normally the unit of work's own
-session, before it has begun anything. Only when ``authenticate`` is called in a transaction that has already
-written is there no independent transaction to be had; then the three steps run in that transaction (holding
-the user's row lock, or on SQLite the write lock, while verifying), and a failure is made again after a
-rollback (``db.autonomous``). Call ``authenticate`` before writing anything in the unit of work to get the
-guarantees above.
+Where the steps run (``Bookkeeping``):
+
+- normally in the unit of work's own session, in transactions of their own (``autonomous.independent_transactions``:
+  a unit of work that has only read is ended first, which loses nothing);
+- when the unit of work has already written, on PostgreSQL and MariaDB: the row steps (reserve, reset) in
+  transactions on a second connection (``autonomous.transactions_beside``), so the count is committed before the
+  password is verified, as above; the events go into the caller's transaction, and are made again should it roll
+  back. Should the caller hold the user's row itself (it changed that user), the second connection's lock wait
+  ends after a few seconds and the attempt falls back to the last case;
+- on SQLite after a write (the caller holds the single write lock), or on a session bound to one connection: the
+  three steps run in the caller's transaction, and a failure is counted and logged again after a rollback
+  (``db.autonomous``). Concurrent attempts are then serialized by the caller's lock, so the bound still holds, but
+  argon2 runs while that lock is held: call ``authenticate`` before writing anything to avoid that.
 """
 
 from __future__ import annotations
@@ -35,11 +42,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, CursorResult, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, exc, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from db import audit, autonomous, passwords
+from db import audit, autonomous, dialects, passwords
 from db.models.base import utcnow
 from db.models.user import User
 from db.settings import Settings
@@ -66,17 +73,43 @@ class Bookkeeping:
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._transactions = autonomous.independent_transactions(session)
+        self._own = autonomous.independent_transactions(session)
+        self._beside = None if self._own is not None else autonomous.transactions_beside(session)
 
     @property
     def in_caller_transaction(self) -> bool:
-        return self._transactions is None
+        """Whether every step runs in the caller's transaction (the last case of the module docstring)."""
+        return self._own is None and self._beside is None
 
-    def run(self, step: Callable[[Session], T]) -> T:
-        if self._transactions is None:
-            return step(self.session)
-        with self._transactions() as session:
-            return step(session)
+    @property
+    def events_follow_rows(self) -> bool:
+        """Whether a row step's transaction may also log the events (the row steps run beside the caller's
+        transaction only when that transaction holds the audit chain, having written)."""
+        return self._beside is None
+
+    def rows(self, step: Callable[[Session], T]) -> T:
+        """A step that locks and writes the user's row, nothing else."""
+        if self._own is not None:
+            with self._own() as session:
+                return step(session)
+        if self._beside is not None:
+            try:
+                with self._beside() as session:
+                    return step(session)
+            except exc.DBAPIError as error:
+                if not dialects.is_transient(error):
+                    raise
+                self._beside = None  # the caller holds the row: the rest of the attempt runs in its transaction
+        return step(self.session)
+
+    def events(self, step: Callable[[Session], None]) -> None:
+        """A step that logs audit events: made again after a rollback when it runs in the caller's transaction."""
+        if self._own is not None:
+            with self._own() as session:
+                step(session)
+            return
+        step(self.session)
+        autonomous.replay_on_rollback(self.session, step)
 
 
 def check(
@@ -88,7 +121,7 @@ def check(
     count.
     """
     book = Bookkeeping(session)
-    attempt = book.run(lambda s: reserve(s, criterion, settings))
+    attempt = book.rows(lambda s: reserve(s, criterion, settings))
     matches = passwords.verify_evenly(password, attempt.stored_hash, settings)
     if not matches:
         _refuse(book, attempt, attempt.refusal or BAD_PASSWORD, settings)
@@ -98,14 +131,18 @@ def check(
 
     def accept_and_load(step_session: Session) -> tuple[str | None, User | None]:
         refusal = accept(step_session, attempt, new_hash, login=login)
+        if refusal is None and login and book.events_follow_rows:
+            log_success(step_session, attempt, new_hash)
         if refusal is None and step_session is session:  # loaded now, the caller's session stays idle
             return None, step_session.get(User, attempt.user_id, populate_existing=True)
         return refusal, None
 
-    refusal, user = book.run(accept_and_load)
+    refusal, user = book.rows(accept_and_load)
     if refusal is not None:
         _refuse(book, attempt, refusal, settings)
         return None
+    if login and not book.events_follow_rows:
+        book.events(lambda s: log_success(s, attempt, new_hash))
     return user or session.get(User, attempt.user_id, populate_existing=True)
 
 
@@ -148,10 +185,13 @@ def accept(session: Session, attempt: Attempt, new_hash: str | None, *, login: b
     if cast(CursorResult[Any], session.execute(statement)).rowcount != 1:
         return _why_not(session, attempt, now)
     _follow(session, attempt.user_id, values)
-    if login:
-        audit.record_event(session, "login.success", entity_type="user", entity_id=attempt.user_id,
-                           user_id=attempt.user_id, data={"rehashed": True} if new_hash else None)
     return None
+
+
+def log_success(session: Session, attempt: Attempt, new_hash: str | None) -> None:
+    """Step 3 of an accepted login: the event."""
+    audit.record_event(session, "login.success", entity_type="user", entity_id=attempt.user_id,
+                       user_id=attempt.user_id, data={"rehashed": True} if new_hash else None)
 
 
 def log_failure(session: Session, attempt: Attempt, reason: str, settings: Settings) -> None:
@@ -173,9 +213,11 @@ def write_login_fields(session: Session, user_id: uuid.UUID, values: dict[str, A
 
 
 def _refuse(book: Bookkeeping, attempt: Attempt, reason: str, settings: Settings) -> None:
-    book.run(lambda s: log_failure(s, attempt, reason, settings))
-    if book.in_caller_transaction:
-        autonomous.replay_on_rollback(book.session, lambda s: _replay_failure(s, attempt, reason, settings))
+    if not book.in_caller_transaction:  # the count is committed already: only the events remain
+        book.events(lambda s: log_failure(s, attempt, reason, settings))
+        return
+    log_failure(book.session, attempt, reason, settings)
+    autonomous.replay_on_rollback(book.session, lambda s: _replay_failure(s, attempt, reason, settings))
 
 
 def _replay_failure(session: Session, attempt: Attempt, reason: str, settings: Settings) -> None:
@@ -221,4 +263,5 @@ def _follow(session: Session, user_id: uuid.UUID | None, values: dict[str, Any])
             set_committed_value(loaded, key, value)
 
 
-__all__ = ["Attempt", "Bookkeeping", "accept", "check", "log_failure", "reserve", "write_login_fields"]
+__all__ = ["Attempt", "Bookkeeping", "accept", "check", "log_failure", "log_success", "reserve",
+           "write_login_fields"]

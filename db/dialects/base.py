@@ -8,8 +8,9 @@ with no quirk in that respect; an engine's class overrides what differs and says
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,6 +47,8 @@ class Dialect:
     """Other spellings of the engine's name in a URL, and the name they stand for."""
     transactional_ddl: ClassVar[bool] = True
     """Whether CREATE/ALTER/DROP are part of the transaction (and a rollback takes them back)."""
+    concurrent_writers: ClassVar[bool] = True
+    """Whether two transactions can write at once (row locks), rather than one writer for the whole database."""
     typeless_columns: ClassVar[bool] = False
     """Whether a column may hold a value of any type, so that reading a damaged row can fail in the driver."""
     pooled: ClassVar[bool] = True
@@ -100,6 +103,12 @@ class Dialect:
         """Whether the connection's transaction has written or taken a lock: only then can another transaction wait
         on it. Known for engines set up by ``install``; otherwise True (assume the worst)."""
         return connection.info.get(_WROTE) is not False
+
+    @contextlib.contextmanager
+    def bounded_lock_wait(self, connection: Connection, seconds: float) -> Iterator[None]:
+        """Within the block, a statement that waits longer than ``seconds`` for a row lock fails (a transient error)
+        instead of waiting on: for a transaction beside another of the same caller, which could wait on it forever."""
+        yield
 
     def create_database_if_missing(self, url: URL) -> bool:
         """Create the database ``url`` names on its server if it is missing; True if it was.

@@ -68,6 +68,15 @@ class MariaDB(Dialect):
         super().install(engine, options)
         install_purge_reset(engine)
 
+    @contextlib.contextmanager
+    def bounded_lock_wait(self, connection: Connection, seconds: float) -> Iterator[None]:
+        """The wait is a session setting (whole seconds): set for the block, then the server's default again."""
+        connection.exec_driver_sql(f"SET SESSION innodb_lock_wait_timeout = {max(1, round(seconds))}")
+        try:
+            yield
+        finally:
+            connection.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = DEFAULT")
+
     def database_exists(self, connection: Connection, name: str) -> bool:
         return bool(connection.scalar(
             text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"), {"name": name}))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import String, exc, func, text
@@ -40,6 +41,11 @@ class PostgreSQL(Dialect):
 
     def connect_args(self, options: Mapping[str, Any]) -> dict[str, Any]:
         return {"options": "-c timezone=UTC", "connect_timeout": 10}
+
+    @contextlib.contextmanager
+    def bounded_lock_wait(self, connection: Connection, seconds: float) -> Iterator[None]:
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'")  # this transaction only
+        yield
 
     def database_exists(self, connection: Connection, name: str) -> bool:
         return bool(connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}))

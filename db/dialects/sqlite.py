@@ -48,6 +48,7 @@ class SQLite(Dialect):
     names = ("sqlite",)
     driver_modules = ("sqlite3",)
     pooled = False
+    concurrent_writers = False
     typeless_columns = True
     datetimes_as_text = True
     snapshot_isolation: ClassVar[str | None] = None

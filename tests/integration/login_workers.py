@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 from db import AuthenticationError, Database, passwords
@@ -16,11 +17,13 @@ def slow_settings(**overrides: Any) -> Settings:
     return Settings.for_tests(**{**SLOW_HASHING, "lockout_period": dt.timedelta(minutes=15), **overrides})
 
 
-def login(url: str, email: str, password: str, role: str, sync: dict[str, Any]) -> tuple[str, int]:
+def login(url: str, email: str, password: str, role: str, sync: dict[str, Any],
+          first: str = "nothing") -> tuple[str, int]:
     """One login: ("ok" or "refused", how many verifications against a real hash it made).
 
     ``role``: "free" starts with the others (``sync["start"]``, a barrier); a "leader" stops in the middle of its
-    password verification until the "follower" has made its whole attempt, which begins only then.
+    password verification until the "follower" has made its whole attempt, which begins only then. ``first``: what
+    the unit of work does before it authenticates: "nothing", "read" (a query) or "write" (an audited insert).
     """
     settings = slow_settings()
     dummy = passwords.dummy_hash(settings)
@@ -43,6 +46,10 @@ def login(url: str, email: str, password: str, role: str, sync: dict[str, Any]) 
         if role == "follower":
             sync["verifying"].wait(120)
         with database.unit_of_work() as uow:
+            if first == "read":
+                uow.users.count()
+            elif first == "write":
+                uow.users.create(email=f"{uuid.uuid4().hex}@example.com", password=password + "-other")
             uow.users.authenticate(email, password)
         return "ok", len(real)
     except AuthenticationError:

@@ -15,9 +15,10 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from db import AuthenticationError, Database, passwords
+from db.models.log_audit import AuditEntry
 from db.models.user import User
 from tests.conftest import TestDatabases
 from tests.integration import login_workers
@@ -46,13 +47,14 @@ def url_of(database: Database) -> str:
     return database.url.render_as_string(hide_password=False)
 
 
-def logins_at_once(database: Database, attempts: list[tuple[str, str, str]]) -> list[tuple[str, int]]:
+def logins_at_once(database: Database, attempts: list[tuple[str, str, str]], *,
+                   first: str = "nothing") -> list[tuple[str, int]]:
     """Each (email, password, role) in its own process (see ``login_workers.login``); (outcome, real verifications)."""
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         sync = {"start": manager.Barrier(len(attempts)), "verifying": manager.Event(), "resume": manager.Event()}
         with ProcessPoolExecutor(len(attempts), mp_context=context) as pool:
-            futures = [pool.submit(login_workers.login, url_of(database), email, password, role, sync)
+            futures = [pool.submit(login_workers.login, url_of(database), email, password, role, sync, first)
                        for email, password, role in attempts]
             return [future.result(timeout=300) for future in futures]
 
@@ -76,6 +78,23 @@ def test_eight_concurrent_wrong_passwords_verify_the_hash_at_most_threshold_time
     assert [outcome for outcome, _ in results] == ["refused"] * 8
     assert sum(verified for _, verified in results) == committed.settings.lockout_threshold
     assert login_state(committed, email) == (committed.settings.lockout_threshold, True)
+
+
+@pytest.mark.parametrize("first", ["read", "write"])
+def test_units_of_work_that_read_or_wrote_first_still_verify_at_most_threshold_times_and_lose_no_count(
+    committed: Database, email: str, first: str
+) -> None:
+    """After a read the unit of work is ended first; after a write the count goes beside it (or, on SQLite, the
+    caller's write lock serializes the attempts) and the events are made again after the rollback."""
+    results = logins_at_once(committed, [(email, WRONG, "free")] * 8, first=first)
+    assert [outcome for outcome, _ in results] == ["refused"] * 8
+    assert sum(verified for _, verified in results) == committed.settings.lockout_threshold
+    assert login_state(committed, email) == (committed.settings.lockout_threshold, True)
+    with committed.session() as session:
+        user_id = session.scalars(select(User.id).where(User.email == email)).one()
+        failures = session.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "login.failure", AuditEntry.entity_id == str(user_id)))
+    assert failures == 8  # every refusal logged, none lost to a rollback or a deadlock
 
 
 def test_a_right_password_racing_the_failure_that_locks_the_account_is_refused(committed: Database, email: str) -> None:
@@ -186,3 +205,32 @@ def test_a_login_killed_while_holding_the_last_slot_leaves_the_account_locked(
     assert login_state(committed, email) == (committed.settings.lockout_threshold, True)
     with pytest.raises(AuthenticationError), committed.unit_of_work() as uow:
         uow.users.authenticate(email, PASSWORD)
+
+
+def test_logins_after_a_read_need_no_second_connection_and_cannot_exhaust_the_pool(
+    committed: Database, email: str
+) -> None:
+    """Each caller holds a connection for its read; a login that needed a second one would wait for the pool while
+    every connection is held by a caller doing the same, until the pool's timeout."""
+    small = Database(committed.url, settings=committed.settings, pool_size=2, max_overflow=0, pool_timeout=3)
+    barrier = threading.Barrier(2)  # as many callers as connections
+    outcomes: list[Any] = []
+
+    def read_then_log_in() -> None:
+        try:
+            with small.unit_of_work() as uow:
+                uow.users.count()
+                barrier.wait(10)  # every caller holds its connection before any logs in
+                outcomes.append(uow.users.authenticate(email, PASSWORD).email)
+        except Exception as error:  # the outcome is what is checked
+            outcomes.append(error)
+
+    workers = [threading.Thread(target=read_then_log_in) for _ in range(2)]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+    finally:
+        small.dispose()
+    assert outcomes == [email] * 2
