@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import sqlite3
 import urllib.parse
 from collections.abc import Collection, Mapping, Sequence
@@ -74,6 +75,7 @@ class SQLite(Dialect):
 
     def install(self, engine: Engine, options: Mapping[str, Any]) -> None:
         install_transactions(engine, busy_timeout=options.get("busy_timeout", 5.0))
+        install_full_disk_detection(engine, self.local_file(engine.url))
 
     def has_written(self, connection: Connection) -> bool:
         return bool(connection.info.get(_STATE, _WRITING) == _WRITING)
@@ -88,6 +90,8 @@ class SQLite(Dialect):
         return str(original) == "database is locked"
 
     def is_disk_full(self, original: Any) -> bool:
+        if getattr(original, _NO_ROOM, False):
+            return True
         code = getattr(original, "sqlite_errorcode", None)
         return isinstance(code, int) and code & 0xFF == SQLITE_FULL
 
@@ -232,6 +236,33 @@ def _time_bucket(element: TimeBucket, compiler: SQLCompiler, **kw: Any) -> str:
 
 
 # --- transactions ------------------------------------------------------------------------------------------------
+
+
+_NO_ROOM = "dblayer_no_room"  # set on a driver error met where the database's file system has no room left
+_NEARLY_FULL = 1 << 20
+
+
+def install_full_disk_detection(engine: Engine, file: Path | None) -> None:
+    """SQLite reports a full disk as SQLITE_FULL only while writing pages; a connection that cannot create the WAL or
+    shared-memory file beside the database says "disk I/O error" or "unable to open database file". Such an error
+    met while the file system holding the database has (almost) no room left is marked as a full disk."""
+    if file is None:
+        return
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        original = context.original_exception
+        code = getattr(original, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in (_IOERR, _CANTOPEN) and _no_room_at(file):
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(original, _NO_ROOM, True)
+
+
+def _no_room_at(file: Path) -> bool:
+    try:
+        return shutil.disk_usage(file.resolve().parent).free < _NEARLY_FULL
+    except OSError:
+        return False
 
 
 def install_transactions(engine: Engine, *, busy_timeout: float) -> None:

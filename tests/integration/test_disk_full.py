@@ -229,3 +229,27 @@ def test_a_unit_of_work_that_meets_the_full_disk_at_its_commit_leaves_nothing(fu
     full_disk.free()
     with full_disk.database.session() as session:
         assert session.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_a_sqlite_file_that_cannot_grow_its_journal_on_a_full_disk_is_disk_full(test_databases: TestDatabases) -> None:
+    """A new connection must create the WAL and shared-memory files beside the database: on a full disk SQLite says
+    only "disk I/O error" or "unable to open", which is told apart by the free space where the file is. (SQLite's
+    own: no engine parameter.)"""
+    mount = Path("/tmp") / f"dblayer-full{os.environ.get('TEST_DB_SUFFIX', '')}-journal-{uuid.uuid4().hex[:6]}"
+    mount_tmpfs(mount, "3m")
+    try:
+        with _sqlite(mount, test_databases) as database:
+            disk = FullDisk(database, mount)
+            _committed(disk, 5)
+            database.dispose()  # the last connection removes the WAL: the next one must create it again
+            disk.fill()
+            reopened = Database(database.url, settings=database.settings)
+            try:
+                with pytest.raises(DiskFull), reopened.session() as session:
+                    WidgetRepository(session).count()
+            finally:
+                reopened.dispose()
+            disk.free()
+            assert disk.count() == 5
+    finally:
+        unmount(mount)
