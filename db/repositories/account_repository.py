@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from sqlalchemy import case, select
 from sqlalchemy.orm import selectinload
@@ -23,10 +23,8 @@ from sqlalchemy.orm import selectinload
 from db.errors import Conflict, NotFound, StaleVersion, ValidationError
 from db.models.account import FIELD_CHECKS, PLANS, Account
 from db.models.membership import ROLES, Membership
+from db.models.user import User
 from db.repositories.base_repository import BaseRepository, translated
-
-if TYPE_CHECKING:
-    from db.models.user import User
 
 OWNER = "owner"
 
@@ -180,10 +178,12 @@ def _check_role(role: str) -> None:
 
 
 def _id(user: User) -> uuid.UUID:
-    """The user's id; a ``User`` not yet flushed has none, and is refused."""
-    ident: uuid.UUID | None = user.id
-    if ident is None:
+    """The user's id; anything without one (not a user, or a ``User`` not yet flushed) is refused."""
+    ident = getattr(user, "id", None)
+    if ident is None and isinstance(user, User):
         raise ValidationError("the user must be saved first (it has no id yet)", field="user_id")
+    if not isinstance(ident, uuid.UUID):
+        raise ValidationError(f"a user is needed here, not {type(user).__name__}", field="user_id")
     return ident
 
 

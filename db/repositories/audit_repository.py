@@ -123,8 +123,8 @@ class AuditRepository(BaseRepository[AuditEntry]):
     @translated
     def purgeable(self, *, before: dt.datetime) -> tuple[int, int] | None:
         """The first and last seq that ``purge(before=before)`` would remove now, or None when nothing would go."""
-        if before.tzinfo is None:
-            raise ValidationError("before must be timezone-aware", field="before")
+        if not isinstance(before, dt.datetime) or before.tzinfo is None:
+            raise ValidationError("before must be a timezone-aware datetime", field="before")
         table = AuditEntry.__table__
         last = self.session.scalar(select(func.max(table.c.seq)).where(table.c.created_at < before))
         start = self._last_checkpoint()

@@ -287,3 +287,11 @@ def test_two_owners_taken_away_at_once_leave_exactly_one_owner(
         assert outcomes == ["done", "refused"]
         with database.unit_of_work() as uow:
             assert [m.role for m in uow.accounts.members(account)].count("owner") == 1
+
+
+@pytest.mark.parametrize("owner", [None, "ada@example.com", uuid.uuid4()])
+def test_an_owner_that_is_not_a_user_is_a_validation_error_and_creates_nothing(database: Database, owner: Any) -> None:
+    with pytest.raises(ValidationError), database.unit_of_work() as uow:
+        uow.accounts.create(owner=owner, name="Acme", slug=f"acme-{uuid.uuid4().hex[:8]}")
+    with database.session() as session:
+        assert session.scalar(select(Account).where(Account.name == "Acme")) is None

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from db import BaseRepository, Conflict, Database, UnitOfWork, dialects
+from db import BaseRepository, Conflict, Database, UnitOfWork, ValidationError, dialects
 from db import audit as audit_log
 from db.models.log_audit import AuditEntry
 from tests.conftest import TestDatabases
@@ -397,3 +397,9 @@ def test_request_context_with_control_characters_is_stored_cleanly(database: Dat
     with database.unit_of_work() as uow:
         (created,) = entries(uow, entity_type="note")
     assert (created.user_agent, created.request_id) == ("evilagent", "r")
+
+
+@pytest.mark.parametrize("before", ["2020-01-01", None, dt.datetime(2020, 1, 1)])  # the last is naive
+def test_a_purge_before_anything_but_an_aware_datetime_is_a_validation_error(database: Database, before: Any) -> None:
+    with pytest.raises(ValidationError), database.unit_of_work() as uow:
+        uow.audit.purge(before=before, reason="test")
