@@ -127,7 +127,7 @@ class Database:
     """A database: ``Database()`` uses ``DATABASE_URL`` or, failing that, the SQLite file ``db/data/app.db``.
 
     ``options`` are passed to ``sqlalchemy.create_engine`` (``echo=True``, ``pool_size=...``), except
-    ``busy_timeout`` (seconds a SQLite writer waits for the lock, default 5), ``attempts`` (the default
+    ``busy_timeout`` (seconds a SQLite writer waits for the lock, default 30), ``attempts`` (the default
     number of tries of ``run_in_transaction``), ``repositories`` (name → repository class, as attributes of
     every unit of work) and ``settings`` (``db.settings.Settings``: password hashing, lockout, tokens, file storage;
     default ``Settings.from_env()``, which reads ``DBLAYER_STORAGE_ROOT`` as the command line does).
