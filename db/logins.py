@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, CursorResult, exc, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, case, exc, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -66,6 +66,7 @@ class Attempt:
     refusal: str | None
     stored_hash: str | None = None
     provisional_lock: dt.datetime | None = None  # the lock this attempt set by taking the last slot
+    reserved_count: int = 0  # the failure count once this attempt was counted in advance
 
 
 class Bookkeeping:
@@ -161,7 +162,7 @@ def reserve(session: Session, criterion: ColumnElement[bool] | None, settings: S
     count = 1 if row.locked_until is not None else row.failed_login_count + 1  # an expired lock starts afresh
     lock = now + settings.lockout_period if 0 < settings.lockout_threshold <= count else None
     write_login_fields(session, row.id, {"failed_login_count": count, "locked_until": lock})
-    return Attempt(row.id, None, row.password_hash, lock)
+    return Attempt(row.id, None, row.password_hash, lock, count)
 
 
 def accept(session: Session, attempt: Attempt, new_hash: str | None, *, login: bool) -> str | None:
@@ -170,7 +171,7 @@ def accept(session: Session, attempt: Attempt, new_hash: str | None, *, login: b
     mine = [User.locked_until.is_(None), User.locked_until <= now]
     if attempt.provisional_lock is not None:
         mine.append(User.locked_until == attempt.provisional_lock)
-    values: dict[str, Any] = {"failed_login_count": 0, "locked_until": None}
+    values: dict[str, Any] = {"locked_until": None}
     if login:
         values["last_login_at"] = now
     if new_hash is not None:
@@ -179,13 +180,21 @@ def accept(session: Session, attempt: Attempt, new_hash: str | None, *, login: b
         update(User)
         .where(User.id == attempt.user_id, User.password_hash == attempt.stored_hash, User.is_active.is_(True),
                User.deleted_at.is_(None), or_(*mine))
-        .values(**values, updated_at=User.updated_at)
+        .values(**values, failed_login_count=_failures_after(attempt), updated_at=User.updated_at)
         .execution_options(synchronize_session=False)
     )
     if cast(CursorResult[Any], session.execute(statement)).rowcount != 1:
         return _why_not(session, attempt, now)
-    _follow(session, attempt.user_id, values)
+    remaining = session.scalar(select(User.failed_login_count).where(User.id == attempt.user_id))  # row locked
+    _follow(session, attempt.user_id, {**values, "failed_login_count": remaining})
     return None
+
+
+def _failures_after(attempt: Attempt) -> ColumnElement[int]:
+    """The count a success leaves: the failures counted after this attempt's own reservation (attempts still being
+    verified, which a success must not forgive), none of those before it."""
+    return case((User.failed_login_count > attempt.reserved_count,
+                 User.failed_login_count - attempt.reserved_count), else_=0)
 
 
 def log_success(session: Session, attempt: Attempt, new_hash: str | None) -> None:

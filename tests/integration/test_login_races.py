@@ -84,11 +84,17 @@ def test_eight_concurrent_wrong_passwords_verify_the_hash_at_most_threshold_time
 def test_units_of_work_that_read_or_wrote_first_still_verify_at_most_threshold_times_and_lose_no_count(
     committed: Database, email: str, first: str
 ) -> None:
-    """After a read the unit of work is ended first; after a write the count goes beside it (or, on SQLite, the
-    caller's write lock serializes the attempts) and the events are made again after the rollback."""
+    """After a read the unit of work is ended first; after a write the count goes beside it and the events are made
+    again after the rollback. On SQLite after a write the caller's write lock serializes the attempts and each is
+    counted again after its rollback; another attempt may take the lock between a rollback and its recount, so there
+    the bound is not exact (documented: authenticate before writing), but no count and no event is lost."""
     results = logins_at_once(committed, [(email, WRONG, "free")] * 8, first=first)
     assert [outcome for outcome, _ in results] == ["refused"] * 8
-    assert sum(verified for _, verified in results) == committed.settings.lockout_threshold
+    verified = sum(verified for _, verified in results)
+    if committed.dialect.concurrent_writers or first == "read":
+        assert verified == committed.settings.lockout_threshold
+    else:
+        assert committed.settings.lockout_threshold <= verified < 8
     assert login_state(committed, email) == (committed.settings.lockout_threshold, True)
     with committed.session() as session:
         user_id = session.scalars(select(User.id).where(User.email == email)).one()
@@ -112,6 +118,16 @@ def test_the_attempt_holding_the_last_slot_decides_and_a_wrong_guess_racing_it_i
     results = logins_at_once(committed, [(email, PASSWORD, "leader"), (email, WRONG, "follower")])
     assert results == [("ok", 1), ("refused", 0)]
     assert login_state(committed, email) == (0, False)
+
+
+def test_a_success_does_not_forgive_a_wrong_guess_counted_while_it_was_being_verified(
+    committed: Database, email: str
+) -> None:
+    """The right password is counted, then verified slowly; meanwhile a wrong guess makes its whole attempt. The
+    success resets the count it found at its own reservation, not the failure counted after it."""
+    results = logins_at_once(committed, [(email, PASSWORD, "leader"), (email, WRONG, "follower")])
+    assert results == [("ok", 1), ("refused", 1)]
+    assert login_state(committed, email) == (1, False)
 
 
 def test_many_concurrent_right_passwords_all_get_in(committed: Database, email: str) -> None:
