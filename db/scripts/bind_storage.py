@@ -14,17 +14,19 @@ for the rest, which only an operator can decide:
   removes;
 - a root whose marker names another database (the database was restored into a new one, which has a new
   identity, and should take over the old root): the other database can no longer use it;
+- a root whose marker names this database's identity at another location (the database moved, or this database is
+  a copy of the one there and takes the root over): the database there can no longer store or remove blobs in it;
 - a database whose identity row is missing: it gets a new identity first (a root bound to the old one is then
   another database's, as above).
 
-Both of the first two need ``yes=True`` or ``confirm(question)`` returning True; the question names the root, both
+The first three need ``yes=True`` or ``confirm(question)`` returning True; the question names the root, both
 databases and how many blobs this database does not name. Without either: ``ConfirmationRequired``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, insert, inspect
 
@@ -67,11 +69,11 @@ def bind(database: Database, *, yes: bool = False, confirm: Confirm | None = Non
     if state is BindingState.BOUND:
         assert before.owner is not None
         return BindResult(before, before.owner, new_identity)
-    owner = StorageOwner.of(before.database_id, before.database)
+    owner = storage_binding.owner_record(before)
     if state in _FREE:
         recorded = storage.bind(owner)
-        if recorded.database_id != owner.database_id:  # another database bound it a moment ago
-            raise StorageBinding(before.location, before.database_id, before.database, recorded).refusal()
+        if replace(before, owner=recorded).state is not BindingState.BOUND:  # another database bound it just now
+            raise replace(before, owner=recorded).refusal()
         return BindResult(before, recorded, new_identity)
     _confirm(before, yes=yes, confirm=confirm)
     return BindResult(before, storage.bind(owner, replace=True), new_identity)
@@ -82,6 +84,10 @@ def _confirm(before: StorageBinding, *, yes: bool, confirm: Confirm | None) -> N
         return
     if before.state is BindingState.FOREIGN:
         what = f"is bound to database {before.owner}; that database will no longer be able to use it"
+    elif before.state is BindingState.ELSEWHERE:
+        what = (f"is {before.describe()}: the same identity as this database, so one is a copy of the other (or "
+                "this database moved). Bind it only if this database owns the root: the other will no longer be able "
+                "to store or remove there")
     else:
         what = (f"holds {before.foreign_blobs:,} blob(s) that this database does not name; cleanup will then remove "
                 "them")
