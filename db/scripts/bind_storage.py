@@ -33,6 +33,7 @@ from sqlalchemy import Connection, insert, inspect
 from db import storage_binding
 from db.errors import ConfirmationRequired, StorageMismatch
 from db.models.database_identity import DatabaseIdentity, identity_row
+from db.scripts.check_db import require_existing
 from db.session import Database
 from db.storage import StorageOwner
 from db.storage_binding import BindingState, StorageBinding
@@ -54,6 +55,7 @@ class BindResult:
 
 def describe(database: Database) -> StorageBinding:
     """The storage root as this database sees it (counting whose blobs it holds when it has no marker)."""
+    require_existing(database)
     storage = storage_binding.local_storage(database)
     with database.engine.connect() as connection:
         _require_identity_table(connection, storage.location)
@@ -62,6 +64,7 @@ def describe(database: Database) -> StorageBinding:
 
 def bind(database: Database, *, yes: bool = False, confirm: Confirm | None = None) -> BindResult:
     """Bind the storage root to ``database``; see the module docstring for what needs a confirmation."""
+    require_existing(database)  # connecting would create an empty SQLite file for a mistyped path
     storage = storage_binding.local_storage(database)
     new_identity = _ensure_identity(database, storage.location)
     before = describe(database)
