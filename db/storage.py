@@ -58,12 +58,13 @@ class StorageOwner:
     """The database a storage root is bound to, as its marker records it."""
 
     database_id: str  # the database's identity (``database_identity.id``), a UUID as text
-    database: str  # its URL without password when it was bound: for messages only, never compared
+    database: str  # its URL without password when it was bound: for messages
     bound_at: str  # ISO 8601, UTC
+    location: str = ""  # where the database is (``storage_binding.database_location``); "": a marker from before
 
     @classmethod
-    def of(cls, database_id: object, database: str) -> StorageOwner:
-        return cls(str(database_id), database, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    def of(cls, database_id: object, database: str, location: str) -> StorageOwner:
+        return cls(str(database_id), database, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), location)
 
     def __str__(self) -> str:
         return f"{self.database_id} ({self.database})"
@@ -181,7 +182,8 @@ class LocalStorage:
             fields = json.loads(text)
             if fields.pop("format") != MARKER_FORMAT:
                 raise ValueError("unknown format")
-            return StorageOwner(**{name: str(fields[name]) for name in ("database_id", "database", "bound_at")})
+            named = {name: str(fields[name]) for name in ("database_id", "database", "bound_at")}
+            return StorageOwner(**named, location=str(fields.get("location", "")))
         except (ValueError, TypeError, KeyError, AttributeError):
             raise StorageMismatch(f"the file storage at {self.location} has a damaged marker ({MARKER}): it cannot "
                                   "tell which database it serves, so nothing was read, stored or removed there; "

@@ -14,23 +14,26 @@ for the rest, which only an operator can decide:
   removes;
 - a root whose marker names another database (the database was restored into a new one, which has a new
   identity, and should take over the old root): the other database can no longer use it;
+- a root whose marker names this database's identity at another location (the database moved, or this database is
+  a copy of the one there and takes the root over): the database there can no longer store or remove blobs in it;
 - a database whose identity row is missing: it gets a new identity first (a root bound to the old one is then
   another database's, as above).
 
-Both of the first two need ``yes=True`` or ``confirm(question)`` returning True; the question names the root, both
+The first three need ``yes=True`` or ``confirm(question)`` returning True; the question names the root, both
 databases and how many blobs this database does not name. Without either: ``ConfirmationRequired``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, insert, inspect
 
 from db import storage_binding
 from db.errors import ConfirmationRequired, StorageMismatch
 from db.models.database_identity import DatabaseIdentity, identity_row
+from db.scripts.check_db import require_existing
 from db.session import Database
 from db.storage import StorageOwner
 from db.storage_binding import BindingState, StorageBinding
@@ -52,6 +55,7 @@ class BindResult:
 
 def describe(database: Database) -> StorageBinding:
     """The storage root as this database sees it (counting whose blobs it holds when it has no marker)."""
+    require_existing(database)
     storage = storage_binding.local_storage(database)
     with database.engine.connect() as connection:
         _require_identity_table(connection, storage.location)
@@ -60,6 +64,7 @@ def describe(database: Database) -> StorageBinding:
 
 def bind(database: Database, *, yes: bool = False, confirm: Confirm | None = None) -> BindResult:
     """Bind the storage root to ``database``; see the module docstring for what needs a confirmation."""
+    require_existing(database)  # connecting would create an empty SQLite file for a mistyped path
     storage = storage_binding.local_storage(database)
     new_identity = _ensure_identity(database, storage.location)
     before = describe(database)
@@ -67,11 +72,11 @@ def bind(database: Database, *, yes: bool = False, confirm: Confirm | None = Non
     if state is BindingState.BOUND:
         assert before.owner is not None
         return BindResult(before, before.owner, new_identity)
-    owner = StorageOwner.of(before.database_id, before.database)
+    owner = storage_binding.owner_record(before)
     if state in _FREE:
         recorded = storage.bind(owner)
-        if recorded.database_id != owner.database_id:  # another database bound it a moment ago
-            raise StorageBinding(before.location, before.database_id, before.database, recorded).refusal()
+        if replace(before, owner=recorded).state is not BindingState.BOUND:  # another database bound it just now
+            raise replace(before, owner=recorded).refusal()
         return BindResult(before, recorded, new_identity)
     _confirm(before, yes=yes, confirm=confirm)
     return BindResult(before, storage.bind(owner, replace=True), new_identity)
@@ -82,6 +87,10 @@ def _confirm(before: StorageBinding, *, yes: bool, confirm: Confirm | None) -> N
         return
     if before.state is BindingState.FOREIGN:
         what = f"is bound to database {before.owner}; that database will no longer be able to use it"
+    elif before.state is BindingState.ELSEWHERE:
+        what = (f"is {before.describe()}: the same identity as this database, so one is a copy of the other (or "
+                "this database moved). Bind it only if this database owns the root: the other will no longer be able "
+                "to store or remove there")
     else:
         what = (f"holds {before.foreign_blobs:,} blob(s) that this database does not name; cleanup will then remove "
                 "them")

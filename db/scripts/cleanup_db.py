@@ -71,10 +71,12 @@ REASON = "retention cleanup (db.scripts.cleanup_db)"
 NEVER = "never"
 _AGE = re.compile(r"(\d{1,6})([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_AGE = dt.timedelta(weeks=52_000)  # about 1,000 years: any longer reaches before the calendar (year 1)
 
 
 def parse_age(text: str) -> dt.timedelta | None:
-    """``"7d"``, ``"12h"``, ``"30m"``, ``"45s"``, ``"2w"`` or ``"0"`` as a timedelta; ``"never"`` as None."""
+    """``"7d"``, ``"12h"``, ``"30m"``, ``"45s"``, ``"2w"`` or ``"0"`` as a timedelta; ``"never"`` as None. Longer
+    than ``MAX_AGE``: ``ValidationError`` (keep for ever with ``"never"``)."""
     value = text.strip().lower()
     if value == NEVER:
         return None
@@ -84,7 +86,13 @@ def parse_age(text: str) -> dt.timedelta | None:
     if match is None:
         raise ValidationError("an age is a number and a unit (s, m, h, d, w), e.g. 7d, 12h, 0 or never",
                               field="age", rule="format")
-    return dt.timedelta(**{_UNITS[match[2]]: int(match[1])})
+    age = dt.timedelta(**{_UNITS[match[2]]: int(match[1])})
+    if age > MAX_AGE:
+        raise ValidationError(_TOO_LONG, field="age", rule="range")
+    return age
+
+
+_TOO_LONG = f"an age is at most {MAX_AGE.days // 7:,}w (about 1,000 years); to keep for ever, use never"
 
 
 def describe_age(age: dt.timedelta | None) -> str:
@@ -111,6 +119,8 @@ class RetentionPolicy:
             age = getattr(self, name)
             if age is not None and (not isinstance(age, dt.timedelta) or age < dt.timedelta(0)):
                 raise ValidationError(f"{name} must be a non-negative timedelta or None", field=name)
+            if age is not None and age > MAX_AGE:
+                raise ValidationError(f"{name}: {_TOO_LONG}", field=name, rule="range")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,17 @@ from db.models.user import User
 from db.models.user_token import UserToken
 from db.repositories.admin_repository import SYSTEM
 from db.repositories.file_repository import claim_blob
-from db.scripts.cleanup_db import BLOB, SOFT_DELETED, TOKEN, RetentionPolicy, apply, cleanup, parse_age, plan
+from db.scripts.cleanup_db import (
+    BLOB,
+    MAX_AGE,
+    SOFT_DELETED,
+    TOKEN,
+    RetentionPolicy,
+    apply,
+    cleanup,
+    parse_age,
+    plan,
+)
 from db.settings import Settings
 from db.storage import LocalStorage
 from tests.conftest import TestDatabases
@@ -288,6 +298,23 @@ def test_a_negative_retention_is_refused() -> None:
         RetentionPolicy(tokens_after=dt.timedelta(days=-1))
 
 
+@pytest.mark.parametrize("text", ["999999w", "999999d", "52001w"])
+def test_an_age_reaching_before_the_calendar_is_refused_not_an_overflow(text: str) -> None:
+    with pytest.raises(ValidationError, match="at most 52,000w"):
+        parse_age(text)
+
+
+def test_the_longest_age_still_plans(db: Database) -> None:
+    longest = parse_age("52000w")
+    assert longest == MAX_AGE
+    plan(db, policy=RetentionPolicy(tokens_after=longest, deleted_after=longest, audit_after=longest))
+
+
+def test_a_retention_longer_than_the_calendar_is_refused_by_the_policy() -> None:
+    with pytest.raises(ValidationError, match="audit_after"):
+        RetentionPolicy(audit_after=MAX_AGE + dt.timedelta(seconds=1))
+
+
 # --- command line ----------------------------------------------------------------------------------------------
 
 
@@ -332,6 +359,17 @@ def test_the_command_refuses_a_malformed_age_as_a_usage_error(db: Database,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(db, "--deleted-after", "a month") == 2
     assert "--deleted-after" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--tokens-after", "--audit-after", "--deleted-after"])
+def test_the_command_refuses_an_age_too_long_as_a_usage_error_naming_the_option(
+    db: Database, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = snapshot(db)
+    assert cli(db, flag, "999999w", "--apply", "--yes") == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert flag in err and "at most 52,000w" in err and "internal error" not in err
+    assert snapshot(db) == before
 
 
 def test_apply_asks_first_and_a_no_removes_nothing(db: Database, monkeypatch: pytest.MonkeyPatch,

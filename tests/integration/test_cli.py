@@ -98,6 +98,16 @@ def test_status_of_a_missing_sqlite_file_says_so_and_creates_nothing(tmp_path: P
     assert not missing.exists()
 
 
+@pytest.mark.parametrize("bind", [[], ["--bind"], ["--bind", "--yes"]], ids=["show", "bind", "bind-yes"])
+def test_storage_of_a_missing_sqlite_file_says_so_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bind: list[str]
+) -> None:
+    missing, files = tmp_path / "typo.db", tmp_path / "files"
+    code, out, err = run(capsys, "storage", *bind, "--url", f"sqlite:///{missing}", "--storage", str(files))
+    assert code == 1 and out == "" and f"no SQLite database at {missing}" in err and "migrate" not in err
+    assert not missing.exists() and not files.exists()
+
+
 def test_fill_without_a_schema_says_to_create_it(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "fill", "--url", url)
     assert code == 1 and out == ""

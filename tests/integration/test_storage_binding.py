@@ -6,13 +6,15 @@ The database under test (``first``) is on the engine of the run; ``second`` is a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,7 @@ from db.scripts.restore_db import restore
 from db.scripts.sample_generator import GeneratorOptions, generate
 from db.settings import Settings
 from db.storage import MARKER, LocalStorage
-from db.storage_binding import BindingState, existing_identity
+from db.storage_binding import BindingState, database_location, existing_identity, stamp_identity
 from tests.conftest import TestDatabases, drop_all_tables
 from tests.integration.storage_workers import new_account, store_one
 
@@ -326,3 +328,117 @@ def test_a_restore_over_a_database_keeps_its_identity_and_its_root(
         account_id = new_account(target, "after")
         assert store(target, account_id, b"stored after the restore").size == 24  # its root is still its own
         assert check(target).ok
+
+
+# --- a copy made outside the layer: the same identity, another location ----------------------------------------------
+
+
+@pytest.fixture
+def copy_of_first(first: Database, engine_name: str, test_databases: TestDatabases, root: Path,
+                  tmp_path: Path) -> Iterator[Callable[[], Database]]:
+    """Makes a copy of ``first`` as it is then, at another location, pointed at ``first``'s root: for SQLite a copy
+    of the file; on a server another database holding ``first``'s identity (what ``pg_dump | psql`` or ``CREATE
+    DATABASE ... TEMPLATE`` gives)."""
+    settings = Settings.for_tests(storage_root=root)
+    with contextlib.ExitStack() as stack:
+
+        def make() -> Database:
+            if engine_name == "sqlite":
+                copied = tmp_path / "copy.db"
+                with contextlib.closing(sqlite3.connect(str(first.url.database))) as source, \
+                        contextlib.closing(sqlite3.connect(copied)) as target:
+                    source.backup(target)  # the file as ``cp`` copies it once the WAL is checkpointed
+                database = Database(f"sqlite:///{copied}", settings=settings)
+                stack.callback(database.dispose)
+                return database
+            database = stack.enter_context(test_databases.own(engine_name, "sb_dup", settings))
+            with database.engine.begin() as connection:
+                stamp_identity(connection, identity(first))
+            return database
+
+        yield make
+
+
+def test_a_copy_of_the_database_can_neither_clean_nor_store_in_the_originals_root(
+    first: Database, copy_of_first: Callable[[], Database], root: Path, engine_name: str
+) -> None:
+    """The review's case: a copy has the original's identity, but not its location."""
+    files = with_files(first)
+    copy = copy_of_first()
+    assert identity(copy) == identity(first)
+    files.append(store(first, files[0].account_id, b"uploaded after the copy: the copy does not name it"))
+    before = contents(root)
+
+    cleaned = run_db("cleanup", "--apply", "--yes", "--url", url_of(copy), root=root)
+    assert cleaned.returncode == 1, cleaned.stdout + cleaned.stderr
+    message = flat(cleaned.stderr)
+    assert "same identity" in message and "python -m db storage --bind" in message and "Traceback" not in message
+    with pytest.raises(StorageMismatch, match="same identity"), copy.unit_of_work() as uow:
+        uow.files.reclaim_orphans()
+    with pytest.raises(StorageMismatch, match="same identity"):
+        store(copy, new_account(copy, "copy"), b"the copy's upload")
+    if engine_name == "sqlite":  # the copy names the original's first files: it may read them
+        assert all_verified(copy, files[:-1])
+        with copy.unit_of_work() as uow:
+            uow.files.delete(files[0].id)
+        with pytest.raises(StorageMismatch, match="same identity"), copy.unit_of_work() as uow:
+            uow.files.purge()
+
+    assert contents(root) == before
+    assert check(copy).result("storage").ok is False
+    checked = run_db("check", "--url", url_of(first), root=root)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert all_verified(first, files)
+
+
+def equivalent_url(database: Database, engine_name: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Another URL of the same database: a relative SQLite path; another spelling of the engine, host and port, and
+    on PostgreSQL (whose test server trusts local connections) a password."""
+    url = database.url
+    if engine_name == "sqlite":
+        file = Path(str(url.database))
+        monkeypatch.chdir(file.parent)
+        return f"sqlite:///{file.name}"
+    other = url.set(drivername="mysql", host="localhost", port=None)
+    if engine_name == "postgresql":
+        other = url.set(drivername="postgres", host="localhost", port=None, password="not-compared")
+    return other.render_as_string(hide_password=False)
+
+
+def test_the_same_database_by_an_equivalent_url_may_still_clean_its_root(
+    first: Database, root: Path, engine_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = with_files(first)
+    loose, _ = LocalStorage(root).put(b"bytes without a row: an orphan")
+    same = Database(equivalent_url(first, engine_name, monkeypatch), settings=Settings.for_tests(storage_root=root))
+    try:
+        assert same.url != first.url and identity(same) == identity(first)
+        assert bind_storage.describe(same).state is BindingState.BOUND
+        with same.unit_of_work() as uow:
+            assert uow.files.reclaim_orphans().loose_blobs == 1
+        assert loose not in contents(root)
+        store(same, files[0].account_id, b"stored through the other URL")
+    finally:
+        same.dispose()
+    assert all_verified(first, files) and check(first).ok
+
+
+def test_a_copy_takes_the_root_over_only_when_an_operator_rebinds_it_and_then_the_original_is_refused(
+    first: Database, copy_of_first: Callable[[], Database], root: Path
+) -> None:
+    with_files(first)
+    copy = copy_of_first()
+    refused = run_db("storage", "--bind", "--url", url_of(copy), root=root)  # no terminal, no --yes
+    assert refused.returncode == 1 and "nothing was changed" in flat(refused.stderr)
+    assert "same identity as this database" in flat(refused.stdout)  # the question it asked
+    owner = LocalStorage(root).owner()
+    assert owner is not None and owner.location == database_location(first.url)
+
+    bound = run_db("storage", "--bind", "--yes", "--url", url_of(copy), root=root)
+    assert bound.returncode == 0, bound.stderr
+    owner = LocalStorage(root).owner()
+    assert owner is not None and owner.location == database_location(copy.url)
+    assert bind_storage.describe(copy).state is BindingState.BOUND
+    assert bind_storage.describe(first).state is BindingState.ELSEWHERE
+    with pytest.raises(StorageMismatch, match="same identity"):
+        cleanup(first, apply=True, policy=EVERYTHING_OLD)

@@ -316,7 +316,7 @@ def test_a_chunk_size_below_one_is_refused(tmp_path: Path) -> None:
 
 
 def owner(name: str) -> StorageOwner:
-    return StorageOwner.of(uuid.uuid5(uuid.NAMESPACE_DNS, name), f"sqlite:///{name}.db")
+    return StorageOwner.of(uuid.uuid5(uuid.NAMESPACE_DNS, name), f"sqlite:///{name}.db", f"sqlite:/{name}.db")
 
 
 def test_a_new_root_has_no_owner_until_it_is_bound_and_then_keeps_the_first(storage: LocalStorage) -> None:
