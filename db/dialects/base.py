@@ -332,7 +332,7 @@ def dialect_named(name: str) -> Dialect:
         return _REGISTRY[name]
     except KeyError:
         raise errors.DatabaseUnavailable(
-            f"unsupported database engine {name!r} (supported: {', '.join(sorted(_REGISTRY))})") from None
+            f"bad database URL: unsupported engine {name!r} (supported: {', '.join(sorted(_REGISTRY))})") from None
 
 
 def dialect_of(bind: Engine | Connection | Session | SQLAlchemyDialect | URL) -> Dialect:
