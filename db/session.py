@@ -8,28 +8,24 @@ from __future__ import annotations
 import copy
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any, ClassVar, TypeVar
+from typing import Any, Generic, Self, TypeVar, cast
 
 from sqlalchemy import Engine, create_engine, exc
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm import exc as orm_exc
+from typing_extensions import TypeVar as DefaultedTypeVar
 
 from db import audit, dialects, errors
-from db.repositories.account_repository import AccountRepository
-from db.repositories.admin_repository import AdminRepository
-from db.repositories.audit_repository import AuditRepository
 from db.repositories.base_repository import BaseRepository
-from db.repositories.file_repository import FileRepository
-from db.repositories.report_repository import ReportRepository
-from db.repositories.user_repository import UserRepository
 from db.settings import Settings
 
 T = TypeVar("T")
 RepoT = TypeVar("RepoT", bound=BaseRepository[Any])
+UoW_co = DefaultedTypeVar("UoW_co", bound="UnitOfWork", covariant=True, default="UnitOfWork")
 
 DEFAULT_ATTEMPTS = 5
 
@@ -37,25 +33,14 @@ DEFAULT_ATTEMPTS = 5
 class UnitOfWork:
     """One session, one transaction, and the repositories that share them.
 
-    Repositories are attributes built on first access: the layer's own (``uow.users`` and so on, registered by
-    their modules) and an application's, registered with ``UnitOfWork.register("projects", ProjectRepository)``
-    or per database with ``Database(repositories={...})``. ``uow.repository(SomeRepository)`` works for any
-    repository class. ``actor`` and ``context`` (IP address, user agent, request id) describe who acts and
-    from where, for the audit trail.
+    ``uow.repository(SomeRepository)`` is the one way to reach a repository: built on first use from the unit of
+    work's session, one instance per class per unit of work. (The layer's own unit of work, ``db.UnitOfWork``, also
+    names its services: ``uow.users`` and so on.) ``actor`` and ``context`` (IP address, user agent, request id)
+    describe who acts and from where, for the audit trail.
     """
 
-    registry: ClassVar[dict[str, type[BaseRepository[Any]]]] = {}
-
-    def __init__(
-        self,
-        session: Session,
-        *,
-        actor: Any = None,
-        repositories: Mapping[str, type[BaseRepository[Any]]] | None = None,
-        settings: Settings | None = None,
-    ) -> None:
+    def __init__(self, session: Session, *, actor: Any = None, settings: Settings | None = None) -> None:
         self.session = session
-        self._names = {**self.registry, **(repositories or {})}
         self._built: dict[type[BaseRepository[Any]], BaseRepository[Any]] = {}
         # Repositories and the audit hooks read these from the session: they are built from the session alone.
         session.info["actor"] = actor
@@ -76,67 +61,32 @@ class UnitOfWork:
     def settings(self) -> Settings:
         return self.session.info["settings"]  # type: ignore[no-any-return]
 
-    @classmethod
-    def register(cls, name: str, repository_class: type[BaseRepository[Any]]) -> None:
-        """Make ``uow.<name>`` an instance of ``repository_class`` in every unit of work."""
-        cls.registry[name] = repository_class
-
     def repository(self, repository_class: type[RepoT]) -> RepoT:
         """The unit of work's instance of ``repository_class``, created on first use."""
         if repository_class not in self._built:
             self._built[repository_class] = repository_class(self.session)
         return self._built[repository_class]  # type: ignore[return-value]
 
-    def __getattr__(self, name: str) -> BaseRepository[Any]:
-        names = self.__dict__.get("_names", {})
-        if name not in names:
-            raise AttributeError(f"unit of work has no repository {name!r}; register it with UnitOfWork.register")
-        return self.repository(names[name])
-
     def flush(self) -> None:
         self.session.flush()
 
-    # The layer's own repositories, built on first use.
 
-    @property
-    def users(self) -> UserRepository:
-        return self.repository(UserRepository)
-
-    @property
-    def accounts(self) -> AccountRepository:
-        return self.repository(AccountRepository)
-
-    @property
-    def admin(self) -> AdminRepository:
-        return self.repository(AdminRepository)
-
-    @property
-    def audit(self) -> AuditRepository:
-        return self.repository(AuditRepository)
-
-    @property
-    def files(self) -> FileRepository:
-        return self.repository(FileRepository)
-
-    @property
-    def reports(self) -> ReportRepository:
-        return self.repository(ReportRepository)
-
-
-class Database:
+class Database(Generic[UoW_co]):
     """A database: ``Database()`` uses ``DATABASE_URL`` or, failing that, the SQLite file ``db/data/app.db``.
 
     ``options`` are passed to ``sqlalchemy.create_engine`` (``echo=True``, ``pool_size=...``), except
     ``busy_timeout`` (seconds a SQLite writer waits for the lock, default 30), ``attempts`` (the default
-    number of tries of ``run_in_transaction``), ``repositories`` (name → repository class, as attributes of
-    every unit of work) and ``settings`` (``db.settings.Settings``: password hashing, lockout, tokens, file storage;
-    default ``Settings.from_env()``, which reads ``DBLAYER_STORAGE_ROOT`` as the command line does).
+    number of tries of ``run_in_transaction``) and ``settings`` (``db.settings.Settings``: password hashing,
+    lockout, tokens, file storage; default ``Settings.from_env()``, which reads ``DBLAYER_STORAGE_ROOT`` as the
+    command line does).
+
+    This is the generic core: its units of work know no repository of the layer's own domain. ``db.Database``
+    (``db.layer``) is the same class with the layer's units of work, whose services are named (``uow.users``).
     """
 
     def __init__(self, url: str | URL | None = None, **options: Any) -> None:
         self.url = dialects.resolve_url(url)
         self.attempts: int = options.pop("attempts", DEFAULT_ATTEMPTS)
-        self.repositories: dict[str, type[BaseRepository[Any]]] = dict(options.pop("repositories", None) or {})
         self.settings: Settings = options.pop("settings", None) or Settings.from_env()
         self._options = options
         self._bound_connection: Connection | None = None
@@ -184,8 +134,12 @@ class Database:
                 session.rollback()
                 raise
 
+    def _new_unit_of_work(self, session: Session, actor: Any) -> UoW_co:
+        """The unit of work of this kind of database (a subclass gives its own)."""
+        return cast(UoW_co, UnitOfWork(session, actor=actor, settings=self.settings))
+
     @contextmanager
-    def unit_of_work(self, actor: Any = None) -> Iterator[UnitOfWork]:
+    def unit_of_work(self, actor: Any = None) -> Iterator[UoW_co]:
         """A unit of work: commit when the block ends, rollback and re-raise on an exception.
 
         On SQLite its reads take no lock; its first write (or locking read) takes the write lock, waiting on the
@@ -193,7 +147,7 @@ class Database:
         ``db.dialects.sqlite.install_transactions``).
         """
         with self._sessions() as session:
-            uow = UnitOfWork(session, actor=actor, repositories=self.repositories, settings=self.settings)
+            uow = self._new_unit_of_work(session, actor)
             with _translated("unit of work"):
                 try:
                     yield uow
@@ -202,9 +156,7 @@ class Database:
                     session.rollback()
                     raise
 
-    def run_in_transaction(
-        self, fn: Callable[[UnitOfWork], T], *, attempts: int | None = None, actor: Any = None
-    ) -> T:
+    def run_in_transaction(self, fn: Callable[[UoW_co], T], *, attempts: int | None = None, actor: Any = None) -> T:
         """Call ``fn(uow)`` in a fresh unit of work, retrying transient failures with backoff and jitter.
 
         Serialization failures, deadlocks, lock timeouts and a busy SQLite file are retried, each time in a new
@@ -227,7 +179,7 @@ class Database:
         raise errors.TransientError(f"gave up after {tries} attempts: {last}") from last
 
     @contextmanager
-    def isolated(self) -> Iterator[Database]:
+    def isolated(self) -> Iterator[Self]:
         """A ``Database`` whose every session joins one outer transaction, rolled back at the end.
 
         For test suites: the code under test may commit freely (commits become SAVEPOINT releases) and
@@ -240,7 +192,7 @@ class Database:
             finally:
                 outer.rollback()
 
-    def _bound_to(self, connection: Connection) -> Database:
+    def _bound_to(self, connection: Connection) -> Self:
         bound = copy.copy(self)
         bound.__dict__.pop("_sessions", None)
         bound._bound_connection = connection

@@ -30,10 +30,10 @@ from db.backup.manifest import SUFFIX, Manifest, Part, TableDump
 from db.backup.snapshot import archive_server, archive_sqlite
 from db.backup.writer import ArchiveWriter
 from db.errors import BackupError, ValidationError
+from db.layer import Database
 from db.migrations import runner
 from db.scripts.check_db import require_existing
 from db.scripts.progress import SILENT, Progress
-from db.session import Database
 from db.storage import LocalStorage
 
 DEFAULT_DIRECTORY = Path(__file__).resolve().parents[1] / "data" / "backups"

@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db import dialects
 from db.errors import DatabaseError
-from db.session import Database
+from db.layer import Database
 
 BACKUP, RESTORE = "backup", "restore"
 ABANDONED, UNFINISHED, IN_USE = "abandoned", "unfinished", "in use"

@@ -71,9 +71,9 @@ from db.backup.reader import DEFAULT_LIMITS, Limits, VerifiedArchive, open_archi
 from db.backup.sqlite_part import check_snapshot, extracted, snapshot_part
 from db.backup.staging import Destination, MariadbDestination, SqliteDestination, destination_for, wanted_tables
 from db.errors import BackupError, ConfirmationRequired, DatabaseError, DiskFull
+from db.layer import Database
 from db.migrations import runner
 from db.scripts.progress import SILENT, Progress
-from db.session import Database
 from db.storage import LocalStorage
 
 Confirm = Callable[[str], bool]

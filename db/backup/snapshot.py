@@ -33,8 +33,8 @@ from db.backup.manifest import SQLITE_FILE, SQLITE_PART, TableDump
 from db.backup.writer import ArchiveWriter
 from db.base import Base
 from db.errors import BackupError
+from db.layer import Database
 from db.scripts.progress import Advance, Progress
-from db.session import Database
 
 BATCH_ROWS = 5_000
 _SOURCE_MMAP_BYTES = 1 << 40

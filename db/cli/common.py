@@ -25,8 +25,8 @@ from rich.text import Text
 from sqlalchemy import exc
 
 from db.errors import DatabaseError
+from db.layer import Database
 from db.scripts.progress import Advance
-from db.session import Database
 from db.settings import STORAGE_ROOT_ENV, Settings
 
 STORAGE_ENV = STORAGE_ROOT_ENV

@@ -12,6 +12,7 @@ from rich.markup import escape
 from db.cli.app import app
 from db.cli.common import StorageOption, UrlOption, console, opened, table
 from db.errors import ValidationError
+from db.layer import Database
 from db.scripts.fill_reference import (
     ADMIN_EMAIL_ENV,
     ADMIN_PASSWORD_ENV,
@@ -21,7 +22,6 @@ from db.scripts.fill_reference import (
     fill_reference,
 )
 from db.scripts.fill_sample import SAMPLE_PASSWORD, SampleResult, fill_sample
-from db.session import Database
 
 AdminEmailOption = Annotated[
     str | None,

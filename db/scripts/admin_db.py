@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from db.errors import NotFound
+from db.layer import Database, UnitOfWork
 from db.models.user import User
 from db.repositories.admin_repository import SYSTEM
-from db.session import Database, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,11 +31,11 @@ from sqlalchemy import select
 from db import audit
 from db.audit import ChainReport, ExportedHead
 from db.errors import CheckFailed, ValidationError
+from db.layer import Database
 from db.models.log_audit import GENESIS_HASH, AuditEntry
 from db.repositories.admin_repository import SYSTEM
 from db.repositories.audit_repository import DEFAULT_ARCHIVE_DIR, AuditRepository
 from db.scripts.check_db import require_existing
-from db.session import Database
 
 MAX_HEAD_FILE = 64 * 1024
 

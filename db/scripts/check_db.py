@@ -52,12 +52,12 @@ from db import storage_binding
 from db.audit import ExportedHead
 from db.backup import leftovers
 from db.errors import DatabaseError, DatabaseUnavailable, NotFound
+from db.layer import Database
 from db.migrations import runner
 from db.models.database_identity import DatabaseIdentity
 from db.models.file_blob import FileBlob
 from db.repositories.audit_repository import DEFAULT_ARCHIVE_DIR, AuditRepository
 from db.scripts.progress import SILENT, Progress
-from db.session import Database
 from db.storage import LocalStorage, hash_stream
 from db.storage_binding import BindingState
 

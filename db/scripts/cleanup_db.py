@@ -55,6 +55,7 @@ from db.backup import leftovers
 from db.backup.create import DEFAULT_DIRECTORY as DEFAULT_BACKUP_DIRECTORY
 from db.backup.leftovers import Leftover
 from db.errors import ValidationError
+from db.layer import Database, UnitOfWork
 from db.models.account import Account
 from db.models.base import utcnow
 from db.models.file_object import StoredFile
@@ -63,7 +64,6 @@ from db.repositories.admin_repository import SYSTEM
 from db.repositories.bulk import batched
 from db.scripts.check_db import require_existing
 from db.scripts.progress import SILENT, Progress
-from db.session import Database, UnitOfWork
 
 TOKEN, SOFT_DELETED, AUDIT, BLOB = "token", "soft-deleted", "audit", "blob"
 KINDS = (AUDIT, TOKEN, SOFT_DELETED, BLOB)

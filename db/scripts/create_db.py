@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from alembic.util.exc import CommandError
 
+from db.layer import Database
 from db.migrations import runner
-from db.session import Database
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from db.admin_catalog import seed_builtin_roles
+from db.layer import Database
 from db.repositories.admin_repository import SYSTEM, AdminRepository
 from db.scripts.admin_db import ensure_admin
 from db.scripts.create_db import require_head
-from db.session import Database
 
 ADMIN_EMAIL_ENV = "DBLAYER_ADMIN_EMAIL"
 ADMIN_PASSWORD_ENV = "DBLAYER_ADMIN_PASSWORD"

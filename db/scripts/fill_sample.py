@@ -23,13 +23,13 @@ import zlib
 from dataclasses import dataclass
 
 from db.errors import AuthenticationError
+from db.layer import Database, UnitOfWork
 from db.models.account import Account
 from db.models.user import User
 from db.repositories.admin_repository import SYSTEM
 from db.scripts.create_db import require_head
 from db.scripts.progress import SILENT, Progress
 from db.scripts.sample_generator import GenerationResult, GeneratorOptions, generate, has_seed
-from db.session import Database, UnitOfWork
 
 SAMPLE_PASSWORD = "sample-demo-password"  # documented; for sample data only
 MARKER_SLUG = "acme"

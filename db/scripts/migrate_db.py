@@ -23,9 +23,9 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 
+from db.layer import Database
 from db.migrations import runner
 from db.migrations.runner import MigrationError, SchemaDriftError
-from db.session import Database
 
 _NUMBERED = re.compile(r"^(\d{4})_")
 

@@ -81,6 +81,7 @@ from sqlalchemy import select
 from db import storage_binding
 from db.audit import Entry, append_entries
 from db.errors import Conflict, DiskFull, ValidationError
+from db.layer import Database
 from db.models.file_blob import FileBlob
 from db.models.file_object import StoredFile
 from db.models.membership import Membership
@@ -91,7 +92,6 @@ from db.repositories.base_repository import BaseRepository
 from db.repositories.bulk import batched
 from db.scripts.create_db import require_head
 from db.scripts.progress import SILENT, Advance, Progress
-from db.session import Database
 from db.storage import LocalStorage
 
 T = TypeVar("T")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from db.audit import ChainReport
+from db.layer import Database
 from db.migrations import runner
 from db.models.account import Account
 from db.models.file_blob import FileBlob
@@ -24,7 +25,6 @@ from db.repositories.audit_repository import AuditRepository
 from db.repositories.report_repository import AccountStorage, PeriodCount, ReportRepository
 from db.scripts.check_db import require_existing
 from db.scripts.create_db import require_head
-from db.session import Database
 
 COUNTED = {"users": User, "accounts": Account, "memberships": Membership, "files": StoredFile,
            "blobs": FileBlob, "audit entries": AuditEntry}

@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from db import Conflict, Database, NotFound, ValidationError
+from db import Conflict, Database, NotFound, UnitOfWork, ValidationError
 from db.models.account import Account
 from db.models.membership import Membership
 from db.models.user import User
-from db.session import UnitOfWork
 
 PASSWORD = "correct horse battery staple"
 

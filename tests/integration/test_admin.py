@@ -18,7 +18,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 import db.audit
-from db import Conflict, Database, NotFound, ValidationError
+from db import Conflict, Database, NotFound, UnitOfWork, ValidationError
 from db.admin_catalog import PERMISSIONS, ROLES, WILDCARD, seed_builtin_roles
 from db.base import Base
 from db.errors import PermissionDenied
@@ -30,7 +30,6 @@ from db.models.admin_user_role import UserRole
 from db.models.membership import Membership
 from db.models.user import User
 from db.repositories.admin_repository import SYSTEM
-from db.session import UnitOfWork
 
 PASSWORD = "correct horse battery staple"
 REASON = "ticket 42: requested by the customer"

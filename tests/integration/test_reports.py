@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from db import AuthenticationError, BaseRepository, Database, InvalidFilter, NotFound, ValidationError
+from db import AuthenticationError, BaseRepository, Database, InvalidFilter, NotFound, UnitOfWork, ValidationError
 from db import audit as audit_log
 from db.models.file_blob import FileBlob
 from db.models.file_object import StoredFile
@@ -35,7 +35,6 @@ from db.repositories.report_repository import (
     to_csv,
     to_json,
 )
-from db.session import UnitOfWork
 
 UTC = dt.UTC
 

@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import exc, text
 
 from db import Conflict, Database, TransientError, UnitOfWork
+from db import session as session_module
+from db.repositories.user_repository import UserRepository
 from tests.integration.workers import CounterRepository
 
 
@@ -59,14 +61,14 @@ def test_repositories_are_built_once_per_unit_of_work(database: Database) -> Non
         assert uow.actor == "ada"
 
 
-def test_registered_repositories_are_attributes_of_the_unit_of_work(database: Database) -> None:
-    scoped = Database(database.url, repositories={"counters": CounterRepository})
-    with scoped.isolated() as isolated, isolated.unit_of_work() as uow:
-        assert isinstance(uow.counters, CounterRepository)
-        assert uow.counters is uow.repository(CounterRepository)
-        with pytest.raises(AttributeError, match="no repository 'nope'"):
-            _ = uow.nope
-    scoped.dispose()
+def test_the_core_database_knows_no_service_of_the_layer_and_the_layers_names_them(database: Database) -> None:
+    core = session_module.Database(database.url)
+    with core.isolated() as isolated, isolated.unit_of_work() as uow:
+        assert isinstance(uow.repository(CounterRepository), CounterRepository)
+        assert not hasattr(uow, "users")
+    core.dispose()
+    with database.unit_of_work() as uow:
+        assert uow.users is uow.repository(UserRepository)
 
 
 def test_run_in_transaction_returns_the_result(database: Database) -> None:

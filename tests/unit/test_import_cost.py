@@ -1,0 +1,34 @@
+"""``import db`` loads the errors only: no argon2, no file-type sniffer, no storage backend, no domain module."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("argon2", "filetype", "db.storage", "db.passwords", "db.repositories.user_repository", "sqlalchemy")
+
+
+def modules_after(statement: str) -> set[str]:
+    code = f"import sys, json\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return set(json.loads(output))
+
+
+def test_import_db_loads_no_hashing_sniffing_storage_or_domain_module() -> None:
+    loaded = modules_after("import db")
+    assert not [name for name in loaded if name.startswith(HEAVY)]
+
+
+def test_the_core_database_is_usable_without_the_layers_domain() -> None:
+    loaded = modules_after(
+        "from sqlalchemy import text\n"
+        "from db.session import Database\n"
+        "with Database('sqlite://').session() as session: assert session.execute(text('SELECT 1')).scalar() == 1")
+    assert not [name for name in loaded if name.startswith(("argon2", "filetype", "db.storage", "db.layer",
+                                                             "db.repositories.user_repository"))]
+
+
+def test_the_layers_database_is_one_name_away() -> None:
+    loaded = modules_after("from db import Database")
+    assert "db.layer" in loaded
