@@ -12,7 +12,10 @@ Everything here writes in the caller's transaction, so a change that rolls back 
 
 Appends lock the chain head row (``SELECT … FOR UPDATE``), so concurrent writers on PostgreSQL and MariaDB queue
 up behind each other instead of forking the chain; SQLite serializes writers anyway. The lock is held until the
-writer's transaction ends: audited writes are serialized, which is the price of a single linear chain.
+writer's transaction ends: audited writes are serialized, which is the price of a single linear chain. The head is
+checked against the end of the log before anything is appended; a missing head (the migrations and a restore put
+it there, the database refuses to remove it) or one that no log can have raises ``AuditTampered``: a new chain is
+never started here.
 
 **Keyed chain.** With an audit key (``Settings.audit_key``, default ``DBLAYER_AUDIT_KEY``) each new entry's hash is
 ``HMAC-SHA256(key, prev_hash + canonical content)`` and records the key's id (``key_id``, a fingerprint that does
