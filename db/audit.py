@@ -12,7 +12,10 @@ Everything here writes in the caller's transaction, so a change that rolls back 
 
 Appends lock the chain head row (``SELECT … FOR UPDATE``), so concurrent writers on PostgreSQL and MariaDB queue
 up behind each other instead of forking the chain; SQLite serializes writers anyway. The lock is held until the
-writer's transaction ends: audited writes are serialized, which is the price of a single linear chain.
+writer's transaction ends: audited writes are serialized, which is the price of a single linear chain. The head is
+checked against the end of the log before anything is appended; a missing head (the migrations and a restore put
+it there, the database refuses to remove it) or one that no log can have raises ``AuditTampered``: a new chain is
+never started here.
 
 **Keyed chain.** With an audit key (``Settings.audit_key``, default ``DBLAYER_AUDIT_KEY``) each new entry's hash is
 ``HMAC-SHA256(key, prev_hash + canonical content)`` and records the key's id (``key_id``, a fingerprint that does
@@ -38,14 +41,14 @@ from enum import Enum
 from json.encoder import encode_basestring
 from typing import Any
 
-from sqlalchemy import Connection, event, exc, insert, inspect, select, update
+from sqlalchemy import Connection, event, exc, func, insert, inspect, select, update
 from sqlalchemy.orm import Session, UOWTransaction, sessionmaker
 
 from db import dialects
 from db.base import secret_columns
 from db.errors import AuditKeyError, AuditTampered, ValidationError
 from db.models.base import Audited, new_id, utcnow
-from db.models.log_audit import GENESIS_HASH, KEY_ID_LENGTH, AuditChainHead, AuditEntry
+from db.models.log_audit import GENESIS_HASH, KEY_ID_LENGTH, AuditChainHead, AuditCheckpoint, AuditEntry
 from db.repositories.bulk import BulkInserter, batched
 from db.settings import Settings
 
@@ -168,21 +171,79 @@ class _Head:
     seq: int
     hash: str
     key_id: str | None
+    mac: str | None
+
+
+MAX_SEQ = 2**63 - 1  # BIGINT: no log ever gets there, but a head moved there must not overflow an append
 
 
 def _locked_head(connection: Connection) -> _Head:
-    """The chain head, its row locked until the transaction ends (created at genesis if missing)."""
+    """The chain head, its row locked until the transaction ends, checked against the end of the log.
+
+    A missing head is never re-created here (the migrations and a restore put it there): starting a new chain
+    would quietly drop the history. A missing or impossible head raises ``AuditTampered``.
+    """
     head: Any = AuditChainHead.__table__
-    locked = select(head.c.seq, head.c.hash, head.c.key_id).where(head.c.id == HEAD_ID).with_for_update()
+    locked = select(head.c.seq, head.c.hash, head.c.key_id, head.c.mac).where(head.c.id == HEAD_ID).with_for_update()
     current = connection.execute(locked).first()
     if current is None:
-        connection.execute(insert(head).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH))
-        current = connection.execute(locked).one()
-    return _Head(int(current.seq), str(current.hash), current.key_id)
+        raise _tampered_head("the chain head row is missing (someone removed it); the layer never starts a new chain")
+    found = _Head(current.seq, current.hash, current.key_id, current.mac)
+    problem = _head_problem(connection, found)
+    if problem:
+        raise _tampered_head(problem)
+    return found
+
+
+def _head_problem(connection: Connection, head: _Head) -> str | None:
+    """Why ``head`` cannot be the head of the log as stored: it must be the genesis head of a log never purged, or
+    name the last entry (its seq, hash and key id), or the last checkpoint (inside a purge that removed every entry).
+    """
+    if type(head.seq) is not int or not isinstance(head.hash, str) or not isinstance(head.key_id, str | None):
+        return "the chain head row is damaged (its seq, hash or key id is not of its type)"
+    if head.seq <= 0:
+        return _genesis_problem(connection, head)
+    entries: Any = AuditEntry.__table__
+    last = connection.execute(select(entries.c.hash, entries.c.key_id).where(entries.c.seq == head.seq)).first()
+    if last is None:
+        checkpoints: Any = AuditCheckpoint.__table__
+        at = connection.scalar(select(checkpoints.c.hash).where(checkpoints.c.up_to_seq == head.seq))
+        return None if at is not None and at == head.hash else f"no entry holds the chain head's seq ({head.seq})"
+    if last.hash != head.hash:
+        return f"the chain head's hash is not that of the entry at its seq ({head.seq})"
+    if last.key_id != head.key_id:
+        return (f"the chain head's key id ({head.key_id or 'none'}) is not that of the entry at its seq "
+                f"({last.key_id or 'none'})")
+    return None
+
+
+def _genesis_problem(connection: Connection, head: _Head) -> str | None:
+    if (head.seq, head.hash, head.key_id) != (0, GENESIS_HASH, None):
+        return f"the chain head (seq {head.seq}) is not a head any log has"
+    checkpoints: Any = AuditCheckpoint.__table__
+    purged = connection.scalar(select(func.max(checkpoints.c.up_to_seq)))
+    if purged is not None:
+        return f"the chain head is back at genesis (seq 0) though the log was purged up to seq {purged}"
+    return None
+
+
+def _tampered_head(problem: str) -> AuditTampered:
+    return AuditTampered(
+        f"audit_chain_head: {problem}: the chain head was changed past the layer. Nothing was written; python -m db "
+        "audit verify reports the damage (keep a copy of the database as evidence, then restore from a backup)"
+    )
+
+
+def _check_room(head_seq: int, count: int) -> None:
+    """``count`` more entries fit below ``MAX_SEQ``; a head so near it was put there past the layer."""
+    if head_seq > MAX_SEQ - count:
+        raise _tampered_head(f"the chain head is at seq {head_seq}, where no log gets: {count} more entries would "
+                             "overflow its seq")
 
 
 def _writing_key(session: Session, head: _Head) -> ChainKey | None:
-    """The key to extend the chain with: the session's, which must be the head's once the head is keyed."""
+    """The key to extend the chain with: the session's, which must be the head's once the head is keyed (and then the
+    head's MAC must hold: a head re-written without the key is not extended, which would seal it)."""
     key = key_of(session)
     if head.key_id is not None and (key is None or key.id != head.key_id):
         have = "no audit key is configured" if key is None else f"the configured key has id {key.id}"
@@ -190,6 +251,8 @@ def _writing_key(session: Session, head: _Head) -> ChainKey | None:
             f"the audit chain is keyed with the key of id {head.key_id} and {have}: set DBLAYER_AUDIT_KEY (or "
             "Settings.audit_key) to that key; nothing was written"
         )
+    if key is not None and head.key_id is not None and head.mac != head_mac(head.seq, head.hash, key):
+        raise _tampered_head("the chain head's MAC does not match: the head row was written without the audit key")
     return key
 
 
@@ -223,6 +286,7 @@ def append(session: Session, records: Sequence[Record]) -> None:
     connection = session.connection()
     head = _locked_head(connection)
     key = _writing_key(session, head)
+    _check_room(head.seq, len(records))
     key_id = key.id if key else None
     seq, prev = head.seq, head.hash
     context, actor, now = session.info.get("context") or {}, actor_of(session), utcnow()
@@ -284,6 +348,7 @@ def append_entries(session: Session, entries: Iterable[Entry], *, batch_size: in
     inserter = BulkInserter(entries_table, connection, "audit_entry", rows_per_statement=per_statement)
     count = 0
     for batch in batched(entries, batch_size):
+        _check_room(seq, len(batch))
         rows = []
         for entry in batch:
             seq += 1

@@ -275,6 +275,7 @@ class _Verification:
         self.attestations: list[_Attestation] = []
         self.hash_at_expected: str | None = None
         self.keys = _KeyState(key)
+        self.last_key_id: str | None = None  # the key id of the last entry walked
 
     def run(self) -> ChainReport:
         try:
@@ -311,7 +312,8 @@ class _Verification:
         reader = _Reader(self.session, table)
         rows = reader.rows(lambda statement: statement.limit(3))
         if not rows:
-            raise _Found(None, None, "the chain head row is missing")
+            raise _Found(None, None, "the chain head row is missing: it was removed (since revision 0007 only with a "
+                                     "trigger dropped), and the log cannot be extended without it")
         values = reader.decode(rows[0])
         if isinstance(values, str):
             raise _Found(None, None, f"the chain head row is damaged: {values}")
@@ -320,6 +322,8 @@ class _Verification:
         head = _Head(values["seq"], values["hash"], values["key_id"], values["mac"])
         if head.seq < 0 or (head.seq == 0) != (head.hash == GENESIS_HASH) or not _HEX64.fullmatch(head.hash):
             raise _Found(head.seq, None, "the chain head row is damaged: its seq and hash are not a head's")
+        if head.seq == 0 and head.key_id is not None:
+            raise _Found(0, None, "the chain head row is damaged: the genesis head carries a key id")
         return head
 
     # --- checkpoints -------------------------------------------------------------------------------------------
@@ -341,6 +345,9 @@ class _Verification:
 
     def _checkpoints_below_head(self, checkpoints: Sequence[_Checkpoint]) -> None:
         assert self.head is not None
+        if checkpoints and self.head.seq == 0:
+            raise _Found(0, None, f"the chain head is back at genesis (seq 0) though the log was purged up to seq "
+                                  f"{checkpoints[-1].up_to_seq}: the head row was removed or replaced")
         for checkpoint in checkpoints:
             if checkpoint.up_to_seq >= self.head.seq:
                 raise _Found(checkpoint.up_to_seq, checkpoint.id,
@@ -405,6 +412,7 @@ class _Verification:
                     raise _Found(seq, str(values["id"]), problem)
                 self._note(seq, values)
                 prev, expected, after = values["hash"], seq + 1, seq
+                self.last_key_id = values["key_id"]
                 self.checked += 1
             if len(rows) < CHUNK:
                 break
@@ -442,6 +450,9 @@ class _Verification:
     def _ends_at_head(self, end: tuple[int, str]) -> None:
         head = self.head
         assert head is not None
+        if end[0] < head.seq and end[1] == head.hash:
+            raise _Found(head.seq, None, f"the chain head says seq {head.seq} but holds the hash of the last entry "
+                                         f"(seq {end[0]}): the head row's seq was changed")
         if end[0] < head.seq:
             raise _Found(end[0] + 1, None, f"the log ends at seq {end[0]} but the chain head says seq {head.seq}: "
                                            "entries at its end were removed")
@@ -454,6 +465,9 @@ class _Verification:
         if head.key_id is None and keys.keyed_from is not None:
             raise _Found(head.seq, None, f"the chain head is not keyed though entries from seq {keys.keyed_from} are: "
                                          "the head row was rewritten without the key")
+        if head.key_id is not None and self.checked and head.key_id != self.last_key_id:
+            raise _Found(head.seq, None, f"the chain head's key id ({head.key_id}) is not that of the last entry "
+                                         f"({self.last_key_id or 'none: unkeyed'}): the head row was changed")
         if head.key_id is None and self.key is not None:
             raise _Found(head.seq, None,
                          f"an audit key is configured (id {self.key.id}) but the chain is not keyed: no entry was "

@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 
 from db import errors
 from db.dialects import mariadb, postgresql, sqlite  # noqa: F401 - importing an engine's module registers it
-from db.dialects.audit_sql import APPEND_ONLY_TABLES, SEQ_GUARD_TRIGGERS
+from db.dialects.audit_sql import APPEND_ONLY_TABLES, HEAD_KEPT_TRIGGER, SEQ_GUARD_TRIGGERS
 from db.dialects.base import EXCLUDED, RESTORE_TOKEN, Dialect, dialect_named, dialect_of
 from db.dialects.sql import BUCKETS, time_bucket
 from db.dialects.translation import domain_error, is_audit_seq_clash, is_disk_full, is_transient
@@ -29,6 +29,7 @@ __all__ = [
     "BUCKETS",
     "DEFAULT_SQLITE_PATH",
     "EXCLUDED",
+    "HEAD_KEPT_TRIGGER",
     # kept while the restore scripts and the migration environment move to the engine classes
     "MARIADB_RESTORE_STATE",
     "RESTORE_TOKEN",

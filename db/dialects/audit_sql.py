@@ -13,6 +13,10 @@ chain head that moves back. Someone with INSERT rights alone can then add entrie
 checkpoint at all), where the verification names them and an append that meets one raises ``AuditTampered``. An
 absent head row lets rows in: a restore clears the genesis head, then loads the backup's rows, the head last.
 
+Since revision 0007 the chain head row cannot be removed (DELETE, and TRUNCATE on PostgreSQL), except the genesis
+head of an empty log: that is the one a restore clears (the migrations seeded it), and removing it loses no history.
+Without the head the layer refuses to append (``AuditTampered``): it never starts a new chain by itself.
+
 Each engine's module writes these conditions in its own trigger language.
 """
 
@@ -24,6 +28,13 @@ SEQ_GUARD_TRIGGERS = ("audit_entry_above_head", "audit_checkpoint_proven", "audi
 ABOVE_HEAD = "audit_entry seq must be above the chain head"
 PROVEN_CHECKPOINT = "audit_checkpoint must follow a purge"
 HEAD_FORWARD = "audit_chain_head cannot move back"
+HEAD_KEPT = "audit_chain_head cannot be removed"
+
+HEAD_KEPT_TRIGGER = "audit_chain_head_no_delete"
+# The head row may go only while it is the genesis head of an empty log (a restore clears that one).
+HEAD_NOT_REMOVABLE = (
+    "OLD.seq <> 0 OR EXISTS (SELECT 1 FROM audit_entry) OR EXISTS (SELECT 1 FROM audit_checkpoint)"
+)
 
 HEAD_SEQ = "(SELECT seq FROM audit_chain_head WHERE id = 1)"
 # A checkpoint no purge can have made: above the head or not above the last checkpoint (while there is a head: a
@@ -41,6 +52,7 @@ REFUSALS = {
     ABOVE_HEAD: "an audit entry's seq must be above the chain head: the log only grows at its head",
     PROVEN_CHECKPOINT: "an audit checkpoint is recorded by a purge only, after the entries it covers are removed",
     HEAD_FORWARD: "the audit chain head never moves back",
+    HEAD_KEPT: "the audit chain head cannot be removed: the log would start again from nothing",
 }
 
 

@@ -238,6 +238,14 @@ class Dialect:
     def drop_seq_guard_ddl(self) -> list[str]:
         raise NotImplementedError
 
+    def head_guard_ddl(self) -> list[str]:
+        """The triggers refusing to remove the chain head row (but the genesis head of an empty log: a restore clears
+        that one), revision 0007."""
+        raise NotImplementedError
+
+    def drop_head_guard_ddl(self) -> list[str]:
+        raise NotImplementedError
+
     def missing_audit_triggers(self, connection: Connection) -> list[str]:
         """The audit triggers (append-only and seq guards) a database at the head revision lacks, by name: someone
         dropped them, or on SQLite a table copy did."""

@@ -153,7 +153,8 @@ class MariaDB(Dialect):
 
     triggers_query = "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
     audit_triggers = frozenset(audit_sql.SEQ_GUARD_TRIGGERS) | {
-        f"{table}_no_{op}" for table in audit_sql.APPEND_ONLY_TABLES for op in ("update", "delete")}
+        f"{table}_no_{op}" for table in audit_sql.APPEND_ONLY_TABLES for op in ("update", "delete")} | {
+        audit_sql.HEAD_KEPT_TRIGGER}
 
     def append_only_ddl(self) -> list[str]:
         return [
@@ -182,6 +183,16 @@ class MariaDB(Dialect):
 
     def drop_seq_guard_ddl(self) -> list[str]:
         return [f"DROP TRIGGER IF EXISTS {name}" for name in audit_sql.SEQ_GUARD_TRIGGERS]
+
+    def head_guard_ddl(self) -> list[str]:
+        """DELETE only (TRUNCATE fires no trigger on MariaDB; it needs the DROP privilege, which drops triggers too)."""
+        return [
+            f"CREATE TRIGGER {audit_sql.HEAD_KEPT_TRIGGER} BEFORE DELETE ON audit_chain_head FOR EACH ROW BEGIN "
+            f"IF {audit_sql.HEAD_NOT_REMOVABLE} THEN {_signal(audit_sql.HEAD_KEPT)}; END IF; END",
+        ]
+
+    def drop_head_guard_ddl(self) -> list[str]:
+        return [f"DROP TRIGGER IF EXISTS {audit_sql.HEAD_KEPT_TRIGGER}"]
 
     def allow_audit_purge(self, connection: Connection) -> None:
         connection.exec_driver_sql("SET @dblayer_audit_purge = 1")

@@ -109,7 +109,8 @@ class PostgreSQL(Dialect):
 
     triggers_query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND pg_table_is_visible(tgrelid)"
     audit_triggers = frozenset(audit_sql.SEQ_GUARD_TRIGGERS) | {
-        f"{table}_{kind}" for table in audit_sql.APPEND_ONLY_TABLES for kind in ("append_only", "no_truncate")}
+        f"{table}_{kind}" for table in audit_sql.APPEND_ONLY_TABLES for kind in ("append_only", "no_truncate")} | {
+        audit_sql.HEAD_KEPT_TRIGGER, "audit_chain_head_no_truncate"}
 
     def append_only_ddl(self) -> list[str]:
         return [
@@ -165,6 +166,27 @@ class PostgreSQL(Dialect):
             "DROP FUNCTION IF EXISTS dblayer_audit_above_head()",
             "DROP FUNCTION IF EXISTS dblayer_audit_checkpoint_proven()",
             "DROP FUNCTION IF EXISTS dblayer_audit_head_forward()",
+        ]
+
+    def head_guard_ddl(self) -> list[str]:
+        """TRUNCATE (a statement trigger: no OLD row) is always refused; DELETE unless the head is the genesis head of
+        an empty log."""
+        refuse = f"RAISE EXCEPTION USING MESSAGE = '{audit_sql.HEAD_KEPT}'"
+        return [
+            "CREATE OR REPLACE FUNCTION dblayer_audit_head_kept() RETURNS trigger AS $$ BEGIN "
+            f"IF TG_OP = 'TRUNCATE' THEN {refuse}; END IF; "
+            f"IF {audit_sql.HEAD_NOT_REMOVABLE} THEN {refuse}; END IF; RETURN OLD; END $$ LANGUAGE plpgsql",
+            f"CREATE TRIGGER {audit_sql.HEAD_KEPT_TRIGGER} BEFORE DELETE ON audit_chain_head "
+            "FOR EACH ROW EXECUTE FUNCTION dblayer_audit_head_kept()",
+            "CREATE TRIGGER audit_chain_head_no_truncate BEFORE TRUNCATE ON audit_chain_head "
+            "FOR EACH STATEMENT EXECUTE FUNCTION dblayer_audit_head_kept()",
+        ]
+
+    def drop_head_guard_ddl(self) -> list[str]:
+        return [
+            "DROP TRIGGER IF EXISTS audit_chain_head_no_truncate ON audit_chain_head",
+            f"DROP TRIGGER IF EXISTS {audit_sql.HEAD_KEPT_TRIGGER} ON audit_chain_head",
+            "DROP FUNCTION IF EXISTS dblayer_audit_head_kept()",
         ]
 
     def allow_audit_purge(self, connection: Connection) -> None:

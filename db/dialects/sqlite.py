@@ -152,6 +152,12 @@ class SQLite(Dialect):
     def drop_seq_guard_ddl(self) -> list[str]:
         return [f"DROP TRIGGER IF EXISTS {name}" for name in audit_sql.SEQ_GUARD_TRIGGERS]
 
+    def head_guard_ddl(self) -> list[str]:
+        return [_head_guard()]
+
+    def drop_head_guard_ddl(self) -> list[str]:
+        return [f"DROP TRIGGER IF EXISTS {audit_sql.HEAD_KEPT_TRIGGER}"]
+
     def missing_audit_triggers(self, connection: Connection) -> list[str]:
         return [ddl.split()[2] for ddl in self.missing_trigger_ddl(connection)]
 
@@ -355,6 +361,11 @@ def _seq_guards() -> list[tuple[str, str, str]]:
     ]
 
 
+def _head_guard() -> str:
+    return (f"CREATE TRIGGER {audit_sql.HEAD_KEPT_TRIGGER} BEFORE DELETE ON audit_chain_head "
+            f"WHEN {audit_sql.HEAD_NOT_REMOVABLE} BEGIN SELECT RAISE(ABORT, '{audit_sql.HEAD_KEPT}'); END")
+
+
 # The triggers of the audit tables, by the revision that made them: a batch migration (a table copy) drops a
 # table's triggers, and the migration environment re-creates those of the revisions applied, no others.
 def _audit_triggers() -> list[tuple[str, str, str, str]]:
@@ -365,7 +376,8 @@ def _audit_triggers() -> list[tuple[str, str, str, str]]:
         for operation in ("UPDATE", "DELETE")
     ]
     guards = [("0005_audit_integrity", table, name, ddl) for table, name, ddl in _seq_guards()]
-    return append_only + guards
+    head_kept = [("0007_audit_head_kept", "audit_chain_head", audit_sql.HEAD_KEPT_TRIGGER, _head_guard())]
+    return append_only + guards + head_kept
 
 
 # --- restore: a staging file and one transaction of the live file ------------------------------------------------

@@ -185,12 +185,15 @@ def _check_foreign_keys(connection: Connection) -> None:
 
 def _lift_audit_guards(connection: Connection) -> list[str]:
     """SQLite re-reads every trigger when a batch migration renames its table copy into place, and fails on one
-    that names a table dropped at that moment: the audit seq guards (they read the chain head and the entries) go
-    for the migration, and come back with the other audit triggers after it. Returns the DDL of those lifted."""
+    that names a table dropped at that moment: the audit seq guards and the chain head's guard (they read the
+    other audit tables) go for the migration, and come back with the other audit triggers after it. Returns the
+    DDL of those lifted."""
     rows = connection.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").all()
     triggers: dict[str, str] = {str(name): str(sql) for name, sql in rows}
-    lifted = [triggers[name] for name in dialects.SEQ_GUARD_TRIGGERS if name in triggers]
-    for statement in dialects.drop_seq_guard_ddl("sqlite"):
+    guards = (*dialects.SEQ_GUARD_TRIGGERS, dialects.HEAD_KEPT_TRIGGER)
+    lifted = [triggers[name] for name in guards if name in triggers]
+    sqlite = dialects.dialect_named("sqlite")
+    for statement in [*sqlite.drop_seq_guard_ddl(), *sqlite.drop_head_guard_ddl()]:
         connection.exec_driver_sql(statement)
     return lifted
 

@@ -117,9 +117,9 @@ def attack(database: Database, *, commit: bool = True) -> Iterator[Attacker]:
     With ``commit=False`` the attack runs inside ``database.isolated()`` and is rolled back, so that one chain serves
     several attacks; ``attacker.database`` then sees the attack (``check(attacker.database)`` does).
     """
-    backend = database.backend
+    backend, engine = database.backend, dialect_named(database.backend)
     with database.engine.begin() as connection:
-        for ddl in [*dialect_named(backend).drop_append_only_ddl(), *dialect_named(backend).drop_seq_guard_ddl()]:
+        for ddl in [*engine.drop_append_only_ddl(), *engine.drop_seq_guard_ddl(), *engine.drop_head_guard_ddl()]:
             connection.exec_driver_sql(ddl)
     try:
         if commit:
@@ -130,7 +130,7 @@ def attack(database: Database, *, commit: bool = True) -> Iterator[Attacker]:
                 yield Attacker(view, session.connection())
     finally:
         with database.engine.begin() as connection:
-            for ddl in [*dialect_named(backend).append_only_ddl(), *dialect_named(backend).seq_guard_ddl()]:
+            for ddl in [*engine.append_only_ddl(), *engine.seq_guard_ddl(), *engine.head_guard_ddl()]:
                 connection.exec_driver_sql(ddl)
 
 

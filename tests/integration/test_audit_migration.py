@@ -1,5 +1,5 @@
-"""Revision 0005 (audit integrity) on every engine: its upgrade over impossible rows, its downgrade, and its
-triggers through SQLite's table copies."""
+"""Revisions 0005 (audit integrity) and 0007 (the chain head kept) on every engine: 0005's upgrade over impossible
+rows, the downgrades, and their triggers through SQLite's table copies."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from db import Database
+from db import Database, DatabaseError
 from db.migrations import runner
 from tests.conftest import TestDatabases
 from tests.integration.audit_attacks import head_row, seed, verify
 from tests.integration.test_migrations import revision_config
 
 BEFORE = "0004_files_reports"
-GUARDS = {"audit_entry_above_head", "audit_checkpoint_proven", "audit_chain_head_forward"}
+GUARDS = {"audit_entry_above_head", "audit_checkpoint_proven", "audit_chain_head_forward",
+          "audit_chain_head_no_delete"}
 APPEND_ONLY = {"audit_entry_no_update", "audit_entry_no_delete", "audit_checkpoint_no_update",
                "audit_checkpoint_no_delete"}
 
@@ -85,3 +86,16 @@ def test_sqlite_table_copies_keep_the_seq_guards_and_a_downgrade_takes_them_away
         assert triggers(database) >= APPEND_ONLY and not GUARDS & triggers(database)
         runner.upgrade(database)
         assert triggers(database) >= GUARDS
+
+
+def test_0007_makes_the_head_guard_and_its_downgrade_takes_it_away(database: Database) -> None:
+    seed(database, 2)
+    delete_head = "DELETE FROM audit_chain_head"
+    runner.downgrade(database, "0006_database_identity")
+    with database.engine.connect() as connection, connection.begin() as transaction:
+        connection.exec_driver_sql(delete_head)  # below 0007 nothing stops it
+        transaction.rollback()
+    runner.upgrade(database)
+    with pytest.raises(DatabaseError, match="chain head cannot be removed"), database.unit_of_work() as uow:
+        uow.session.execute(text(delete_head))
+    assert head_row(database)[0] == 2 and verify(database).ok

@@ -156,7 +156,7 @@ ROW_ATTACKS: dict[str, tuple[Callable[[Attacker, str], None], int | None, str]] 
     "head row removed": (sql("DELETE FROM audit_chain_head"), None, "head row is missing"),
     "second head row": (_second_head, None, "other than id 1"),
     "head moved back": (lambda a, head: a.move_head(3, a.row(3)["hash"]), 4, "above the chain head"),
-    "head moved forward": (sql("UPDATE audit_chain_head SET seq = 9"), 6, "ends at seq 5"),
+    "head moved forward": (sql("UPDATE audit_chain_head SET seq = 9"), 9, "head row's seq was changed"),
     "head hash replaced": (lambda a, head: a.move_head(5, "ab" * 32), 5, "not the last entry's"),
     "head at a negative seq": (sql("UPDATE audit_chain_head SET seq = -1"), -1, "head row"),
     "checkpoint at the head": (lambda a, head: _checkpoint(a, 5, head), 5, "at or above the chain head"),
