@@ -65,6 +65,7 @@ import json
 import time
 import typing
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, cast
@@ -314,12 +315,17 @@ class Report:
 # --- the repository --------------------------------------------------------------------------------------------
 
 
+# Built statements by (report, engine, shape of the parameters), least recently used first. Bounded: a shape holds
+# structural values (a bucket, a kind) that come from callers.
+_STATEMENTS: OrderedDict[tuple[Any, ...], Select[Any]] = OrderedDict()
+_MAX_STATEMENTS = 512
+
+
 class ReportRepository(BaseRepository[ReportRun]):
     model = ReportRun
     filterable = frozenset({"id", "name", "started_at", "duration_ms", "row_count", "actor"})
     sortable = frozenset({"id", "name", "started_at", "duration_ms", "row_count"})
     reports: ClassVar[dict[str, Report]] = {}
-    _statements: ClassVar[dict[tuple[Any, ...], Select[Any]]] = {}
 
     @property
     def dialect(self) -> dialects.Dialect:
@@ -383,9 +389,14 @@ class ReportRepository(BaseRepository[ReportRun]):
         """
         shape = tuple((key, value if key in _STRUCTURAL else value is None) for key, value in params.items())
         key = (report.name, self.dialect, shape)
-        statement = self._statements.get(key)
+        statement = _STATEMENTS.get(key)
         if statement is None:
-            statement = self._statements[key] = report.statement(self, params)
+            statement = report.statement(self, params)
+            _STATEMENTS[key] = statement
+            if len(_STATEMENTS) > _MAX_STATEMENTS:
+                _STATEMENTS.popitem(last=False)
+        else:
+            _STATEMENTS.move_to_end(key)
         return statement
 
     def _compute(self, name: str, parameters: Mapping[str, Any]) -> list[Any]:

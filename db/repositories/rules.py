@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import builtins
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
@@ -52,7 +52,6 @@ class RepositoryRules(Generic[ModelT]):
     batch_size: ClassVar[int] = 5_000  # create_many's rows per statement (checked a batch at a time)
     filterable: ClassVar[frozenset[str] | None] = None
     sortable: ClassVar[frozenset[str] | None] = None
-    _policies: ClassVar[dict[type[Any], qs.FieldPolicy]] = {}
 
     # --- what each repository provides from its own storage ------------------------------------------------
 
@@ -86,9 +85,7 @@ class RepositoryRules(Generic[ModelT]):
     @classmethod
     def policy(cls) -> qs.FieldPolicy:
         """Which fields may be filtered and sorted on (computed once per repository class)."""
-        if cls not in RepositoryRules._policies:
-            RepositoryRules._policies[cls] = build_policy(cls.model, cls.filterable, cls.sortable)
-        return RepositoryRules._policies[cls]
+        return _policy_of(cast(Hashable, cls.model), cls.filterable, cls.sortable)  # a class hashes by identity
 
     @property
     def _table(self) -> Table:
@@ -318,3 +315,10 @@ def build_policy(
 
 
 __all__ = ["Listing", "Page", "RepositoryRules", "build_policy"]
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy_of(model: Any, filterable: frozenset[str] | None, sortable: frozenset[str] | None) -> qs.FieldPolicy:
+    """A repository configuration's field policy, built once (bounded: configurations are few, but not the cache's
+    business to trust)."""
+    return build_policy(model, filterable, sortable)
