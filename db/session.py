@@ -97,7 +97,7 @@ class Database(Generic[UoW_co]):
     @property
     def backend(self) -> str:
         """``sqlite``, ``postgresql`` or ``mariadb``/``mysql``."""
-        return self.url.get_backend_name()
+        return dialects.backend_name(self.url)
 
     @cached_property
     def dialect(self) -> dialects.Dialect:
@@ -202,6 +202,13 @@ class Database(Generic[UoW_co]):
         """Close every pooled connection. The Database can still be used: it reconnects on demand."""
         if "engine" in self.__dict__:
             self.engine.dispose()
+
+
+def require_existing(database: Database[Any]) -> None:
+    """Refuse a database file that does not exist, rather than create an empty one by connecting to it."""
+    file = database.dialect.local_file(database.url)
+    if file is not None and not file.is_file():
+        raise errors.DatabaseUnavailable(f"no SQLite database at {database.url.database}")
 
 
 def _backoff(attempt: int, base: float = 0.02, cap: float = 1.0) -> float:

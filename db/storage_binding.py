@@ -45,14 +45,14 @@ import uuid
 from collections.abc import Iterable, Set
 from dataclasses import dataclass, replace
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import URL, Connection, delete, insert, inspect, make_url, select
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
-from db.errors import StorageMismatch
+from db import dialects
+from db.errors import DatabaseUnavailable, StorageMismatch
 from db.models.database_identity import DatabaseIdentity, identity_row
 from db.models.file_blob import FileBlob
 from db.repositories.bulk import batched
@@ -72,29 +72,9 @@ class BindingState(Enum):
     ELSEWHERE = "bound to this database's identity at another location: a copy of this database, or its old place"
 
 
-_DEFAULT_PORTS = {"postgresql": 5432, "mariadb": 3306}
-_BACKEND_ALIASES = {"postgres": "postgresql", "mysql": "mariadb"}
-_LOOPBACK = frozenset({"", "localhost", "127.0.0.1", "::1", "[::1]"})
-
-
 def database_location(url: URL) -> str:
-    """Where the database at ``url`` is, the same text for every URL that reaches it: ``sqlite:`` and the file's
-    resolved absolute path, or ``backend://host:port/database`` (loopback host names as ``localhost``, the default
-    port filled in). Never the user or password. Touches nothing."""
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        return f"sqlite:{_sqlite_path(url.database or '')}"
-    backend = _BACKEND_ALIASES.get(backend, backend)
-    host = (url.host or "").lower()
-    host = "localhost" if host in _LOOPBACK or host.startswith("127.") else host
-    port = url.port or _DEFAULT_PORTS.get(backend, 0)
-    return f"{backend}://{host}:{port}/{url.database or ''}"
-
-
-def _sqlite_path(database: str) -> str:
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return database
-    return str(Path(database).expanduser().resolve())
+    """Where the database at ``url`` is, the same text for every URL that reaches it (``Dialect.location``)."""
+    return dialects.dialect_of(url).location(url)
 
 
 def recorded_location(owner: StorageOwner) -> str | None:
@@ -106,9 +86,11 @@ def recorded_location(owner: StorageOwner) -> str | None:
         url = make_url(owner.database)
     except (ArgumentError, ValueError):
         return None
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").expanduser().is_absolute():
+    try:
+        dialect = dialects.dialect_of(url)
+    except DatabaseUnavailable:  # an engine this layer does not know
         return None
-    return database_location(url)
+    return dialect.location(url) if dialect.location_is_certain(url) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from db.backup.reader import VerifiedArchive
 from db.backup.writer import ArchiveWriter
 from db.errors import BackupError
 from db.models.file_blob import FileBlob
-from db.scripts.progress import Progress
+from db.progress import Progress
 from db.storage import KEY_PATTERN, LocalStorage
 
 

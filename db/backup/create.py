@@ -32,8 +32,8 @@ from db.backup.writer import ArchiveWriter
 from db.errors import BackupError, ValidationError
 from db.layer import Database
 from db.migrations import runner
-from db.scripts.check_db import require_existing
-from db.scripts.progress import SILENT, Progress
+from db.progress import SILENT, Progress
+from db.session import require_existing
 from db.storage import LocalStorage
 
 DEFAULT_DIRECTORY = Path(__file__).resolve().parents[1] / "data" / "backups"

@@ -23,7 +23,7 @@ from db.backup.sqlite_part import check_snapshot, extracted, snapshot_part
 from db.base import Base
 from db.errors import BackupError
 from db.migrations import runner
-from db.scripts.progress import Advance, Progress
+from db.progress import Advance, Progress
 
 if TYPE_CHECKING:
     from db.backup.staging import Staging

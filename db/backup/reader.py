@@ -28,7 +28,7 @@ from db.backup.sizes import (
 )
 from db.backup.streams import PartReader, RowScan, row_too_long, unreadable_as_backup_error
 from db.errors import BackupError, ValidationError
-from db.scripts.progress import SILENT, Advance, Progress
+from db.progress import SILENT, Advance, Progress
 
 
 @dataclass(frozen=True, slots=True)

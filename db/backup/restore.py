@@ -73,7 +73,7 @@ from db.backup.staging import Destination, MariadbDestination, SqliteDestination
 from db.errors import BackupError, ConfirmationRequired, DatabaseError, DiskFull
 from db.layer import Database
 from db.migrations import runner
-from db.scripts.progress import SILENT, Progress
+from db.progress import SILENT, Progress
 from db.storage import LocalStorage
 
 Confirm = Callable[[str], bool]

@@ -34,7 +34,7 @@ from db.backup.writer import ArchiveWriter
 from db.base import Base
 from db.errors import BackupError
 from db.layer import Database
-from db.scripts.progress import Advance, Progress
+from db.progress import Advance, Progress
 
 BATCH_ROWS = 5_000
 _SOURCE_MMAP_BYTES = 1 << 40

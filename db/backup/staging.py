@@ -30,7 +30,7 @@ from db.backup.sqlite_part import check_snapshot
 from db.base import Base
 from db.errors import BackupError
 from db.layer import Database
-from db.scripts.progress import Advance
+from db.progress import Advance
 
 VERSION_TABLE = "alembic_version"
 SWAP_TIMEOUT = 30.0  # seconds a SQLite swap waits for another writer to finish

@@ -21,7 +21,7 @@ from db.backup import sizes
 from db.backup.disk import read_chunks
 from db.backup.manifest import COMPRESSED, MANIFEST, Manifest, Part
 from db.backup.sizes import COMPRESSION_LEVEL
-from db.scripts.progress import Advance
+from db.progress import Advance
 
 Chunk = bytes | bytearray | memoryview
 

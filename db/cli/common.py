@@ -26,7 +26,7 @@ from sqlalchemy import exc
 
 from db.errors import DatabaseError
 from db.layer import Database
-from db.scripts.progress import Advance
+from db.progress import Advance
 from db.settings import STORAGE_ROOT_ENV, Settings
 
 STORAGE_ENV = STORAGE_ROOT_ENV
@@ -99,7 +99,7 @@ def _first_line(error: BaseException) -> str:
 
 
 class RichProgress:
-    """``db.scripts.progress.Progress`` as Rich progress bars on stderr."""
+    """``db.progress.Progress`` as Rich progress bars on stderr."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress

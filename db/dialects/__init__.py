@@ -36,6 +36,7 @@ __all__ = [
     "SEQ_GUARD_TRIGGERS",
     "Dialect",
     "append_only_ddl",
+    "backend_name",
     "begin_postgresql_staging",
     "create_mariadb_staging",
     "dialect_named",
@@ -66,6 +67,11 @@ __all__ = [
     "swap_sqlite_tables",
     "time_bucket",
 ]
+
+
+def backend_name(url: URL) -> str:
+    """The engine's name as the URL spells it (``sqlite``, ``postgresql``, ``mariadb`` or ``mysql``), for display."""
+    return url.get_backend_name()
 
 
 def resolve_url(url: str | URL | None) -> URL:

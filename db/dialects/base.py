@@ -26,6 +26,7 @@ from sqlalchemy.types import NullType, TypeEngine
 from db import errors
 
 _REGISTRY: dict[str, Dialect] = {}
+_LOOPBACK = frozenset({"", "localhost", "127.0.0.1", "::1", "[::1]"})
 
 EXCLUDED = object()
 """In ``Dialect.upsert``'s ``updates``: take the value that was to be inserted."""
@@ -87,6 +88,21 @@ class Dialect:
 
     def connect_args(self, options: Mapping[str, Any]) -> dict[str, Any]:
         return {}
+
+    location_name: ClassVar[str] = ""
+    """The engine's name in a location (``location``): one name for all its spellings."""
+    default_port: ClassVar[int] = 0
+
+    def location(self, url: URL) -> str:
+        """Where the database at ``url`` is, the same text for every URL that reaches it: ``engine://host:port/name``
+        (loopback host names as ``localhost``, the default port filled in). Never the user or password."""
+        host = (url.host or "").lower()
+        host = "localhost" if host in _LOOPBACK or host.startswith("127.") else host
+        return f"{self.location_name}://{host}:{url.port or self.default_port}/{url.database or ''}"
+
+    def location_is_certain(self, url: URL) -> bool:
+        """Whether ``location(url)`` says where the database is wherever it is computed (not a relative path)."""
+        return True
 
     def prepare(self, url: URL) -> None:
         """Anything to do before the first connection (SQLite: make the file's directory)."""

@@ -51,6 +51,8 @@ class MariaDB(Dialect):
     default_driver = "pymysql"
     driver_modules = ("pymysql",)
     maintenance_database = "mysql"
+    location_name = "mariadb"
+    default_port = 3306
     create_database_options: ClassVar[str] = " CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
 
     def datetime_type(self) -> TypeEngine[Any]:

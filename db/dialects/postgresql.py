@@ -37,6 +37,8 @@ class PostgreSQL(Dialect):
     default_driver = "psycopg"
     driver_modules = ("psycopg",)
     maintenance_database = "postgres"
+    location_name = "postgresql"
+    default_port = 5432
     stores_aware_datetimes = True
 
     def connect_args(self, options: Mapping[str, Any]) -> dict[str, Any]:

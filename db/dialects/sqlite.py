@@ -66,6 +66,15 @@ class SQLite(Dialect):
             return None
         return Path(database).expanduser()
 
+    def location(self, url: URL) -> str:
+        """``sqlite:`` and the file's resolved absolute path."""
+        file = self.local_file(url)
+        return f"sqlite:{file.resolve() if file is not None else url.database or ''}"
+
+    def location_is_certain(self, url: URL) -> bool:
+        file = self.local_file(url)
+        return file is None or file.is_absolute()
+
     def prepare(self, url: URL) -> None:
         file = self.local_file(url)
         if file is not None:

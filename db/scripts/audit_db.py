@@ -35,7 +35,7 @@ from db.layer import Database
 from db.models.log_audit import GENESIS_HASH, AuditEntry
 from db.repositories.admin_repository import SYSTEM
 from db.repositories.audit_repository import DEFAULT_ARCHIVE_DIR, AuditRepository
-from db.scripts.check_db import require_existing
+from db.session import require_existing
 
 MAX_HEAD_FILE = 64 * 1024
 

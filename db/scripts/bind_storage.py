@@ -34,7 +34,7 @@ from db import storage_binding
 from db.errors import ConfirmationRequired, StorageMismatch
 from db.layer import Database
 from db.models.database_identity import DatabaseIdentity, identity_row
-from db.scripts.check_db import require_existing
+from db.session import require_existing
 from db.storage import StorageOwner
 from db.storage_binding import BindingState, StorageBinding
 

@@ -51,13 +51,14 @@ from sqlalchemy import exc, func, inspect, select
 from db import storage_binding
 from db.audit import ExportedHead
 from db.backup import leftovers
-from db.errors import DatabaseError, DatabaseUnavailable, NotFound
+from db.errors import DatabaseError, NotFound
 from db.layer import Database
 from db.migrations import runner
 from db.models.database_identity import DatabaseIdentity
 from db.models.file_blob import FileBlob
+from db.progress import SILENT, Progress
 from db.repositories.audit_repository import DEFAULT_ARCHIVE_DIR, AuditRepository
-from db.scripts.progress import SILENT, Progress
+from db.session import require_existing
 from db.storage import LocalStorage, hash_stream
 from db.storage_binding import BindingState
 
@@ -119,13 +120,6 @@ def check(
         _guarded("restore", lambda: _restore_leftovers(database)),
     ]
     return CheckReport(tuple(results), time.perf_counter() - started)
-
-
-def require_existing(database: Database) -> None:
-    """Refuse a SQLite file that does not exist, rather than create an empty one by connecting to it."""
-    file = database.dialect.local_file(database.url)
-    if file is not None and not file.is_file():
-        raise DatabaseUnavailable(f"no SQLite database at {database.url.database}")
 
 
 def _guarded(name: str, run: Callable[[], CheckResult]) -> CheckResult:

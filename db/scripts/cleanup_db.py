@@ -60,10 +60,10 @@ from db.models.account import Account
 from db.models.base import utcnow
 from db.models.file_object import StoredFile
 from db.models.user import User
+from db.progress import SILENT, Progress
 from db.repositories.admin_repository import SYSTEM
 from db.repositories.bulk import batched
-from db.scripts.check_db import require_existing
-from db.scripts.progress import SILENT, Progress
+from db.session import require_existing
 
 TOKEN, SOFT_DELETED, AUDIT, BLOB = "token", "soft-deleted", "audit", "blob"
 KINDS = (AUDIT, TOKEN, SOFT_DELETED, BLOB)

@@ -87,11 +87,11 @@ from db.models.file_object import StoredFile
 from db.models.membership import Membership
 from db.models.user import User
 from db.passwords import hasher
+from db.progress import SILENT, Advance, Progress
 from db.repositories.account_repository import AccountRepository
 from db.repositories.base_repository import BaseRepository
 from db.repositories.bulk import batched
 from db.scripts.create_db import require_head
-from db.scripts.progress import SILENT, Advance, Progress
 from db.storage import LocalStorage
 
 T = TypeVar("T")

@@ -23,8 +23,8 @@ from db.models.membership import Membership
 from db.models.user import User
 from db.repositories.audit_repository import AuditRepository
 from db.repositories.report_repository import AccountStorage, PeriodCount, ReportRepository
-from db.scripts.check_db import require_existing
 from db.scripts.create_db import require_head
+from db.session import require_existing
 
 COUNTED = {"users": User, "accounts": Account, "memberships": Membership, "files": StoredFile,
            "blobs": FileBlob, "audit entries": AuditEntry}

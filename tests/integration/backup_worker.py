@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from db.cli import main
-from db.scripts.progress import Advance
+from db.progress import Advance
 
 
 class WaitingProgress:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from db.backup import load
 from db.cli import main
-from db.scripts.progress import Advance
+from db.progress import Advance
 
 _TRACKED = {"verify": "verify", "rows": "rows", "swap": "swap", "swapped": "swap"}
 
