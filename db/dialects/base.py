@@ -50,6 +50,8 @@ class Dialect:
     """Whether CREATE/ALTER/DROP are part of the transaction (and a rollback takes them back)."""
     concurrent_writers: ClassVar[bool] = True
     """Whether two transactions can write at once (row locks), rather than one writer for the whole database."""
+    alters_by_copy: ClassVar[bool] = False
+    """Whether ALTER TABLE is too limited for migrations, which then copy the table (Alembic's batch mode)."""
     typeless_columns: ClassVar[bool] = False
     """Whether a column may hold a value of any type, so that reading a damaged row can fail in the driver."""
     pooled: ClassVar[bool] = True

@@ -54,6 +54,7 @@ class SQLite(Dialect):
     pooled = False
     concurrent_writers = False
     typeless_columns = True
+    alters_by_copy = True
     datetimes_as_text = True
     snapshot_isolation: ClassVar[str | None] = None
 

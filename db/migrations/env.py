@@ -59,17 +59,18 @@ def _configure(
     url: URL | None = None,
     on_version_apply: OnVersionApplyFn | None = None,
 ) -> None:
-    backend = (connection.dialect.name if connection is not None else url.get_backend_name() if url else "")
-    sqlite = backend == "sqlite"
+    bind = connection if connection is not None else url
+    assert bind is not None, "a migration runs on a connection or, offline, for a URL"
+    by_copy = dialects.dialect_of(bind).alters_by_copy
     context.configure(
         connection=connection,
         url=url if connection is None else None,
         target_metadata=target_metadata,
         compare_type=True,
-        render_as_batch=sqlite,  # SQLite's ALTER TABLE is limited: alter by copying the table
+        render_as_batch=by_copy,  # an engine whose ALTER TABLE is limited (SQLite): alter by copying the table
         # SQLite does roll back DDL; one transaction around all the revisions makes an upgrade all-or-nothing,
         # and lets the foreign-key check below roll it back.
-        transactional_ddl=True if sqlite else None,
+        transactional_ddl=True if by_copy else None,
         render_item=_render_item,
         on_version_apply=on_version_apply,
         literal_binds=connection is None,
@@ -107,7 +108,7 @@ def _run_on_own_database() -> None:
 
 
 def _run(connection: Connection) -> None:
-    if connection.dialect.name != "sqlite":
+    if not dialects.dialect_of(connection).alters_by_copy:
         _configure(connection)
         with context.begin_transaction():
             context.run_migrations()
@@ -192,8 +193,8 @@ def _lift_audit_guards(connection: Connection) -> list[str]:
     triggers: dict[str, str] = {str(name): str(sql) for name, sql in rows}
     guards = (*dialects.SEQ_GUARD_TRIGGERS, dialects.HEAD_KEPT_TRIGGER)
     lifted = [triggers[name] for name in guards if name in triggers]
-    sqlite = dialects.dialect_named("sqlite")
-    for statement in [*sqlite.drop_seq_guard_ddl(), *sqlite.drop_head_guard_ddl()]:
+    dialect = dialects.dialect_of(connection)
+    for statement in [*dialect.drop_seq_guard_ddl(), *dialect.drop_head_guard_ddl()]:
         connection.exec_driver_sql(statement)
     return lifted
 
@@ -203,7 +204,7 @@ def _restore_append_only_triggers(connection: Connection) -> None:
     the revisions now applied: a downgrade that removed some must not see them come back)."""
     heads = context.get_context().get_current_heads()
     applied = {script.revision for script in context.script.iterate_revisions(heads, "base")}
-    for statement in dialects.missing_sqlite_append_only_triggers(connection, applied):
+    for statement in dialects.dialect_of(connection).missing_trigger_ddl(connection, applied):
         connection.exec_driver_sql(statement)
 
 
