@@ -38,7 +38,6 @@ from db.storage import LocalStorage
 
 DEFAULT_DIRECTORY = Path(__file__).resolve().parents[1] / "data" / "backups"
 _TIMESTAMP = "%Y%m%dT%H%M%S%fZ"
-_ENGINES = {"sqlite": "sqlite", "postgresql": "postgresql", "mysql": "mariadb", "mariadb": "mariadb"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +76,7 @@ def _source(database: Database, keep: int | None) -> tuple[str, str]:
     """The engine and schema revision of a database that can be backed up (``keep`` checked first)."""
     if keep is not None and (isinstance(keep, bool) or keep < 1):
         raise ValidationError("keep must be at least 1", field="keep", rule="min")
-    engine = _ENGINES.get(database.backend)
-    if engine is None:
-        raise BackupError(f"cannot back up a {database.backend} database")
+    engine = database.dialect.location_name
     require_existing(database)  # connecting would create an empty SQLite file
     revision = runner.current_revision(database)
     if revision is None:
@@ -95,7 +92,7 @@ def _write_archive(database: Database, storage: LocalStorage, final: Path, manif
     try:
         with _locked_partial(partial) as out:
             writer = ArchiveWriter(out)
-            if manifest_base.engine == "sqlite":
+            if database.dialect.embedded:
                 tables, blobs = archive_sqlite(database, folder, writer, progress)
             else:
                 tables, blobs = archive_server(database, writer, progress)
@@ -117,14 +114,13 @@ def database_label(database: Database) -> str:
     SQLite file's absolute path; the server, port and name), so that two databases whose readable parts agree
     (``/srv/prod/app.db`` and ``/srv/staging/app.db``) never share a label, and ``--keep`` on one never deletes
     the other's backups."""
-    url = database.url
-    if database.backend == "sqlite":
+    url, engine = database.url, database.dialect.location_name
+    if database.dialect.embedded:
         path = Path(url.database or "memory").expanduser()
-        parts = ["sqlite", path.stem]
+        parts = [engine, path.stem]
         identity = str(path.resolve())
     else:
-        parts = [_ENGINES.get(database.backend, database.backend), url.host or "local", str(url.port or ""),
-                 url.database or ""]
+        parts = [engine, url.host or "local", str(url.port or ""), url.database or ""]
         identity = "\0".join(parts)
     readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(part for part in parts if part)).strip("._-") or "database"
     return f"{readable}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"

@@ -150,12 +150,13 @@ def _remove_backup_leftover(path: Path) -> bool:
 def restore_leftovers(database: Database) -> list[Leftover]:
     """What killed or running restores into ``database`` left: staging files (SQLite), staging databases
     (MariaDB); never anything on PostgreSQL."""
-    if database.backend == "sqlite":
+    staging = database.dialect.restore_staging
+    if staging == "file":
         return _sqlite_leftovers(database)
-    if database.backend in ("mysql", "mariadb"):
+    if staging == "database":
         with database.engine.connect() as connection:
             return _mariadb_leftovers(connection, str(database.url.database))
-    return []
+    return []  # a restore's own transaction: nothing outlives it
 
 
 def _sqlite_target(database: Database) -> Path | None:
@@ -259,9 +260,10 @@ def remove(database: Database, leftovers: Iterable[Leftover]) -> list[Leftover]:
 def _remove_one(database: Database, leftover: Leftover) -> bool:
     if leftover.kind == BACKUP:
         return _remove_backup_leftover(Path(leftover.name))
-    if database.backend == "sqlite":
+    staging = database.dialect.restore_staging
+    if staging == "file":
         return _remove_sqlite_leftover(database, Path(leftover.name))
-    if database.backend in ("mysql", "mariadb"):
+    if staging == "database":
         return _remove_mariadb_leftover(database, leftover.name)
     return False
 

@@ -131,18 +131,8 @@ def archive_server(
 @contextlib.contextmanager
 def _server_snapshot(database: Database) -> Iterator[Connection]:
     """A connection whose reads all see one consistent state of the database, for as long as the block runs."""
-    with database.engine.connect() as plain:
-        if database.backend == "postgresql":
-            connection = plain.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-            with connection.begin():
-                yield connection
-            return
-        connection = plain.execution_options(isolation_level="REPEATABLE READ")
-        connection.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        try:
-            yield connection
-        finally:
-            connection.rollback()
+    with database.engine.connect() as plain, database.dialect.consistent_snapshot(plain) as connection:
+        yield connection
 
 
 class _JsonLines:

@@ -50,6 +50,12 @@ class Dialect:
     """Whether CREATE/ALTER/DROP are part of the transaction (and a rollback takes them back)."""
     concurrent_writers: ClassVar[bool] = True
     """Whether two transactions can write at once (row locks), rather than one writer for the whole database."""
+    restore_staging: ClassVar[str] = ""
+    """How a restore builds the new data before its one swap (``db.backup.staging``): ``"file"`` (a new file beside
+    the live one), ``"transaction"`` (a staging schema inside the restore's one transaction: nothing is ever left
+    behind) or ``"database"`` (a staging database and one atomic RENAME TABLE)."""
+    embedded: ClassVar[bool] = False
+    """Whether the database is a file this process opens itself (no server): backed up by copying its pages."""
     alters_by_copy: ClassVar[bool] = False
     """Whether ALTER TABLE is too limited for migrations, which then copy the table (Alembic's batch mode)."""
     typeless_columns: ClassVar[bool] = False
@@ -92,7 +98,7 @@ class Dialect:
         return {}
 
     location_name: ClassVar[str] = ""
-    """The engine's name in a location (``location``): one name for all its spellings."""
+    """The engine's one name for all its spellings: in a location (``location``) and a backup's manifest."""
     default_port: ClassVar[int] = 0
 
     def location(self, url: URL) -> str:
@@ -105,6 +111,16 @@ class Dialect:
     def location_is_certain(self, url: URL) -> bool:
         """Whether ``location(url)`` says where the database is wherever it is computed (not a relative path)."""
         return True
+
+    @contextlib.contextmanager
+    def consistent_snapshot(self, connection: Connection) -> Iterator[Connection]:
+        """``connection`` in a read-only transaction whose reads all see one state of the database (a backup)."""
+        snapshot = connection.execution_options(isolation_level="REPEATABLE READ")
+        snapshot.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        try:
+            yield snapshot
+        finally:
+            snapshot.rollback()
 
     def prepare(self, url: URL) -> None:
         """Anything to do before the first connection (SQLite: make the file's directory)."""

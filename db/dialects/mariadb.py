@@ -48,6 +48,7 @@ class MariaDB(Dialect):
 
     names = ("mysql", "mariadb")
     transactional_ddl = False
+    restore_staging = "database"
     default_driver = "pymysql"
     driver_modules = ("pymysql",)
     maintenance_database = "mysql"

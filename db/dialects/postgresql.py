@@ -40,9 +40,16 @@ class PostgreSQL(Dialect):
     location_name = "postgresql"
     default_port = 5432
     stores_aware_datetimes = True
+    restore_staging = "transaction"
 
     def connect_args(self, options: Mapping[str, Any]) -> dict[str, Any]:
         return {"options": "-c timezone=UTC", "connect_timeout": 10}
+
+    @contextlib.contextmanager
+    def consistent_snapshot(self, connection: Connection) -> Iterator[Connection]:
+        snapshot = connection.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with snapshot.begin():
+            yield snapshot
 
     @contextlib.contextmanager
     def bounded_lock_wait(self, connection: Connection, seconds: float) -> Iterator[None]:

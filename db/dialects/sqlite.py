@@ -50,11 +50,14 @@ class SQLite(Dialect):
     """
 
     names = ("sqlite",)
+    location_name = "sqlite"
     driver_modules = ("sqlite3",)
     pooled = False
     concurrent_writers = False
     typeless_columns = True
     alters_by_copy = True
+    embedded = True
+    restore_staging = "file"
     datetimes_as_text = True
     snapshot_isolation: ClassVar[str | None] = None
 
