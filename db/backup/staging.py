@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -95,13 +95,14 @@ class Destination(Protocol):
 
 
 def destination_for(database: Database) -> Destination:
-    if database.backend == "sqlite":
-        return SqliteDestination(database)
-    if database.backend == "postgresql":
-        return PostgresqlDestination(database)
-    if database.backend in ("mysql", "mariadb"):
-        return MariadbDestination(database)
-    raise BackupError(f"cannot restore into a {database.backend} database")
+    """The target of a restore, by how its engine stages one (``Dialect.restore_staging``)."""
+    destinations: dict[str, Callable[[Database], Destination]] = {
+        "file": SqliteDestination, "transaction": PostgresqlDestination, "database": MariadbDestination,
+    }
+    destination = destinations.get(database.dialect.restore_staging)
+    if destination is None:
+        raise BackupError(f"cannot restore into a {database.backend} database")
+    return destination(database)
 
 
 def _token() -> str:
