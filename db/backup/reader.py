@@ -207,24 +207,26 @@ def _parse_manifest(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Manifest:
 
 def _check_stored(archive: Path, tar: tarfile.TarFile, manifest: Manifest, advance: Advance
                   ) -> dict[str, tarfile.TarInfo]:
-    """The second walk, nothing decompressed: every member is a part the manifest lists, once, with the stored
-    size and SHA-256 the manifest gives; every listed part is there. Returns the parts' members (as many as the
-    manifest lists, no more: anything else is refused as soon as it is met)."""
+    """The second walk, nothing decompressed: every member is a part the manifest lists, once; every listed part
+    is there, with the stored size and SHA-256 the manifest gives (compared in name order, once all are hashed).
+    Returns the parts' members (as many as the manifest lists, no more: anything else is refused when met)."""
     listed = {part.name: part for part in manifest.parts}
     found: dict[str, tarfile.TarInfo] = {}
+    stored: dict[str, Part] = {}
     for member in members(tar, archive.name):
         _check_member(member, after_manifest=False)
         if member.name == MANIFEST:
             break
-        part = listed.get(member.name)
-        if part is None:
+        if member.name not in listed:
             raise BackupError(f"{archive.name}: part {member.name} is not in the manifest")
         if member.name in found:
             raise BackupError(f"invalid archive: member {member.name!r} is duplicated")
-        _check_part_stored(archive, part, _hash_member(member, _member_file(tar, member), advance))
+        stored[member.name] = _hash_member(member, _member_file(tar, member), advance)
         found[member.name] = member
     for name in sorted(set(listed) - set(found)):
         raise BackupError(f"{archive.name}: part {name} is missing (truncated archive?)")
+    for name, part in sorted(listed.items()):
+        _check_part_stored(archive, part, stored[name])
     return found
 
 
