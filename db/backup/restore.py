@@ -24,10 +24,10 @@ Decisions:
   leaves (a staging file or database) is listed by ``check`` and removed by the next restore or by ``cleanup
   --apply`` (``leftovers``).
 - Where a restore is (``RestoreStatus``, passed in by the caller) says what an interruption leaves: checking
-  (nothing written), staging (the new data being built apart: the target holds its old data) or swapped (the
-  swap has committed: the target holds the new data). The swap's commit and its record are one step for Ctrl-C
-  (``interrupts``): an interrupt between them is held back until the record is made. The command line reads the
-  status for its "interrupted:" line; ``KeyboardInterrupt`` also carries it as a note.
+  (nothing of the backup written yet), staging (the new data being built apart: the target holds its old data)
+  or swapped (the swap has committed: the target holds the new data). The swap's commit and its record are one
+  step for Ctrl-C (``interrupts``): an interrupt between them is held back until the record is made. The command
+  line reads the status for its "interrupted:" line; ``KeyboardInterrupt`` also carries it as a note.
 - A target that already has any of the application's tables (or an Alembic version table) is replaced only with
   ``yes=True`` or after ``confirm(message)`` returns True; the message names the target with its password hidden.
   Without either, ``ConfirmationRequired``. Tables that are not the application's are left alone; one that has a
@@ -98,7 +98,7 @@ class RestoreResult:
 
 
 class RestorePhase(enum.Enum):
-    CHECKING = "checking"  # the archive and the target are checked: nothing written yet
+    CHECKING = "checking"  # the archive and the target are checked: nothing of the backup written yet
     STAGING = "staging"  # the new data is built apart: the target holds its old data
     SWAPPED = "swapped"  # the swap has committed: the target holds the new data
 
@@ -123,7 +123,7 @@ class RestoreStatus:
         target = self.target or "the target"
         if self.swapped:
             return f"the restore into {target} was stopped after its swap had committed: {target} {_HOLDS_NEW}"
-        when = "before its swap" if self.phase is RestorePhase.STAGING else "before anything was written"
+        when = "before its swap" if self.phase is RestorePhase.STAGING else "while checking the archive and target"
         return f"the restore into {target} was stopped {when}: {target} {_HOLDS_OLD} (nothing was replaced)"
 
 
