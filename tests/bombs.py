@@ -1,4 +1,5 @@
-"""Hostile archives for the restore's tests: decompression bombs and manifests that lie.
+"""Hostile archives for the restore's tests: decompression bombs, manifests that lie, and tar headers that would
+make a reader hold memory in proportion to the archive (a huge extended header, a flood of members).
 
 One zstd frame compressed once and repeated is a valid zstd stream, so a part that expands to gigabytes takes a
 few hundred kilobytes and no time to make. Every archive here is a well-formed tar with a manifest whose hashes
@@ -58,3 +59,34 @@ def table_bomb(path: Path, line: bytes, frames: int, *, table: str = "account", 
 def one_line_bomb(path: Path, size: int = 4 << 30, *, revision: str = "0004_files_reports") -> Path:
     """The issue's bomb: a part that decompresses to ``size`` bytes of one line, with an honest manifest."""
     return table_bomb(path, b"a", size // FRAME_INPUT, revision=revision)
+
+
+def header_block(name: str, size: int, kind: bytes = tarfile.REGTYPE) -> bytes:
+    """One tar header block (GNU format) for a member ``name`` of ``size`` bytes of type ``kind``."""
+    info = tarfile.TarInfo(name)
+    info.size, info.type = size, kind
+    return info.tobuf(format=tarfile.GNU_FORMAT)
+
+
+def huge_extended_header(path: Path, size: int, kind: bytes = tarfile.XHDTYPE) -> Path:
+    """A tar that opens with an extended header (PAX by default) announcing ``size`` bytes, which follow as zeros:
+    a sparse file, so that a 400 MB header costs no disk. ``tarfile`` alone reads it whole before any member."""
+    with path.open("wb") as out:
+        out.write(header_block("././@PaxHeader", size, kind))
+        out.truncate(tarfile.BLOCKSIZE + size + 2 * tarfile.BLOCKSIZE)
+    return path
+
+
+def member_flood(path: Path, count: int) -> Path:
+    """``count`` empty members validly named ``blobs/<sha256>``, and no manifest: ``count`` header blocks, made
+    from one template whose name and checksum are patched (``tarfile`` would take seconds per 100,000)."""
+    template = bytearray(header_block("blobs/" + "0" * 64, 0))
+    with path.open("wb") as out:
+        for number in range(count):
+            block = template[:]
+            block[6:70] = f"{number:064x}".encode()
+            block[148:156] = b" " * 8
+            block[148:156] = b"%06o\0 " % sum(block)
+            out.write(block)
+        out.write(bytes(2 * tarfile.BLOCKSIZE))
+    return path

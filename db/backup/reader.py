@@ -27,6 +27,7 @@ from db.backup.sizes import (
     ZSTD_MAGIC,
 )
 from db.backup.streams import PartReader, RowScan, row_too_long, unreadable_as_backup_error
+from db.backup.tarwalk import members, open_tar
 from db.errors import BackupError, ValidationError
 from db.progress import SILENT, Advance, Progress
 
@@ -98,11 +99,12 @@ def open_archive(path: str | os.PathLike[str], *, progress: Progress = SILENT, l
                  ) -> Iterator[VerifiedArchive]:
     """Verify the archive at ``path`` (as ``verify_archive``) and, only if it passes, give access to its parts.
 
-    First pass, nothing decompressed: member names, the manifest, every part's stored size and SHA-256; then the
-    expansion limits on the manifest's sizes; second pass: every compressed part decompressed (and thrown away),
-    never past its recorded size, table parts scanned for their row count and longest row. The file stays open
-    for the block, so replacing it under the same name changes nothing; its parts are hashed again as they are
-    read (``VerifiedArchive.reader``), so changing it in place is caught too.
+    First pass, nothing decompressed: a walk over the member headers (``tarwalk``: extended headers bounded,
+    nothing kept) for member names and the manifest; then every part's stored size and SHA-256, only parts the
+    manifest lists being accepted; then the expansion limits on the manifest's sizes; second pass: every compressed
+    part decompressed (and thrown away), never past its recorded size, table parts scanned for their row count and
+    longest row. The file stays open for the block, so replacing it under the same name changes nothing; its parts
+    are hashed again as they are read (``VerifiedArchive.reader``), so changing it in place is caught too.
     """
     archive = Path(path)
     if not archive.is_file():
@@ -111,13 +113,13 @@ def open_archive(path: str | os.PathLike[str], *, progress: Progress = SILENT, l
         if raw.read(len(ZSTD_MAGIC)) == ZSTD_MAGIC:
             raise BackupError(f"{archive.name} is zstd-compressed: an archive of backup format 1 (.tar.zst), "
                               f"which this code no longer reads (it reads format {FORMAT_VERSION}, .tar)")
-        raw.seek(0)
-        with _open_tar(raw, archive.name) as tar:
+        manifest = _read_manifest(archive, raw)
+        with open_tar(raw, archive.name) as tar:
             with unreadable_as_backup_error(archive.name), progress.track(
                     "verify", total=archive.stat().st_size) as advance:
-                members, manifest = _check_stored(archive, tar, advance)
+                stored = _check_stored(archive, tar, manifest, advance)
             limits.check(manifest)
-            verified = VerifiedArchive(archive, tar, members, manifest, limits)
+            verified = VerifiedArchive(archive, tar, stored, manifest, limits)
             verified.check_parts(progress)
             yield verified
 
@@ -176,46 +178,66 @@ class VerifiedArchive:
 
 
 
-def _open_tar(raw: BinaryIO, name: str) -> tarfile.TarFile:
-    with unreadable_as_backup_error(name):
-        return tarfile.open(fileobj=raw, mode="r:")
-
-
-
-def _check_stored(archive: Path, tar: tarfile.TarFile, advance: Advance
-                  ) -> tuple[dict[str, tarfile.TarInfo], Manifest]:
-    """First pass, nothing decompressed: safe member names, the manifest last, every listed part present with the
-    stored size and SHA-256 the manifest gives."""
-    members: dict[str, tarfile.TarInfo] = {}
-    found: dict[str, Part] = {}
+def _read_manifest(archive: Path, raw: BinaryIO) -> Manifest:
+    """The first walk, over the member headers only (nothing hashed, nothing kept): every member's name and type
+    on the whitelist, the manifest last; then the manifest, parsed and checked, and the number of parts against
+    it. Whatever the archive holds, the walk keeps no more than one member and the manifest."""
     manifest: Manifest | None = None
-    for member in tar:
-        _check_member(member, seen=members, after_manifest=manifest is not None)
-        members[member.name] = member
-        source = _member_file(tar, member)
-        if member.name == MANIFEST:
-            if member.size > MAX_MANIFEST_BYTES:
-                raise BackupError("the archive's manifest is implausibly large")
-            manifest = Manifest.from_json(source.read())
-        else:
-            found[member.name] = _hash_member(member, source, advance)
+    stored = 0
+    with open_tar(raw, archive.name) as tar, unreadable_as_backup_error(archive.name):
+        for member in members(tar, archive.name):
+            _check_member(member, after_manifest=manifest is not None)
+            if member.name == MANIFEST:
+                manifest = _parse_manifest(tar, member)
+            else:
+                stored += 1
     if manifest is None:
         raise BackupError(f"{archive.name}: truncated or not a backup: the manifest is missing")
+    if stored > len(manifest.parts):
+        raise BackupError(f"{archive.name}: the archive holds {stored:,} parts, its manifest lists "
+                          f"{len(manifest.parts):,}: a part not in the manifest, or stored twice, is refused")
+    return manifest
+
+
+def _parse_manifest(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Manifest:
+    if member.size > MAX_MANIFEST_BYTES:
+        raise BackupError("the archive's manifest is implausibly large")
+    return Manifest.from_json(_member_file(tar, member).read())
+
+
+def _check_stored(archive: Path, tar: tarfile.TarFile, manifest: Manifest, advance: Advance
+                  ) -> dict[str, tarfile.TarInfo]:
+    """The second walk, nothing decompressed: every member is a part the manifest lists, once; every listed part
+    is there, with the stored size and SHA-256 the manifest gives (compared in name order, once all are hashed).
+    Returns the parts' members (as many as the manifest lists, no more: anything else is refused when met)."""
     listed = {part.name: part for part in manifest.parts}
+    found: dict[str, tarfile.TarInfo] = {}
+    stored: dict[str, Part] = {}
+    for member in members(tar, archive.name):
+        _check_member(member, after_manifest=False)
+        if member.name == MANIFEST:
+            break
+        if member.name not in listed:
+            raise BackupError(f"{archive.name}: part {member.name} is not in the manifest")
+        if member.name in found:
+            raise BackupError(f"invalid archive: member {member.name!r} is duplicated")
+        stored[member.name] = _hash_member(member, _member_file(tar, member), advance)
+        found[member.name] = member
     for name in sorted(set(listed) - set(found)):
         raise BackupError(f"{archive.name}: part {name} is missing (truncated archive?)")
-    for name in sorted(set(found) - set(listed)):
-        raise BackupError(f"{archive.name}: part {name} is not in the manifest")
     for name, part in sorted(listed.items()):
-        if found[name].size != part.size:
-            raise BackupError(f"{archive.name}: part {name} has {found[name].size} bytes, "
-                              f"the manifest says {part.size}")
-        if found[name].sha256 != part.sha256:
-            raise BackupError(f"{archive.name}: part {name} fails its SHA-256 check (corrupted)")
-    return members, manifest
+        _check_part_stored(archive, part, stored[name])
+    return found
 
 
-def _check_member(member: tarfile.TarInfo, *, seen: Mapping[str, tarfile.TarInfo], after_manifest: bool) -> None:
+def _check_part_stored(archive: Path, part: Part, stored: Part) -> None:
+    if stored.size != part.size:
+        raise BackupError(f"{archive.name}: part {part.name} has {stored.size} bytes, the manifest says {part.size}")
+    if stored.sha256 != part.sha256:
+        raise BackupError(f"{archive.name}: part {part.name} fails its SHA-256 check (corrupted)")
+
+
+def _check_member(member: tarfile.TarInfo, *, after_manifest: bool) -> None:
     name = member.name
     if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/") or re.match(r"[A-Za-z]:", name):
         raise BackupError(f"unsafe archive: member {name!r} would escape the target directory")
@@ -223,8 +245,8 @@ def _check_member(member: tarfile.TarInfo, *, seen: Mapping[str, tarfile.TarInfo
         raise BackupError(f"unsafe archive: member {name!r} is a link, device or directory, not a file")
     if not MEMBER_NAME.fullmatch(name):
         raise BackupError(f"unsafe archive: unexpected member {name!r}")
-    if name in seen or after_manifest:
-        raise BackupError(f"invalid archive: member {name!r} is duplicated or follows the manifest")
+    if after_manifest:
+        raise BackupError(f"invalid archive: member {name!r} follows the manifest")
 
 
 def _member_file(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:

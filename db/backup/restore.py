@@ -23,6 +23,11 @@ Decisions:
   Interrupted or killed anywhere, the target holds the old data or the new, never a mix; what an interruption
   leaves (a staging file or database) is listed by ``check`` and removed by the next restore or by ``cleanup
   --apply`` (``leftovers``).
+- Where a restore is (``RestoreStatus``, passed in by the caller) says what an interruption leaves: checking
+  (nothing of the backup written yet), staging (the new data being built apart: the target holds its old data)
+  or swapped (the swap has committed: the target holds the new data). The swap's commit and its record are one
+  step for Ctrl-C (``interrupts``): an interrupt between them is held back until the record is made. The command
+  line reads the status for its "interrupted:" line; ``KeyboardInterrupt`` also carries it as a note.
 - A target that already has any of the application's tables (or an Alembic version table) is replaced only with
   ``yes=True`` or after ``confirm(message)`` returns True; the message names the target with its password hidden.
   Without either, ``ConfirmationRequired``. Tables that are not the application's are left alone; one that has a
@@ -48,12 +53,13 @@ Decisions:
 
 from __future__ import annotations
 
+import enum
 import os
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
@@ -91,6 +97,40 @@ class RestoreResult:
     seconds: float
 
 
+class RestorePhase(enum.Enum):
+    CHECKING = "checking"  # the archive and the target are checked: nothing of the backup written yet
+    STAGING = "staging"  # the new data is built apart: the target holds its old data
+    SWAPPED = "swapped"  # the swap has committed: the target holds the new data
+
+
+@dataclass
+class RestoreStatus:
+    """Where a restore is, for whoever must say what an interruption left (``restore_backup(status=...)``)."""
+
+    target: str = ""  # the target's URL without its password, once known
+    phase: RestorePhase = RestorePhase.CHECKING
+    _destination: Destination | None = field(default=None, repr=False)
+
+    def follow(self, target: str, destination: Destination) -> None:
+        self.target, self.phase, self._destination = target, RestorePhase.CHECKING, destination
+
+    @property
+    def swapped(self) -> bool:
+        return self.phase is RestorePhase.SWAPPED or bool(self._destination and self._destination.swapped)
+
+    def interruption(self) -> str:
+        """What an interruption now leaves, in one sentence."""
+        target = self.target or "the target"
+        if self.swapped:
+            return f"the restore into {target} was stopped after its swap had committed: {target} {_HOLDS_NEW}"
+        when = "before its swap" if self.phase is RestorePhase.STAGING else "while checking the archive and target"
+        return f"the restore into {target} was stopped {when}: {target} {_HOLDS_OLD} (nothing was replaced)"
+
+
+_HOLDS_NEW = "holds the restored data"
+_HOLDS_OLD = "still holds its previous data"
+
+
 def restore_backup(
     database: Database,
     archive_path: str | os.PathLike[str],
@@ -99,18 +139,23 @@ def restore_backup(
     confirm: Confirm | None = None,
     progress: Progress = SILENT,
     limits: Limits = DEFAULT_LIMITS,
+    status: RestoreStatus | None = None,
 ) -> RestoreResult:
-    """Restore the backup at ``archive_path`` into ``database`` and its storage root; see the module docstring."""
+    """Restore the backup at ``archive_path`` into ``database`` and its storage root; see the module docstring.
+    ``status``, if given, follows the restore's phase (``RestoreStatus``)."""
     started = time.perf_counter()
     path = Path(archive_path)
+    status = status if status is not None else RestoreStatus()
     target = database.url.render_as_string(hide_password=True)
     destination = destination_for(database)
+    status.follow(target, destination)
     try:
         manifest, rows, replaced = _restore_verified(database, destination, path, yes=yes, confirm=confirm,
-                                                     progress=progress, limits=limits)
+                                                     progress=progress, limits=limits, status=status)
     except KeyboardInterrupt as stop:
-        stop.add_note(f"restore interrupted: {target} {_state(destination)}")
+        stop.add_note(status.interruption())
         raise
+    status.phase = RestorePhase.SWAPPED
     return RestoreResult(
         target=target, archive=path, manifest=manifest, rows=rows, blobs=manifest.blob_count,
         replaced=replaced, revision=runner.current_revision(database), seconds=time.perf_counter() - started,
@@ -118,7 +163,7 @@ def restore_backup(
 
 
 def _restore_verified(database: Database, destination: Destination, path: Path, *, yes: bool,
-                      confirm: Confirm | None, progress: Progress, limits: Limits
+                      confirm: Confirm | None, progress: Progress, limits: Limits, status: RestoreStatus
                       ) -> tuple[Manifest, dict[str, int], bool]:
     target = database.url.render_as_string(hide_password=True)
     existing = destination.app_tables()
@@ -135,6 +180,7 @@ def _restore_verified(database: Database, destination: Destination, path: Path, 
                                                    exists=bool(existing) or destination.exists())
         leftovers.remove(database, leftovers.restore_leftovers(database))
         check_free_space(_space_needed(destination, verified, storage))
+        status.phase = RestorePhase.STAGING
         try:
             rows = _restore(destination, verified, storage, identity, progress)
         except (ConfirmationRequired, DiskFull) as failure:
@@ -159,9 +205,7 @@ def verify_backup(archive_path: str | os.PathLike[str], *, progress: Progress = 
 
 
 def _state(destination: Destination) -> str:
-    if destination.swapped:
-        return "holds the restored data"
-    return "still holds its previous data"
+    return _HOLDS_NEW if destination.swapped else _HOLDS_OLD
 
 
 def _failed(target: str, destination: Destination, failure: Exception) -> DatabaseError:
@@ -242,4 +286,4 @@ def _restore(destination: Destination, verified: VerifiedArchive, storage: Local
 
 
 
-__all__ = ["Confirm", "RestoreResult", "restore_backup", "verify_backup"]
+__all__ = ["Confirm", "RestorePhase", "RestoreResult", "RestoreStatus", "restore_backup", "verify_backup"]

@@ -23,6 +23,7 @@ import db.models  # noqa: F401 - registers every model on Base.metadata
 from db import dialects
 from db.backup import leftovers
 from db.backup.disk import disk_full_as_error
+from db.backup.interrupts import interrupts_deferred
 from db.backup.manifest import Manifest, Part
 from db.backup.reader import VerifiedArchive
 from db.backup.sizes import COPY_CHUNK
@@ -77,7 +78,7 @@ class Staging(Protocol):
 
 class Destination(Protocol):
     database: Database
-    swapped: bool  # the new data is live (set by the swap the moment it happens)
+    swapped: bool  # the new data is live (set by the swap as it commits, Ctrl-C held back in between)
 
     def exists(self) -> bool:
         """Whether the target database exists already (a missing SQLite file is not created to find out)."""
@@ -192,8 +193,9 @@ class _SqliteStaging(_CommittedStaging):
 
     def swap(self, tables: Sequence[str], advance: Advance) -> None:
         self.close()
-        dialects.swap_sqlite_tables(self.path, self.destination.path, tables, timeout=SWAP_TIMEOUT)
-        self.destination.swapped = True
+        with interrupts_deferred():  # the swap commits inside: Ctrl-C waits until it is recorded
+            dialects.swap_sqlite_tables(self.path, self.destination.path, tables, timeout=SWAP_TIMEOUT)
+            self.destination.swapped = True
         advance(1)
 
     def close(self) -> None:
@@ -274,8 +276,9 @@ class _PostgresqlStaging:
 
     def swap(self, tables: Sequence[str], advance: Advance) -> None:
         dialects.swap_postgresql_schema(self._connection, live=self.live, staging=self.schema, tables=tables)
-        self._transaction.commit()
-        self.destination.swapped = True
+        with interrupts_deferred():  # Ctrl-C waits until the commit is recorded
+            self._transaction.commit()
+            self.destination.swapped = True
         advance(1)
 
 
@@ -331,9 +334,10 @@ class _MariadbStaging(_CommittedStaging):
         self.close()
         live = self.destination.live
         with dialects.mariadb_swap_lock(self._control, live):
-            dialects.rename_mariadb_tables(self._control, live=live, staging=self.staging, replaced=self.replaced,
-                                           tables=tables)
-            self.destination.swapped = True
+            with interrupts_deferred():  # Ctrl-C waits until the rename is recorded
+                dialects.rename_mariadb_tables(self._control, live=live, staging=self.staging,
+                                               replaced=self.replaced, tables=tables)
+                self.destination.swapped = True
             advance(1)
             dialects.finish_mariadb_swap(self._control, live=live, staging=self.staging, replaced=self.replaced)
             advance(1)

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 an expected failure (a bad URL, an unreachable server, a refused value, a failed check);
 2 a usage error (an unknown option, a value outside an option's range, an argument that is not UTF-8); 130 an
-interrupt (Ctrl-C), with one line saying what had been committed and what was rolled back. A failure is one line on
+interrupt (Ctrl-C), with one line saying what had been committed and what was rolled back (or, for a restore, which
+data the target holds). A failure is one line on
 stderr, never a traceback (``DBLAYER_DEBUG=1`` shows it).
 """
 
@@ -18,7 +19,7 @@ import typer
 from rich.markup import escape
 
 from db.cli.common import EXPECTED_FAILURES, describe_failure, error_console
-from db.cli.ledger import Ledger
+from db.cli.ledger import Interrupted, Ledger
 
 app = typer.Typer(
     name="db",
@@ -76,6 +77,9 @@ def _run(args: list[str], prog_name: str, ledger: Ledger) -> int:
         return 1
     except typer.TyperException as usage:  # Click's usage errors: an unknown option, a bad option value
         return _usage(usage)
+    except Interrupted as stop:  # Ctrl-C, and the command said what it left
+        ledger.explained = str(stop)
+        return INTERRUPTED
     except EXPECTED_FAILURES as failure:
         if ledger.at_interrupt is not None:  # a failure while unwinding from Ctrl-C (a connection cut mid-statement)
             return INTERRUPTED

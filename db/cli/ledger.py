@@ -5,7 +5,8 @@ it counts the rows each transaction adds, changes and removes (INSERT, UPDATE, D
 rolled-back savepoint did, and moves a transaction's counts to "committed" when it commits. SIGINT first records the
 ledger as it is at that instant, then raises ``KeyboardInterrupt`` as usual: the units of work roll back on the way
 out, and the line says what had been committed before the interrupt and what the transaction in progress had done
-that is not kept.
+that is not kept. A command that knows better what an interrupt left (``restore``: which data the target holds,
+whatever transactions ran) raises ``Interrupted`` with its own line instead.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ _EVENTS = {  # SQLAlchemy connection event → the Ledger method that handles it
     "rollback": "_on_rollback", "savepoint": "_on_savepoint", "rollback_savepoint": "_on_rollback_savepoint",
     "release_savepoint": "_on_release_savepoint",
 }
+
+
+class Interrupted(Exception):
+    """Raised by a command on Ctrl-C when it can say better than the ledger what was left: its message is the
+    "interrupted:" line (exit 130)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,7 @@ class Ledger:
     committed_transactions: int = 0
     committed: Rows = Rows()
     at_interrupt: Snapshot | None = None
+    explained: str | None = None  # a command's own interrupt line (``Interrupted``), said instead of the counts
     _open: dict[int, _Open] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -168,7 +175,10 @@ class Ledger:
             return Snapshot(self.committed_transactions, replace(self.committed), in_progress, kept_schema)
 
     def interrupt_line(self) -> str:
-        """What was committed before the interrupt, and what was rolled back (the CLI prefixes "interrupted:")."""
+        """What was committed before the interrupt, and what was rolled back (the CLI prefixes "interrupted:"); or
+        the command's own line (``Interrupted``)."""
+        if self.explained is not None:
+            return self.explained
         state = self.at_interrupt or self.snapshot()
         if state.committed_transactions:
             count = state.committed_transactions

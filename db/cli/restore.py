@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from db.backup.manifest import Manifest
 from db.backup.reader import Limits
+from db.backup.restore import RestoreStatus
 from db.backup.sizes import MAX_EXPANSION_RATIO
 from db.cli.app import app
 from db.cli.common import (
@@ -18,15 +18,13 @@ from db.cli.common import (
     UrlOption,
     YesOption,
     console,
-    error_console,
     human_bytes,
     opened,
     progress_bars,
     table,
 )
+from db.cli.ledger import Interrupted
 from db.scripts.restore_db import RestoreResult, restore, verify_backup
-
-INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C
 
 
 def _ask(question: str) -> bool:
@@ -53,7 +51,7 @@ def restore_command(
     """Restore a backup into the database (any engine) and its blobs; asks before replacing existing data.
 
     The old data stays until the new data is complete and verified, then it is replaced in one step: an
-    interrupted restore leaves the old data or the new, never a mix."""
+    interrupted restore leaves the old data or the new, never a mix, and says which."""
     limits = Limits(max_ratio=max_expansion_ratio)
     if verify_only:
         with progress_bars() as progress:
@@ -61,14 +59,14 @@ def restore_command(
         show_manifest(archive, manifest)
         return
     confirm = _ask if sys.stdin.isatty() else None  # non-interactive: only --yes replaces existing data
+    status = RestoreStatus()
     try:
         with opened(url, storage) as database, progress_bars() as progress:
-            result = restore(database, archive, yes=yes, confirm=confirm, progress=progress, limits=limits)
-    except KeyboardInterrupt as stop:
-        for note in getattr(stop, "__notes__", ["restore interrupted"]):
-            error_console().print(f"[bold red]{escape(note)}[/bold red]", soft_wrap=True)
-        raise typer.Exit(INTERRUPTED) from None
-    show_restore(result)
+            result = restore(database, archive, yes=yes, confirm=confirm, progress=progress, limits=limits,
+                             status=status)
+        show_restore(result)
+    except KeyboardInterrupt:  # one line: which data the target holds (the ledger's counts would not say)
+        raise Interrupted(status.interruption()) from None
 
 
 def show_manifest(path: Path, manifest: Manifest) -> None:

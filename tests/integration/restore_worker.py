@@ -10,6 +10,10 @@ exactly there:
   snapshot restored into SQLite is being written as the staging file;
 - ``swap``: the new data is complete, verified and its blobs stored; the swap is about to begin;
 - ``swapped``: MariaDB only: the one ``RENAME TABLE`` has run, its triggers are not created yet;
+- ``committed``: the swap has committed (SQLite's transaction, PostgreSQL's commit, MariaDB's rename) and has not
+  yet been recorded as done: the window Ctrl-C is held back in. The pause ends by itself once the test has created
+  READY_FILE + ``.go`` (a held-back SIGINT cannot end it);
+- ``done``: the restore has returned; the command is about to print its result;
 - ``never``: the restore runs to its end.
 
 The command line is the real one (exit code 130 and a message on Ctrl-C); only its progress bars are replaced.
@@ -20,8 +24,9 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from db.backup import load
 from db.cli import main
@@ -55,6 +60,46 @@ class PausingProgress:
         while True:
             time.sleep(1)
 
+    def wait_for_go(self) -> None:
+        """Pause until the test says go (READY_FILE.go); a SIGINT interrupts the pause unless it is held back."""
+        self.ready.write_text("waiting")
+        go = self.ready.with_name(self.ready.name + ".go")
+        while not go.exists():
+            time.sleep(0.05)
+
+
+def _pause_after(function: Callable[..., Any], pause: Callable[[], None]) -> Callable[..., Any]:
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        result = function(*args, **kwargs)
+        pause()
+        return result
+
+    return paused
+
+
+def _pause_once_committed(pause: Callable[[], None]) -> None:
+    """Pause right after each engine's swap commits, before the restore records it (see ``committed``)."""
+    from sqlalchemy.engine import RootTransaction
+
+    from db import dialects
+
+    dialects.swap_sqlite_tables = _pause_after(dialects.swap_sqlite_tables, pause)  # type: ignore[assignment]
+    dialects.rename_mariadb_tables = _pause_after(dialects.rename_mariadb_tables, pause)  # type: ignore[assignment]
+    swapping: list[bool] = []
+
+    def schema_moved(*args: Any, **kwargs: Any) -> None:
+        real_swap(*args, **kwargs)
+        swapping.append(True)
+
+    def commit(transaction: RootTransaction) -> None:
+        real_commit(transaction)
+        if swapping:
+            pause()
+
+    real_swap, real_commit = dialects.swap_postgresql_schema, RootTransaction.commit
+    dialects.swap_postgresql_schema = schema_moved  # type: ignore[assignment]
+    RootTransaction.commit = commit  # type: ignore[method-assign]
+
 
 def run(point: str, ready: Path, arguments: list[str]) -> int:
     import db.cli.restore as command  # patched before the command runs
@@ -66,6 +111,11 @@ def run(point: str, ready: Path, arguments: list[str]) -> int:
         yield PausingProgress(point, ready)
 
     command.progress_bars = bars  # type: ignore[assignment]
+    pausing = PausingProgress(point, ready)
+    if point == "committed":
+        _pause_once_committed(pausing.wait_for_go)
+    if point == "done":
+        command.show_restore = _pause_after(lambda result: None, pausing.wait_for_go)  # type: ignore[assignment]
     return main(arguments)
 
 

@@ -99,6 +99,8 @@ def interrupt_at(point: str, signal_number: int, database: Database, archive: Pa
             pytest.fail(f"the restore never reached {point!r} (exit {child.returncode}): {err[-2000:]}")
         time.sleep(0.05)
     child.send_signal(signal_number)
+    time.sleep(1)  # a SIGINT held back (point "committed") must wait: then the pause ends by itself
+    ready.with_name(ready.name + ".go").touch()
     out, err = child.communicate(timeout=WAIT)
     settle(database)
     return subprocess.CompletedProcess(child.args, child.returncode, out, err)
@@ -163,7 +165,8 @@ def test_an_interrupted_restore_leaves_the_old_data_and_the_next_one_cleans_up(
     assert check(occupied).ok
     if signal_name == "SIGINT":  # Ctrl-C: exit 130, says so, and tidies up after itself
         assert done.returncode == 130, done.stderr
-        assert "restore interrupted" in done.stderr and "still holds its previous data" in done.stderr
+        assert "interrupted: the restore into" in done.stderr and "still holds its previous data" in done.stderr
+        assert "transaction" not in done.stderr  # the ledger's counts (of the staging area) would not say it
         assert "Traceback" not in done.stderr
         assert leftover_states(occupied) == []
     else:  # kill -9: what it staged is recognised as abandoned (PostgreSQL rolls everything back itself)
@@ -179,6 +182,24 @@ def test_an_interrupted_restore_leaves_the_old_data_and_the_next_one_cleans_up(
     restore(occupied, made.path, yes=True)  # ... or with the next restore, which then completes
     assert leftover_states(occupied) == []
     assert_holds(occupied, made.rows)
+    assert check(occupied).ok
+
+
+@pytest.mark.parametrize("point", ["committed", "done"])
+def test_ctrl_c_once_the_swap_has_committed_says_the_target_holds_the_new_data(
+    point: str, engine_name: str, occupied: Database, archives: Callable[[str], Made], tmp_path: Path,
+) -> None:
+    """SIGINT right after the swap's commit (before the restore has recorded it: held back until it has) and after
+    the restore has returned: exit 130, one line saying the target holds the restored data, which it does."""
+    made = archives(engine_name)
+
+    done = interrupt_at(point, signal.SIGINT, occupied, made.path, tmp_path)
+
+    assert done.returncode == 130, done.stderr
+    assert "stopped after its swap had committed" in done.stderr and "holds the restored data" in done.stderr
+    assert "previous data" not in done.stderr and "Traceback" not in done.stderr
+    assert_holds(occupied, made.rows)
+    assert leftover_states(occupied) == []
     assert check(occupied).ok
 
 

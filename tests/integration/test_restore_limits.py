@@ -31,7 +31,7 @@ from db.scripts.backup_db import backup
 from db.scripts.check_db import check
 from db.scripts.restore_db import restore, verify_backup
 from db.storage import LocalStorage
-from tests.bombs import one_line_bomb, table_bomb
+from tests.bombs import huge_extended_header, member_flood, one_line_bomb, table_bomb
 from tests.conftest import TestDatabases
 from tests.integration.test_backup_restore import PASSWORD, all_rows, populate, repack, settings_for
 
@@ -96,6 +96,21 @@ def test_memory_stays_flat_while_a_bomb_is_decompressed(tmp_path: Path) -> None:
         assert refusal in stderr and "Traceback" not in stderr
         assert peak < PEAK_RSS_BOUND, f"peak RSS {peak / 2**20:.0f} MiB restoring {bomb.name}"
     assert not (tmp_path / "new").exists()
+
+
+HEADER_GROWTH_BOUND = 100 << 20  # over a refused tiny archive; tarfile alone: +1.2 GB and +235 MB
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_on_a_huge_pax_header_and_a_flood_of_members(tmp_path: Path) -> None:
+    """A 400 MB PAX header (refused before it is read) and 300,000 empty blob members without a manifest (walked,
+    none kept): `restore --verify-only` refuses both in one line, its peak RSS no higher than for a tiny archive."""
+    baseline, _ = peak_rss_of_restore(str(member_flood(tmp_path / "tiny.tar", 1)), "--verify-only")
+    for bomb, refusal in ((huge_extended_header(tmp_path / "pax.tar", 400_000_000), "extended tar header"),
+                          (member_flood(tmp_path / "flood.tar", 300_000), "the manifest is missing")):
+        peak, stderr = peak_rss_of_restore(str(bomb), "--verify-only")
+        assert refusal in stderr and "Traceback" not in stderr, stderr
+        assert peak - baseline < HEADER_GROWTH_BOUND, f"peak RSS +{(peak - baseline) / 2**20:.0f} MiB on {bomb.name}"
 
 
 # --- SQLite snapshots whose manifest lies ----------------------------------------------------------------------
