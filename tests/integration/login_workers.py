@@ -42,7 +42,7 @@ def login(url: str, email: str, password: str, role: str, sync: dict[str, Any],
     database = Database(url, settings=settings)
     try:
         if role == "free":
-            sync["start"].wait()
+            sync["start"].wait(120)
         if role == "follower":
             sync["verifying"].wait(120)
         with database.unit_of_work() as uow:

@@ -278,7 +278,7 @@ def test_concurrent_appends_leave_one_unbroken_chain(audit_db: Database) -> None
 
     def write(n: int) -> None:
         try:
-            start.wait()
+            start.wait(120)
             for i in range(each):
                 audit_db.run_in_transaction(
                     lambda uow, i=i: audit_log.record_event(uow.session, "ping", data={"writer": n, "i": i}),

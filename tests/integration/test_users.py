@@ -796,7 +796,7 @@ def run_together(fn: Callable[[Any], Any], arguments: list[Any]) -> list[Any]:
     start = threading.Barrier(len(arguments))
 
     def call(argument: Any) -> Any:
-        start.wait()
+        start.wait(120)
         try:
             return fn(argument)
         except (Conflict, TokenError) as error:

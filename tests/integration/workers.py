@@ -19,7 +19,7 @@ class GadgetRepository(BaseRepository[Gadget]):
 def increment(url: str, counter_id: str, times: int, start: Any) -> int:
     """Read-modify-write ``times`` increments, each in its own retried transaction; returns the retries."""
     database = Database(url, attempts=50)
-    start.wait()
+    start.wait(120)
 
     def bump(uow: UnitOfWork) -> None:
         counters = uow.repository(CounterRepository)
@@ -35,7 +35,7 @@ def increment(url: str, counter_id: str, times: int, start: Any) -> int:
 
 def get_or_create(url: str, owner: str, start: Any) -> tuple[str, bool]:
     database = Database(url, attempts=20)
-    start.wait()
+    start.wait(120)
 
     def work(uow: UnitOfWork) -> tuple[str, bool]:
         gadget, created = uow.repository(GadgetRepository).get_or_create(owner=owner, code="k", defaults={"hits": 1})
@@ -48,7 +48,7 @@ def get_or_create(url: str, owner: str, start: Any) -> tuple[str, bool]:
 
 def upsert(url: str, owner: str, label: str, start: Any) -> str:
     database = Database(url, attempts=20)
-    start.wait()
+    start.wait(120)
 
     def work(uow: UnitOfWork) -> str:
         return str(uow.repository(GadgetRepository).upsert({"owner": owner, "code": "k", "label": label},
