@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from db import BaseRepository, Conflict, Database, UnitOfWork, ValidationError, dialects
 from db import audit as audit_log
 from db.models.log_audit import AuditEntry
+from db.scripts.create_db import create_database
+from db.settings import Settings
 from tests.conftest import TestDatabases
 from tests.models import Note, TestBase
 
@@ -40,25 +42,23 @@ def changes(entry: AuditEntry) -> Any:
 # --- change capture ----------------------------------------------------------------------------------------
 
 
-def test_an_applications_own_session_is_not_audited_and_the_layers_sessions_are(database: Database) -> None:
-    """The change hook belongs to the layer's session factory, not to SQLAlchemy's Session class (no global hook)."""
-    def recorded(session: Session, note: Note) -> int:
-        query = select(func.count()).select_from(AuditEntry).where(AuditEntry.entity_id == str(note.id))
-        return int(session.scalar(query) or 0)
-
-    with database.session() as layer:
-        # An application's own session, in a savepoint of the same transaction (closing it rolls that back).
-        own = Session(bind=layer.connection(), join_transaction_mode="create_savepoint")
-        outside = Note(title="outside the layer", body="")
-        own.add(outside)
-        own.flush()
-        inside = Note(title="inside the layer", body="")
-        layer.add(inside)
-        layer.flush()
-        counts = recorded(layer, outside), recorded(layer, inside)
-        own.close()
-        layer.rollback()
-    assert counts == (0, 1)
+def test_an_applications_own_session_is_not_audited_and_the_layers_sessions_are(tmp_path: Path) -> None:
+    """The change hook belongs to the layer's session factory, not to SQLAlchemy's Session class (no global hook).
+    (A database of its own: an application's session beside the test's isolated transaction would wait on it.)"""
+    database = Database(f"sqlite:///{tmp_path / 'own.db'}", settings=Settings.for_tests(storage_root=tmp_path))
+    try:
+        create_database(database)
+        TestBase.metadata.create_all(database.engine, tables=[Note.__table__])
+        with Session(database.engine) as own:  # an application's own session
+            own.add(Note(title="outside the layer", body=""))
+            own.commit()
+        with database.unit_of_work() as uow:
+            notes(uow).create(title="inside the layer")
+        with database.unit_of_work() as uow:
+            assert [e.action for e in entries(uow, entity_type="note")] == ["create"]
+            assert uow.session.scalar(select(func.count()).select_from(Note)) == 2
+    finally:
+        database.dispose()
 
 
 def test_create_update_and_delete_are_recorded_with_old_and_new_values(database: Database) -> None:
