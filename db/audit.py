@@ -42,7 +42,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from sqlalchemy import Connection, event, exc, func, insert, inspect, select, update
-from sqlalchemy.orm import Session, UOWTransaction, sessionmaker
+from sqlalchemy.orm import Session, UOWTransaction
 
 from db import dialects
 from db.base import secret_columns
@@ -471,14 +471,10 @@ def redact(model: type[Any], values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: REDACTED if key in secret and value is not None else value for key, value in values.items()}
 
 
-def track_changes(target: Session | sessionmaker[Session]) -> None:
-    """Record the changes of audited models that ``target`` (a session, or every session of a factory) flushes.
-
-    The layer's own sessions (``Database.session()``, ``unit_of_work()``) are tracked; nothing else is: the hook is
-    never put on SQLAlchemy's ``Session`` class, so an application's own sessions are left as they are.
-    """
-    if not event.contains(target, "after_flush", _record_flushed_changes):
-        event.listen(target, "after_flush", _record_flushed_changes)
+class AuditedSession(Session):
+    """The layer's sessions (``Database.session()``, ``unit_of_work()``): they record the changes of audited models
+    they flush. The hook is on this class, registered once, never on SQLAlchemy's ``Session`` class, so an
+    application's own sessions are left as they are."""
 
 
 def _record_flushed_changes(session: Session, _context: UOWTransaction) -> None:
@@ -488,6 +484,9 @@ def _record_flushed_changes(session: Session, _context: UOWTransaction) -> None:
         *(_deleted(obj) for obj in session.deleted if is_audited(type(obj))),
     ]
     append(session, records)
+
+
+event.listen(AuditedSession, "after_flush", _record_flushed_changes)
 
 
 @event.listens_for(Audited, "mapper_configured", propagate=True)

@@ -101,10 +101,9 @@ def _own(session: Session) -> Iterator[Session]:
 @contextlib.contextmanager
 def _beside(session: Session, engine: Engine) -> Iterator[Session]:
     info = {key: session.info[key] for key in ("actor", "context", "settings") if key in session.info}
-    with Session(bind=engine, expire_on_commit=False, info=info) as side, side.begin():
-        audit.track_changes(side)
-        with dialects.dialect_of(engine).bounded_lock_wait(side.connection(), BESIDE_LOCK_WAIT):
-            yield side
+    side = audit.AuditedSession(bind=engine, expire_on_commit=False, info=info)
+    with side, side.begin(), dialects.dialect_of(engine).bounded_lock_wait(side.connection(), BESIDE_LOCK_WAIT):
+        yield side
 
 
 def autonomous_write(session: Session, write: Write) -> None:

@@ -114,13 +114,10 @@ class Database(Generic[UoW_co]):
     @cached_property
     def _sessions(self) -> sessionmaker[Session]:
         if self._bound_connection is not None:
-            factory = sessionmaker(
-                bind=self._bound_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-            )
-        else:
-            factory = sessionmaker(bind=self.engine, expire_on_commit=False)
-        audit.track_changes(factory)  # this layer's sessions only: an application's own are left alone
-        return factory
+            return sessionmaker(bind=self._bound_connection, class_=audit.AuditedSession,
+                                join_transaction_mode="create_savepoint", expire_on_commit=False)
+        # this layer's sessions record audited changes; an application's own are left alone
+        return sessionmaker(bind=self.engine, class_=audit.AuditedSession, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
