@@ -204,10 +204,12 @@ def _head_problem(connection: Connection, head: _Head) -> str | None:
     if head.seq <= 0:
         return _genesis_problem(connection, head)
     entries: Any = AuditEntry.__table__
-    last = connection.execute(select(entries.c.hash, entries.c.key_id).where(entries.c.seq == head.seq)).first()
+    # The latest committed rows, as the locked head is (a REPEATABLE READ snapshot may predate the entry at its seq).
+    latest = dialects.dialect_of(connection).latest_committed
+    last = connection.execute(latest(select(entries.c.hash, entries.c.key_id).where(entries.c.seq == head.seq))).first()
     if last is None:
         checkpoints: Any = AuditCheckpoint.__table__
-        at = connection.scalar(select(checkpoints.c.hash).where(checkpoints.c.up_to_seq == head.seq))
+        at = connection.scalar(latest(select(checkpoints.c.hash).where(checkpoints.c.up_to_seq == head.seq)))
         return None if at is not None and at == head.hash else f"no entry holds the chain head's seq ({head.seq})"
     if last.hash != head.hash:
         return f"the chain head's hash is not that of the entry at its seq ({head.seq})"
