@@ -9,7 +9,6 @@ guards are in ``audit_sql``. Code outside this package never asks which engine i
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
 from pathlib import Path
 
 from sqlalchemy import exc
@@ -31,20 +30,16 @@ __all__ = [
     "EXCLUDED",
     "HEAD_KEPT_TRIGGER",
     # kept while the restore scripts and the migration environment move to the engine classes
-    "MARIADB_RESTORE_STATE",
     "RESTORE_TOKEN",
     "SEQ_GUARD_TRIGGERS",
     "Dialect",
-    "append_only_ddl",
     "backend_name",
     "begin_postgresql_staging",
     "create_mariadb_staging",
     "dialect_named",
     "dialect_of",
     "domain_error",
-    "drop_append_only_ddl",
     "drop_mariadb_restore_databases",
-    "drop_seq_guard_ddl",
     "finish_mariadb_swap",
     "is_audit_seq_clash",
     "is_disk_full",
@@ -53,11 +48,8 @@ __all__ = [
     "mariadb_restore_tokens",
     "mariadb_swap_done",
     "mariadb_swap_lock",
-    "mariadb_swap_started",
-    "missing_sqlite_append_only_triggers",
     "rename_mariadb_tables",
     "resolve_url",
-    "seq_guard_ddl",
     "sqlite_companions",
     "sqlite_foreign_key_problems",
     "sqlite_integrity_problems",
@@ -95,9 +87,6 @@ def resolve_url(url: str | URL | None) -> URL:
 
 # --- names kept while the restore scripts and the migration environment move to the engine classes ---------------
 from db.dialects.mariadb import (  # noqa: E402
-    RESTORE_STATE as MARIADB_RESTORE_STATE,
-)
-from db.dialects.mariadb import (  # noqa: E402
     create_staging as create_mariadb_staging,
 )
 from db.dialects.mariadb import (  # noqa: E402
@@ -121,31 +110,12 @@ from db.dialects.mariadb import (  # noqa: E402
 from db.dialects.mariadb import (  # noqa: E402
     swap_lock as mariadb_swap_lock,
 )
-from db.dialects.mariadb import (  # noqa: E402
-    swap_started as mariadb_swap_started,
-)
 from db.dialects.postgresql import begin_staging as begin_postgresql_staging  # noqa: E402
 from db.dialects.postgresql import swap_schema as swap_postgresql_schema  # noqa: E402
 from db.dialects.sqlite import companions as sqlite_companions  # noqa: E402
 from db.dialects.sqlite import staging_files as sqlite_staging_files  # noqa: E402
 from db.dialects.sqlite import staging_path as sqlite_staging_path  # noqa: E402
 from db.dialects.sqlite import swap_tables as swap_sqlite_tables  # noqa: E402
-
-
-def append_only_ddl(backend: str) -> list[str]:
-    return dialect_named(backend).append_only_ddl()
-
-
-def drop_append_only_ddl(backend: str) -> list[str]:
-    return dialect_named(backend).drop_append_only_ddl()
-
-
-def seq_guard_ddl(backend: str) -> list[str]:
-    return dialect_named(backend).seq_guard_ddl()
-
-
-def drop_seq_guard_ddl(backend: str) -> list[str]:
-    return dialect_named(backend).drop_seq_guard_ddl()
 
 
 def sqlite_integrity_problems(connection: Connection) -> list[str]:
@@ -155,6 +125,3 @@ def sqlite_integrity_problems(connection: Connection) -> list[str]:
 def sqlite_foreign_key_problems(connection: Connection) -> list[str]:
     return dialect_named("sqlite").foreign_key_problems(connection) or []
 
-
-def missing_sqlite_append_only_triggers(connection: Connection, applied: Collection[str] | None = None) -> list[str]:
-    return dialect_named("sqlite").missing_trigger_ddl(connection, applied)
