@@ -20,28 +20,28 @@ from sqlalchemy.orm import exc as orm_exc
 from typing_extensions import TypeVar as DefaultedTypeVar
 
 from db import audit, dialects, errors
-from db.repositories.base_repository import BaseRepository
 from db.settings import Settings
 
 T = TypeVar("T")
-RepoT = TypeVar("RepoT", bound=BaseRepository[Any])
+BuiltT = TypeVar("BuiltT")
 UoW_co = DefaultedTypeVar("UoW_co", bound="UnitOfWork", covariant=True, default="UnitOfWork")
 
 DEFAULT_ATTEMPTS = 5
 
 
 class UnitOfWork:
-    """One session, one transaction, and the repositories that share them.
+    """One session, one transaction, and the repositories and services that share them.
 
-    ``uow.repository(SomeRepository)`` is the one way to reach a repository: built on first use from the unit of
-    work's session, one instance per class per unit of work. (The layer's own unit of work, ``db.UnitOfWork``, also
-    names its services: ``uow.users`` and so on.) ``actor`` and ``context`` (IP address, user agent, request id)
-    describe who acts and from where, for the audit trail.
+    ``uow.repository(SomeRepository)`` is the one way to reach a repository, or a service (anything built from the
+    session alone, such as a ``db.services.Service``): built on first use from the unit of work's session, one
+    instance per class per unit of work. (The layer's own unit of work, ``db.UnitOfWork``, names its services as
+    attributes built the same way: ``uow.users`` and so on.) ``actor`` and ``context`` (IP address, user agent,
+    request id) describe who acts and from where, for the audit trail.
     """
 
     def __init__(self, session: Session, *, actor: Any = None, settings: Settings | None = None) -> None:
         self.session = session
-        self._built: dict[type[BaseRepository[Any]], BaseRepository[Any]] = {}
+        self._built: dict[Callable[[Session], Any], Any] = {}
         # Repositories and the audit hooks read these from the session: they are built from the session alone.
         session.info["actor"] = actor
         session.info["context"] = {}
@@ -61,11 +61,11 @@ class UnitOfWork:
     def settings(self) -> Settings:
         return self.session.info["settings"]  # type: ignore[no-any-return]
 
-    def repository(self, repository_class: type[RepoT]) -> RepoT:
-        """The unit of work's instance of ``repository_class``, created on first use."""
-        if repository_class not in self._built:
-            self._built[repository_class] = repository_class(self.session)
-        return self._built[repository_class]  # type: ignore[return-value]
+    def repository(self, kind: Callable[[Session], BuiltT]) -> BuiltT:
+        """The unit of work's instance of ``kind`` (a repository or service class), created on first use."""
+        if kind not in self._built:
+            self._built[kind] = kind(self.session)
+        return self._built[kind]  # type: ignore[no-any-return]
 
     def flush(self) -> None:
         self.session.flush()

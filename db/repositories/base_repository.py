@@ -30,7 +30,7 @@ from db.errors import Conflict, DatabaseError, StaleVersion, ValidationError
 from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
 from db.repositories.bulk import BulkInserter, batched
-from db.repositories.rules import Listing, Page, RepositoryRules, build_policy
+from db.repositories.rules import Listing, Page, RepositoryRules, build_policy, get_or_create
 from db.settings import Settings
 
 ModelT = TypeVar("ModelT")
@@ -55,7 +55,10 @@ def translated(method: F) -> F:
     return cast(F, wrapper)
 
 
-class BaseRepository(RepositoryRules[ModelT]):
+class ReadRepository(RepositoryRules[ModelT]):
+    """Reads of ``model``: get, filter, sort, count and page. The base of a repository whose entity is written
+    only through the operations it defines itself (the audit log, stored files)."""
+
     """Generic repository over ``model``; see the module docstring (the rules it shares live in ``rules``)."""
 
     def __init__(self, session: Session) -> None:
@@ -67,6 +70,121 @@ class BaseRepository(RepositoryRules[ModelT]):
     def settings(self) -> Settings:
         """The unit of work's settings (defaults when the repository is used on a bare session)."""
         return self.session.info.get("settings") or Settings()
+
+    # --- read ------------------------------------------------------------------------------------------------
+
+    @translated
+    def get_by_id(self, ident: Any, *, include_deleted: bool = False, for_update: bool = False) -> ModelT | None:
+        """The row with this primary key, or None. ``for_update`` locks it until the transaction ends."""
+        key = self._coerce_id(ident)
+        instance = self.session.get(self.model, key, with_for_update=True if for_update else None)
+        if instance is None or (not include_deleted and self._is_deleted(instance)):
+            return None
+        return instance  # type: ignore[no-any-return]
+
+    @translated
+    def get_many(self, ids: Iterable[Any], *, include_deleted: bool = False) -> list[ModelT]:
+        """The rows with these primary keys, in the order asked, skipping the missing ones."""
+        keys = list(dict.fromkeys(self._coerce_id(ident) for ident in ids))
+        found = self._load_in_order(keys)
+        return [item for item in found if include_deleted or not self._is_deleted(item)]
+
+    def _load_in_order(self, keys: Sequence[Any]) -> list[ModelT]:
+        by_key: dict[Any, ModelT] = {}
+        for chunk in batched(keys, 5_000):
+            statement = select(self.model).where(self._pk.in_(chunk))
+            by_key.update((self._pk_of(item), item) for item in self.session.scalars(statement))
+        return [by_key[key] for key in keys if key in by_key]
+
+    @translated
+    def exists(self, **filters: Any) -> bool:
+        statement = select(self._pk).where(*self._where(filters, include_deleted=False))
+        return bool(self.session.scalar(select(sql_exists(statement))))
+
+    @translated
+    def count(self, filters: Mapping[str, Any] | None = None, *, include_deleted: bool = False) -> int:
+        statement = select(func.count()).select_from(self.model).where(*self._where(filters, include_deleted))
+        return int(self.session.scalar(statement) or 0)
+
+    list = translated(RepositoryRules.list)  # written once in RepositoryRules, translated here like the rest
+    page = translated(RepositoryRules.page)
+
+    def _listed(self, listing: Listing, limit: int | None, offset: int) -> builtins.list[ModelT]:
+        criteria = self._where(listing.filters, listing.include_deleted)
+        statement = self._ordered(select(self.model).where(*criteria), listing.keys)
+        if limit is not None:
+            statement = statement.limit(limit)
+        if offset:
+            statement = statement.offset(offset)
+        return builtins.list(self.session.scalars(statement))
+
+    def _paged(self, listing: Listing, after: str | None, limit: int) -> builtins.list[ModelT]:
+        keys = listing.keys
+        criteria = self._where(listing.filters, listing.include_deleted)
+        if after is not None:
+            criteria.append(self._after(keys, qs.decode_cursor(self.policy(), keys, after)))
+        statement = self._ordered(select(self.model).where(*criteria), keys).limit(limit)
+        # The cursor is built from the loaded objects: they must hold the database's values, not stale ones.
+        statement = statement.execution_options(populate_existing=True)
+        return builtins.list(self.session.scalars(statement))
+
+    def _find(self, match: Mapping[str, Any], *, locking: bool) -> ModelT | None:
+        statement = select(self.model).where(*(self._column(k) == v for k, v in match.items()))
+        if self._soft:
+            statement = statement.where(self.model.__table__.c.deleted_at.is_(None))
+        if locking:
+            statement = statement.with_for_update(read=True).execution_options(populate_existing=True)
+        return self.session.scalars(statement.limit(1)).first()
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+
+    def _column(self, key: str) -> Any:
+        return self.model.__table__.c[key]
+
+    def _where(self, filters: Mapping[str, Any] | None, include_deleted: bool) -> builtins.list[ColumnElement[bool]]:
+        criteria = [self._sql(condition) for condition in qs.parse_filters(self.policy(), filters)]
+        if self._soft and not include_deleted:
+            criteria.append(self.model.__table__.c.deleted_at.is_(None))
+        return criteria
+
+    def _sql(self, condition: qs.Condition) -> ColumnElement[bool]:
+        column = self._column(condition.field)
+        op, value = condition.op, condition.value
+        if op == "isnull":
+            return column.is_(None) if value else column.is_not(None)  # type: ignore[no-any-return]
+        if op in ("in", "not_in"):
+            if not value:
+                return false() if op == "in" else true()
+            return column.in_(value) if op == "in" else column.not_in(value)  # type: ignore[no-any-return]
+        if op == "between":
+            return column.between(*value)  # type: ignore[no-any-return]
+        if op in ("contains", "startswith"):  # case-insensitive for A-Z only, on every engine (query_spec)
+            return self._dialect.ascii_insensitive_match(column, op, qs.ascii_fold(value))
+        return _COMPARISONS[op](column, value)
+
+    @property
+    def _dialect(self) -> dialects.Dialect:
+        return dialects.dialect_of(self.session)
+
+    def _ordered(self, statement: Select[Any], keys: Sequence[qs.SortKey]) -> Select[Any]:
+        return statement.order_by(
+            *(self._dialect.nulls_smallest(self._column(k.field), descending=k.descending)
+              for k in keys)
+        )
+
+    def _after(self, keys: Sequence[qs.SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
+        """Rows strictly after ``values`` in the order ``keys``, with NULL as the smallest value."""
+        alternatives = []
+        for position, key in enumerate(keys):
+            equal = [_same(self._column(k.field), v) for k, v in zip(keys[:position], values, strict=False)]
+            alternatives.append(and_(*equal, _beyond(self._column(key.field), values[position], key.descending)))
+        return and_(_at_or_beyond(self._column(keys[0].field), values[0], keys[0].descending), or_(*alternatives))
+
+
+
+
+class WriteRepository(ReadRepository[ModelT]):
+    """Reads plus create, update and delete, one row or many, with the entity's rules checked."""
 
     # --- create ----------------------------------------------------------------------------------------------
 
@@ -135,63 +253,6 @@ class BaseRepository(RepositoryRules[ModelT]):
         if isinstance(raw, str) and len(raw) == 32 and self._pk.type.python_type is uuid.UUID:
             return str(uuid.UUID(hex=raw))
         return str(raw)
-
-    # --- read ------------------------------------------------------------------------------------------------
-
-    @translated
-    def get_by_id(self, ident: Any, *, include_deleted: bool = False, for_update: bool = False) -> ModelT | None:
-        """The row with this primary key, or None. ``for_update`` locks it until the transaction ends."""
-        key = self._coerce_id(ident)
-        instance = self.session.get(self.model, key, with_for_update=True if for_update else None)
-        if instance is None or (not include_deleted and self._is_deleted(instance)):
-            return None
-        return instance  # type: ignore[no-any-return]
-
-    @translated
-    def get_many(self, ids: Iterable[Any], *, include_deleted: bool = False) -> list[ModelT]:
-        """The rows with these primary keys, in the order asked, skipping the missing ones."""
-        keys = list(dict.fromkeys(self._coerce_id(ident) for ident in ids))
-        found = self._load_in_order(keys)
-        return [item for item in found if include_deleted or not self._is_deleted(item)]
-
-    def _load_in_order(self, keys: Sequence[Any]) -> list[ModelT]:
-        by_key: dict[Any, ModelT] = {}
-        for chunk in batched(keys, 5_000):
-            statement = select(self.model).where(self._pk.in_(chunk))
-            by_key.update((self._pk_of(item), item) for item in self.session.scalars(statement))
-        return [by_key[key] for key in keys if key in by_key]
-
-    @translated
-    def exists(self, **filters: Any) -> bool:
-        statement = select(self._pk).where(*self._where(filters, include_deleted=False))
-        return bool(self.session.scalar(select(sql_exists(statement))))
-
-    @translated
-    def count(self, filters: Mapping[str, Any] | None = None, *, include_deleted: bool = False) -> int:
-        statement = select(func.count()).select_from(self.model).where(*self._where(filters, include_deleted))
-        return int(self.session.scalar(statement) or 0)
-
-    list = translated(RepositoryRules.list)  # written once in RepositoryRules, translated here like the rest
-    page = translated(RepositoryRules.page)
-
-    def _listed(self, listing: Listing, limit: int | None, offset: int) -> builtins.list[ModelT]:
-        criteria = self._where(listing.filters, listing.include_deleted)
-        statement = self._ordered(select(self.model).where(*criteria), listing.keys)
-        if limit is not None:
-            statement = statement.limit(limit)
-        if offset:
-            statement = statement.offset(offset)
-        return builtins.list(self.session.scalars(statement))
-
-    def _paged(self, listing: Listing, after: str | None, limit: int) -> builtins.list[ModelT]:
-        keys = listing.keys
-        criteria = self._where(listing.filters, listing.include_deleted)
-        if after is not None:
-            criteria.append(self._after(keys, qs.decode_cursor(self.policy(), keys, after)))
-        statement = self._ordered(select(self.model).where(*criteria), keys).limit(limit)
-        # The cursor is built from the loaded objects: they must hold the database's values, not stale ones.
-        statement = statement.execution_options(populate_existing=True)
-        return builtins.list(self.session.scalars(statement))
 
     # --- update ----------------------------------------------------------------------------------------------
 
@@ -281,6 +342,11 @@ class BaseRepository(RepositoryRules[ModelT]):
                 return self._audited_bulk(criteria, "delete_many", {"hard": True}, statement_for)
             return _rowcount(self.session.execute(statement_for(and_(*criteria))))
 
+
+
+class BaseRepository(WriteRepository[ModelT]):
+    """The whole generic repository: ``WriteRepository`` plus ``upsert`` and ``get_or_create``."""
+
     # --- upsert ----------------------------------------------------------------------------------------------
 
     @translated
@@ -349,59 +415,8 @@ class BaseRepository(RepositoryRules[ModelT]):
         savepoint, and it then reads the winner's row with a locking read (which sees the latest committed
         version even under MariaDB's REPEATABLE READ).
         """
-        return self._get_or_create(defaults, match)
+        return get_or_create(self, defaults, match)
 
-    def _find(self, match: Mapping[str, Any], *, locking: bool) -> ModelT | None:
-        statement = select(self.model).where(*(self._column(k) == v for k, v in match.items()))
-        if self._soft:
-            statement = statement.where(self.model.__table__.c.deleted_at.is_(None))
-        if locking:
-            statement = statement.with_for_update(read=True).execution_options(populate_existing=True)
-        return self.session.scalars(statement.limit(1)).first()
-
-    # --- helpers ---------------------------------------------------------------------------------------------
-
-    def _column(self, key: str) -> Any:
-        return self.model.__table__.c[key]
-
-    def _where(self, filters: Mapping[str, Any] | None, include_deleted: bool) -> builtins.list[ColumnElement[bool]]:
-        criteria = [self._sql(condition) for condition in qs.parse_filters(self.policy(), filters)]
-        if self._soft and not include_deleted:
-            criteria.append(self.model.__table__.c.deleted_at.is_(None))
-        return criteria
-
-    def _sql(self, condition: qs.Condition) -> ColumnElement[bool]:
-        column = self._column(condition.field)
-        op, value = condition.op, condition.value
-        if op == "isnull":
-            return column.is_(None) if value else column.is_not(None)  # type: ignore[no-any-return]
-        if op in ("in", "not_in"):
-            if not value:
-                return false() if op == "in" else true()
-            return column.in_(value) if op == "in" else column.not_in(value)  # type: ignore[no-any-return]
-        if op == "between":
-            return column.between(*value)  # type: ignore[no-any-return]
-        if op in ("contains", "startswith"):  # case-insensitive for A-Z only, on every engine (query_spec)
-            return self._dialect.ascii_insensitive_match(column, op, qs.ascii_fold(value))
-        return _COMPARISONS[op](column, value)
-
-    @property
-    def _dialect(self) -> dialects.Dialect:
-        return dialects.dialect_of(self.session)
-
-    def _ordered(self, statement: Select[Any], keys: Sequence[qs.SortKey]) -> Select[Any]:
-        return statement.order_by(
-            *(self._dialect.nulls_smallest(self._column(k.field), descending=k.descending)
-              for k in keys)
-        )
-
-    def _after(self, keys: Sequence[qs.SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
-        """Rows strictly after ``values`` in the order ``keys``, with NULL as the smallest value."""
-        alternatives = []
-        for position, key in enumerate(keys):
-            equal = [_same(self._column(k.field), v) for k, v in zip(keys[:position], values, strict=False)]
-            alternatives.append(and_(*equal, _beyond(self._column(key.field), values[position], key.descending)))
-        return and_(_at_or_beyond(self._column(keys[0].field), values[0], keys[0].descending), or_(*alternatives))
 
 
 def _rowcount(result: Any) -> int:
@@ -461,4 +476,4 @@ _COMPARISONS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
 }
 
 
-__all__ = ["BaseRepository", "Page", "build_policy", "translated"]
+__all__ = ["BaseRepository", "Page", "ReadRepository", "WriteRepository", "build_policy", "translated"]

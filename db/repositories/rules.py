@@ -15,7 +15,7 @@ import builtins
 import functools
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 from sqlalchemy import Column, Table
 from sqlalchemy import inspect as sa_inspect
@@ -26,6 +26,7 @@ from db.repositories import query_spec as qs
 from db.repositories import values
 
 ModelT = TypeVar("ModelT")
+ModelT_co = TypeVar("ModelT_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +56,6 @@ class RepositoryRules(Generic[ModelT]):
 
     # --- what each repository provides from its own storage ------------------------------------------------
 
-    def create(self, **fields: Any) -> ModelT:
-        raise NotImplementedError
-
     def get_by_id(self, ident: Any, *, include_deleted: bool = False, for_update: bool = False) -> ModelT | None:
         raise NotImplementedError
 
@@ -70,10 +68,6 @@ class RepositoryRules(Generic[ModelT]):
 
         Filters are checked before the cursor: a call with both wrong is refused for its filters.
         """
-        raise NotImplementedError
-
-    def _find(self, match: Mapping[str, Any], *, locking: bool) -> ModelT | None:
-        """The visible row whose fields equal ``match``; ``locking`` reads it as a locking read would."""
         raise NotImplementedError
 
     # --- configuration -------------------------------------------------------------------------------------
@@ -177,26 +171,6 @@ class RepositoryRules(Generic[ModelT]):
         last = rows[size - 1]
         return Page(rows[:size], qs.encode_cursor(policy, keys, [getattr(last, k.field) for k in keys]))
 
-    def _get_or_create(self, defaults: Mapping[str, Any] | None, match: Mapping[str, Any]) -> tuple[ModelT, bool]:
-        """The visible row matching ``match``, or a new one; a create that loses a race reads the winner's row."""
-        if not match:
-            raise InvalidFilter(f"{self.entity}: get_or_create needs at least one field to match")
-        _check_defaults(self.entity, defaults, match)
-        match = self._coerced(match)  # a malformed value is an InvalidFilter here, as in any filter
-        self._check_writable(match, allow_pk=True)
-        found = self._find(match, locking=False)
-        if found is not None:
-            return found, False
-        try:
-            return self.create(**match, **(defaults or {})), True
-        except Conflict as error:
-            if isinstance(error, StaleVersion):
-                raise
-            found = self._find(match, locking=True)
-            if found is None:
-                raise
-            return found, False
-
     # --- checks ----------------------------------------------------------------------------------------------
 
     def _check_writable(self, fields: Mapping[str, Any], *, allow_pk: bool) -> None:
@@ -272,6 +246,40 @@ class RepositoryRules(Generic[ModelT]):
         keys |= {frozenset(c.key for c in index.columns) for index in table.indexes if index.unique}
         keys |= {frozenset({column.key}) for column in table.columns if column.unique}
         return keys
+
+
+class Creating(Protocol[ModelT_co]):
+    """What ``get_or_create`` needs of a repository (the SQL one and the in-memory fake)."""
+
+    @property
+    def entity(self) -> str: ...
+    def create(self, **fields: Any) -> ModelT_co: ...
+    def _find(self, match: Mapping[str, Any], *, locking: bool) -> ModelT_co | None: ...
+    def _coerced(self, match: Mapping[str, Any]) -> dict[str, Any]: ...
+    def _check_writable(self, fields: Mapping[str, Any], *, allow_pk: bool) -> None: ...
+
+
+def get_or_create(
+    repository: Creating[ModelT], defaults: Mapping[str, Any] | None, match: Mapping[str, Any]
+) -> tuple[ModelT, bool]:
+    """The visible row matching ``match``, or a new one; a create that loses a race reads the winner's row."""
+    if not match:
+        raise InvalidFilter(f"{repository.entity}: get_or_create needs at least one field to match")
+    _check_defaults(repository.entity, defaults, match)
+    match = repository._coerced(match)  # a malformed value is an InvalidFilter here, as in any filter
+    repository._check_writable(match, allow_pk=True)
+    found = repository._find(match, locking=False)
+    if found is not None:
+        return found, False
+    try:
+        return repository.create(**match, **(defaults or {})), True
+    except Conflict as error:
+        if isinstance(error, StaleVersion):
+            raise
+        found = repository._find(match, locking=True)
+        if found is None:
+            raise
+        return found, False
 
 
 def _check_defaults(entity: str, defaults: Any, match: Mapping[str, Any]) -> None:

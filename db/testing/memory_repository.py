@@ -45,7 +45,7 @@ from db.errors import DatabaseError, StaleVersion, ValidationError
 from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
 from db.repositories.bulk import batched
-from db.repositories.rules import Listing, RepositoryRules
+from db.repositories.rules import Listing, RepositoryRules, get_or_create
 from db.testing.memory_store import (
     Changes,
     InMemoryStore,
@@ -360,7 +360,7 @@ class InMemoryRepository(RepositoryRules[ModelT]):
     def get_or_create(self, defaults: Mapping[str, Any] | None = None, **match: Any) -> tuple[ModelT, bool]:
         """The visible row matching ``match`` (None matches NULL), or a new one from ``match`` and ``defaults``."""
         with self.store.lock:
-            return self._get_or_create(defaults, match)
+            return get_or_create(self, defaults, match)
 
     def _find(self, match: Mapping[str, Any], *, locking: bool = False) -> ModelT | None:
         """``locking`` is accepted and has nothing to lock: the store's lock is held around get_or_create."""
