@@ -1,7 +1,8 @@
 """``uow.audit``: read, verify and (by retention only) purge the audit log.
 
 Entries are written by ``db.audit`` (automatically for audited models, and for activity events), never through
-this repository: its generic write methods refuse, and the database refuses UPDATE and DELETE too.
+this repository, which offers reads and the retention purge only (no create, update or delete), and the database
+refuses UPDATE and DELETE too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
 
@@ -22,13 +23,13 @@ from db.audit import ChainReport, ExportedHead
 from db.errors import Conflict, NotFound, ValidationError
 from db.models.base import new_id, utcnow
 from db.models.log_audit import AuditChainHead, AuditCheckpoint, AuditEntry
-from db.repositories.base_repository import BaseRepository, Page, translated
+from db.repositories.base_repository import Page, ReadRepository, translated
 
 DEFAULT_ARCHIVE_DIR = Path(__file__).resolve().parents[1] / "data" / "audit_archive"
 _CHUNK = 5_000
 
 
-class AuditRepository(BaseRepository[AuditEntry]):
+class AuditRepository(ReadRepository[AuditEntry]):
     model = AuditEntry
     filterable = frozenset(
         {"seq", "kind", "action", "entity_type", "entity_id", "actor", "request_id", "ip", "created_at"}
@@ -202,37 +203,6 @@ class AuditRepository(BaseRepository[AuditEntry]):
             },
         )
         return checkpoint
-
-    # --- the log is append-only --------------------------------------------------------------------------------
-
-    def create(self, **fields: Any) -> NoReturn:
-        _append_only()
-
-    def create_many(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _append_only()
-
-    def update(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _append_only()
-
-    def update_many(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _append_only()
-
-    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _append_only()
-
-    def delete_many(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _append_only()
-
-    def upsert(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _append_only()
-
-    def get_or_create(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _append_only()
-
-
-def _append_only() -> NoReturn:
-    message = "the audit log is append-only: entries are recorded by the layer, never edited"
-    raise Conflict(message, entity="audit_entry")
 
 
 def _columns(checkpoint: AuditCheckpoint) -> dict[str, Any]:
