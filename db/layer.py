@@ -14,12 +14,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db import session as core
-from db.repositories.account_repository import AccountRepository
 from db.repositories.admin_repository import AdminRepository
 from db.repositories.audit_repository import AuditRepository
 from db.repositories.file_repository import FileRepository
 from db.repositories.report_repository import ReportRepository
 from db.repositories.user_repository import UserRepository
+from db.services.accounts import AccountService
 
 
 class UnitOfWork(core.UnitOfWork):
@@ -30,8 +30,8 @@ class UnitOfWork(core.UnitOfWork):
         return self.repository(UserRepository)
 
     @property
-    def accounts(self) -> AccountRepository:
-        return self.repository(AccountRepository)
+    def accounts(self) -> AccountService:
+        return self.repository(AccountService)
 
     @property
     def admin(self) -> AdminRepository:

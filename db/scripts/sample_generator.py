@@ -84,13 +84,13 @@ from db.errors import Conflict, DiskFull, ValidationError
 from db.layer import Database
 from db.models.file_blob import FileBlob
 from db.models.file_object import StoredFile
-from db.models.membership import Membership
 from db.models.user import User
 from db.passwords import hasher
 from db.progress import SILENT, Advance, Progress
 from db.repositories.account_repository import AccountRepository
-from db.repositories.base_repository import BaseRepository
+from db.repositories.base_repository import BaseRepository, WriteRepository
 from db.repositories.bulk import batched
+from db.repositories.membership_repository import MembershipRepository
 from db.scripts.create_db import require_head
 from db.storage import LocalStorage
 
@@ -645,10 +645,6 @@ class _Users(BaseRepository[User]):
     model = User
 
 
-class _Memberships(BaseRepository[Membership]):
-    model = Membership
-
-
 class _Blobs(BaseRepository[FileBlob]):
     model = FileBlob
 
@@ -676,7 +672,7 @@ def generate(database: Database, options: GeneratorOptions | None = None, *,
         ("account", counts.accounts,
          lambda advance: _write(database, _account_rows(world), AccountRepository, options, advance)),
         ("membership", counts.memberships,
-         lambda advance: _write(database, _membership_rows(world), _Memberships, options, advance)),
+         lambda advance: _write(database, _membership_rows(world), MembershipRepository, options, advance)),
         ("file_blob", counts.blobs,
          lambda advance: _write(database, _blob_rows(world, storage), _Blobs, options, advance)),
         ("file", counts.files, lambda advance: _write_files(database, world, advance)),
@@ -719,7 +715,7 @@ def _transactions(rows: Iterable[T], size: int) -> Iterator[Iterator[T]]:
         yield itertools.chain((first,), itertools.islice(iterator, size - 1))
 
 
-def _write(database: Database, rows: Iterable[Mapping[str, Any]], repository: type[BaseRepository[Any]],
+def _write(database: Database, rows: Iterable[Mapping[str, Any]], repository: type[WriteRepository[Any]],
            options: GeneratorOptions, advance: Advance) -> None:
     for run in _transactions(rows, options.batch_size):
         with _collector_paused(), database.unit_of_work(actor=GENERATOR_ACTOR) as uow:

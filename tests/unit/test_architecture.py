@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[2] / "db"
 CORE = ("db.errors", "db.settings", "db.base", "db.models.base", "db.models.log_audit", "db.dialects", "db.session",
         "db.repositories.base_repository", "db.repositories.query_spec", "db.repositories.rules",
         "db.repositories.values", "db.repositories.bulk", "db.audit", "db.audit_verify", "db.autonomous",
-        "db.testing", "db.progress")
-CORE_MODULES = ("db.repositories",)  # the package itself, not the entities' repositories in it
+        "db.testing", "db.progress", "db.services.base")
+CORE_MODULES = ("db.repositories", "db.services")  # the packages themselves, not the entities' modules in them
 LAYERS = {"core": 0, "domain": 1, "backup": 2, "scripts": 3, "cli": 4}
 ENGINE_NAMES = frozenset({"sqlite", "postgresql", "postgres", "mysql", "mariadb"})
 
