@@ -32,7 +32,7 @@ from pathlib import Path
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from db import dialects
+from db.dialects import mariadb, sqlite
 from db.errors import DatabaseError
 from db.layer import Database
 
@@ -172,7 +172,7 @@ def _sqlite_leftovers(database: Database) -> list[Leftover]:
         return []
     found = []
     with _directory_lock(target.parent, fcntl.LOCK_EX):
-        for path in dialects.sqlite_staging_files(target):
+        for path in sqlite.staging_files(target):
             with _unless_in_use(path) as free:
                 found.append(Leftover(RESTORE, str(path), ABANDONED if free else IN_USE))
     return found
@@ -180,12 +180,12 @@ def _sqlite_leftovers(database: Database) -> list[Leftover]:
 
 def _remove_sqlite_leftover(database: Database, path: Path) -> bool:
     target = _sqlite_target(database)
-    if target is None or path not in dialects.sqlite_staging_files(target):
+    if target is None or path not in sqlite.staging_files(target):
         return False
     with _directory_lock(path.parent, fcntl.LOCK_EX), _unless_in_use(path) as free:
         if not free:
             return False
-        for companion in dialects.sqlite_companions(path):
+        for companion in sqlite.companions(path):
             companion.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
         return True
@@ -193,11 +193,11 @@ def _remove_sqlite_leftover(database: Database, path: Path) -> bool:
 
 def _mariadb_leftovers(connection: Connection, live: str) -> list[Leftover]:
     found = []
-    for token in dialects.mariadb_restore_tokens(connection, live):
-        staging, replaced = dialects.mariadb_restore_databases(live, token)
+    for token in mariadb.restore_tokens(connection, live):
+        staging, replaced = mariadb.restore_databases(live, token)
         if not _mariadb_lock_free(connection, staging):
             state = IN_USE
-        elif dialects.mariadb_swap_done(connection, live, staging, replaced):
+        elif mariadb.swap_done(connection, live, staging, replaced):
             state = UNFINISHED
         else:
             state = ABANDONED
@@ -223,7 +223,7 @@ def mariadb_restore_lock(connection: Connection, staging: str) -> Iterator[bool]
 def _remove_mariadb_leftover(database: Database, staging: str) -> bool:
     live = str(database.url.database)
     token = staging[-12:]
-    if dialects.mariadb_restore_databases(live, token)[0] != staging:
+    if mariadb.restore_databases(live, token)[0] != staging:
         return False
     with (database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
           mariadb_restore_lock(connection, staging) as taken):
@@ -234,11 +234,11 @@ def _remove_mariadb_leftover(database: Database, staging: str) -> bool:
 
 def settle_mariadb_restore(connection: Connection, live: str, token: str) -> None:
     """Finish an interrupted restore whose rename has run, else drop its databases (the old data is intact)."""
-    staging, replaced = dialects.mariadb_restore_databases(live, token)
-    if dialects.mariadb_swap_done(connection, live, staging, replaced):
-        dialects.finish_mariadb_swap(connection, live=live, staging=staging, replaced=replaced)
+    staging, replaced = mariadb.restore_databases(live, token)
+    if mariadb.swap_done(connection, live, staging, replaced):
+        mariadb.finish_swap(connection, live=live, staging=staging, replaced=replaced)
     else:
-        dialects.drop_mariadb_restore_databases(connection, staging=staging, replaced=replaced)
+        mariadb.drop_restore_databases(connection, staging=staging, replaced=replaced)
 
 
 # --- removal ---------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from db.backup.reader import VerifiedArchive
 from db.backup.sizes import COPY_CHUNK
 from db.backup.sqlite_part import check_snapshot
 from db.base import Base
+from db.dialects import mariadb, postgresql, sqlite
 from db.errors import BackupError
 from db.layer import Database
 from db.progress import Advance
@@ -112,7 +113,7 @@ def _token() -> str:
 
 class SqliteDestination:
     """A new file ``.<name>.restore-<token>`` beside the target, whose tables replace the target's in one
-    transaction of the target (``dialects.swap_sqlite_tables``)."""
+    transaction of the target (``sqlite.swap_tables``)."""
 
     def __init__(self, database: Database) -> None:
         name = database.url.database
@@ -135,7 +136,7 @@ class SqliteDestination:
     def staging(self) -> Iterator[Staging]:
         made = _make_directory(self.path.parent)
         try:
-            path = dialects.sqlite_staging_path(self.path, _token())
+            path = sqlite.staging_path(self.path, _token())
             with leftovers.creating_in(self.path.parent):
                 os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))  # mode as SQLite makes it
                 lock = leftovers.hold(path)
@@ -144,7 +145,7 @@ class SqliteDestination:
                 yield staging
             finally:
                 staging.close()
-                for leftover in (*dialects.sqlite_companions(path), path):
+                for leftover in (*sqlite.companions(path), path):
                     leftover.unlink(missing_ok=True)
                 leftovers.release(lock)
         finally:
@@ -186,15 +187,16 @@ class _SqliteStaging(_CommittedStaging):
 
     def verify(self) -> None:
         with self.connection() as connection:
-            problems = dialects.sqlite_integrity_problems(connection) + dialects.sqlite_foreign_key_problems(
-                connection)
+            dialect = dialects.dialect_of(connection)
+            problems = (dialect.integrity_problems(connection) or []) + (
+                dialect.foreign_key_problems(connection) or [])
         if problems:
             raise BackupError(f"the restored SQLite file fails its checks: {'; '.join(problems[:3])}")
 
     def swap(self, tables: Sequence[str], advance: Advance) -> None:
         self.close()
         with interrupts_deferred():  # the swap commits inside: Ctrl-C waits until it is recorded
-            dialects.swap_sqlite_tables(self.path, self.destination.path, tables, timeout=SWAP_TIMEOUT)
+            sqlite.swap_tables(self.path, self.destination.path, tables, timeout=SWAP_TIMEOUT)
             self.destination.swapped = True
         advance(1)
 
@@ -227,7 +229,7 @@ def _null_pool() -> Any:
 
 class PostgresqlDestination:
     """The whole restore is one transaction: a staging schema, moved in at its end
-    (``dialects.swap_postgresql_schema``). Interrupted, the server rolls all of it back."""
+    (``postgresql.swap_schema``). Interrupted, the server rolls all of it back."""
 
     def __init__(self, database: Database) -> None:
         self.database, self.swapped = database, False
@@ -246,7 +248,7 @@ class PostgresqlDestination:
         with self.database.engine.connect() as connection:
             transaction = connection.begin()
             try:
-                live, schema = dialects.begin_postgresql_staging(connection, _token())
+                live, schema = postgresql.begin_staging(connection, _token())
                 yield _PostgresqlStaging(self, connection, transaction, live, schema)
             finally:
                 if transaction.is_active:
@@ -275,7 +277,7 @@ class _PostgresqlStaging:
         return None
 
     def swap(self, tables: Sequence[str], advance: Advance) -> None:
-        dialects.swap_postgresql_schema(self._connection, live=self.live, staging=self.schema, tables=tables)
+        postgresql.swap_schema(self._connection, live=self.live, staging=self.schema, tables=tables)
         with interrupts_deferred():  # Ctrl-C waits until the commit is recorded
             self._transaction.commit()
             self.destination.swapped = True
@@ -283,7 +285,7 @@ class _PostgresqlStaging:
 
 
 class MariadbDestination:
-    """A staging database, swapped in with one ``RENAME TABLE`` (``dialects.rename_mariadb_tables``), the old
+    """A staging database, swapped in with one ``RENAME TABLE`` (``mariadb.rename_tables``), the old
     tables leaving for a second database; a named lock marks both as in use while the restore runs."""
 
     def __init__(self, database: Database) -> None:
@@ -302,14 +304,14 @@ class MariadbDestination:
     @contextlib.contextmanager
     def staging(self) -> Iterator[Staging]:
         token = _token()
-        staging, replaced = dialects.mariadb_restore_databases(self.live, token)
+        staging, replaced = mariadb.restore_databases(self.live, token)
         with (self.database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as control,
               leftovers.mariadb_restore_lock(control, staging) as taken):
             if not taken:  # pragma: no cover - the token is random
                 raise BackupError(f"another restore uses the staging database {staging}")
             area = _MariadbStaging(self, control, staging, replaced)
             try:
-                dialects.create_mariadb_staging(control, staging)
+                mariadb.create_staging(control, staging)
                 yield area
             finally:
                 area.close()
@@ -333,13 +335,13 @@ class _MariadbStaging(_CommittedStaging):
     def swap(self, tables: Sequence[str], advance: Advance) -> None:
         self.close()
         live = self.destination.live
-        with dialects.mariadb_swap_lock(self._control, live):
+        with mariadb.swap_lock(self._control, live):
             with interrupts_deferred():  # Ctrl-C waits until the rename is recorded
-                dialects.rename_mariadb_tables(self._control, live=live, staging=self.staging,
+                mariadb.rename_tables(self._control, live=live, staging=self.staging,
                                                replaced=self.replaced, tables=tables)
                 self.destination.swapped = True
             advance(1)
-            dialects.finish_mariadb_swap(self._control, live=live, staging=self.staging, replaced=self.replaced)
+            mariadb.finish_swap(self._control, live=live, staging=self.staging, replaced=self.replaced)
             advance(1)
 
     def close(self) -> None:

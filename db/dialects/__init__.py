@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from sqlalchemy import exc
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, make_url
 
 from db import errors
 from db.dialects import mariadb, postgresql, sqlite  # noqa: F401 - importing an engine's module registers it
@@ -83,45 +83,3 @@ def resolve_url(url: str | URL | None) -> URL:
         return dialect_of(parsed).normalized_url(parsed)
     except errors.DatabaseUnavailable:  # an engine this layer does not support: create_engine will say so
         return parsed
-
-
-# --- names kept while the restore scripts and the migration environment move to the engine classes ---------------
-from db.dialects.mariadb import (  # noqa: E402
-    create_staging as create_mariadb_staging,
-)
-from db.dialects.mariadb import (  # noqa: E402
-    drop_restore_databases as drop_mariadb_restore_databases,
-)
-from db.dialects.mariadb import (  # noqa: E402
-    finish_swap as finish_mariadb_swap,
-)
-from db.dialects.mariadb import (  # noqa: E402
-    rename_tables as rename_mariadb_tables,
-)
-from db.dialects.mariadb import (  # noqa: E402
-    restore_databases as mariadb_restore_databases,
-)
-from db.dialects.mariadb import (  # noqa: E402
-    restore_tokens as mariadb_restore_tokens,
-)
-from db.dialects.mariadb import (  # noqa: E402
-    swap_done as mariadb_swap_done,
-)
-from db.dialects.mariadb import (  # noqa: E402
-    swap_lock as mariadb_swap_lock,
-)
-from db.dialects.postgresql import begin_staging as begin_postgresql_staging  # noqa: E402
-from db.dialects.postgresql import swap_schema as swap_postgresql_schema  # noqa: E402
-from db.dialects.sqlite import companions as sqlite_companions  # noqa: E402
-from db.dialects.sqlite import staging_files as sqlite_staging_files  # noqa: E402
-from db.dialects.sqlite import staging_path as sqlite_staging_path  # noqa: E402
-from db.dialects.sqlite import swap_tables as swap_sqlite_tables  # noqa: E402
-
-
-def sqlite_integrity_problems(connection: Connection) -> list[str]:
-    return dialect_named("sqlite").integrity_problems(connection) or []
-
-
-def sqlite_foreign_key_problems(connection: Connection) -> list[str]:
-    return dialect_named("sqlite").foreign_key_problems(connection) or []
-

@@ -81,10 +81,10 @@ def _pause_once_committed(pause: Callable[[], None]) -> None:
     """Pause right after each engine's swap commits, before the restore records it (see ``committed``)."""
     from sqlalchemy.engine import RootTransaction
 
-    from db import dialects
+    from db.dialects import mariadb, postgresql, sqlite
 
-    dialects.swap_sqlite_tables = _pause_after(dialects.swap_sqlite_tables, pause)  # type: ignore[assignment]
-    dialects.rename_mariadb_tables = _pause_after(dialects.rename_mariadb_tables, pause)  # type: ignore[assignment]
+    sqlite.swap_tables = _pause_after(sqlite.swap_tables, pause)  # type: ignore[assignment]
+    mariadb.rename_tables = _pause_after(mariadb.rename_tables, pause)  # type: ignore[assignment]
     swapping: list[bool] = []
 
     def schema_moved(*args: Any, **kwargs: Any) -> None:
@@ -96,8 +96,8 @@ def _pause_once_committed(pause: Callable[[], None]) -> None:
         if swapping:
             pause()
 
-    real_swap, real_commit = dialects.swap_postgresql_schema, RootTransaction.commit
-    dialects.swap_postgresql_schema = schema_moved  # type: ignore[assignment]
+    real_swap, real_commit = postgresql.swap_schema, RootTransaction.commit
+    postgresql.swap_schema = schema_moved  # type: ignore[assignment]
     RootTransaction.commit = commit  # type: ignore[method-assign]
 
 
