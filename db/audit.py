@@ -49,7 +49,7 @@ from db.base import secret_columns
 from db.errors import AuditKeyError, AuditTampered, ValidationError
 from db.models.base import Audited, new_id, utcnow
 from db.models.log_audit import GENESIS_HASH, KEY_ID_LENGTH, AuditChainHead, AuditCheckpoint, AuditEntry
-from db.repositories.bulk import BulkInserter, batched
+from db.repositories.bulk import BATCH_ROWS, BulkInserter, batched
 from db.settings import Settings
 
 REDACTED = "[redacted]"
@@ -333,7 +333,7 @@ class Entry:
     data: Any = None
 
 
-def append_entries(session: Session, entries: Iterable[Entry], *, batch_size: int = 5_000) -> int:
+def append_entries(session: Session, entries: Iterable[Entry], *, batch_size: int = BATCH_ROWS) -> int:
     """Add ``entries`` to the end of the chain in the session's transaction, in batches; returns how many.
 
     The chain is extended exactly as ``append`` would extend it one entry at a time (same ``seq``, ``prev_hash``

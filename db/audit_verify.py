@@ -47,8 +47,9 @@ from sqlalchemy.types import NullType
 from db import audit, dialects
 from db.audit import ChainKey, ChainReport, ExportedHead
 from db.models.log_audit import GENESIS_HASH, AuditChainHead, AuditCheckpoint, AuditEntry
+from db.repositories.bulk import BATCH_ROWS
 
-CHUNK = 5_000
+CHUNK = BATCH_ROWS
 MAX_ARCHIVE_LINE = 64 * 2**20  # the largest entry the layer writes is a bulk entry of 5,000 ids (about 200 KB)
 PURGED = "audit.purged"
 _HEX64 = re.compile(r"[0-9a-f]{64}")

@@ -24,11 +24,12 @@ from db.base import Base
 from db.errors import BackupError
 from db.migrations import runner
 from db.progress import Advance, Progress
+from db.repositories import bulk
 
 if TYPE_CHECKING:
     from db.backup.staging import Staging
 
-BATCH_ROWS = 5_000
+BATCH_ROWS = bulk.BATCH_ROWS
 BATCH_BYTES = 16 << 20
 
 

@@ -35,8 +35,9 @@ from db.base import Base
 from db.errors import BackupError
 from db.layer import Database
 from db.progress import Advance, Progress
+from db.repositories import bulk
 
-BATCH_ROWS = 5_000
+BATCH_ROWS = bulk.BATCH_ROWS
 _SOURCE_MMAP_BYTES = 1 << 40
 
 

@@ -24,9 +24,10 @@ from db.errors import Conflict, NotFound, ValidationError
 from db.models.base import new_id, utcnow
 from db.models.log_audit import AuditChainHead, AuditCheckpoint, AuditEntry
 from db.repositories.base_repository import Page, ReadRepository, translated
+from db.repositories.bulk import BATCH_ROWS
 
 DEFAULT_ARCHIVE_DIR = Path(__file__).resolve().parents[1] / "data" / "audit_archive"
-_CHUNK = 5_000
+_CHUNK = BATCH_ROWS
 
 
 class AuditRepository(ReadRepository[AuditEntry]):

@@ -13,11 +13,9 @@ errors only; bad filters, sort keys, cursors and values are refused before any S
 from __future__ import annotations
 
 import builtins
-import contextlib
 import functools
-import gc
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast, overload
 
 from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select, true, update
@@ -29,7 +27,7 @@ from db import audit, dialects
 from db.errors import Conflict, DatabaseError, StaleVersion, ValidationError
 from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
-from db.repositories.bulk import BulkInserter, batched
+from db.repositories.bulk import BulkInserter, batched, collector_paused
 from db.repositories.rules import Listing, Page, RepositoryRules, build_policy, get_or_create
 from db.settings import Settings
 
@@ -91,7 +89,7 @@ class ReadRepository(RepositoryRules[ModelT]):
 
     def _load_in_order(self, keys: Sequence[Any]) -> list[ModelT]:
         by_key: dict[Any, ModelT] = {}
-        for chunk in batched(keys, 5_000):
+        for chunk in batched(keys):
             statement = select(self.model).where(self._pk.in_(chunk))
             by_key.update((self._pk_of(item), item) for item in self.session.scalars(statement))
         return [by_key[key] for key in keys if key in by_key]
@@ -241,8 +239,8 @@ class WriteRepository(ReadRepository[ModelT]):
         is cheaper than binding thousands of ids, and the hex form needs no conversion to look rows up.
         """
         by_hex: dict[str, ModelT] = {}
-        with _collector_paused():
-            for chunk in batched(sorted(hex_ids), 5_000):
+        with collector_paused():
+            for chunk in batched(sorted(hex_ids)):
                 low, high = uuid.UUID(hex=chunk[0]), uuid.UUID(hex=chunk[-1])
                 statement = select(self.model).where(self._pk >= low, self._pk <= high)
                 by_hex.update((self._pk_of(item).hex, item) for item in self.session.scalars(statement))
@@ -303,7 +301,7 @@ class WriteRepository(ReadRepository[ModelT]):
         """Lock and list the matching ids, change exactly those, and record one entry per chunk of ids."""
         ids = builtins.list(self.session.scalars(select(self._pk).where(*criteria).with_for_update()))
         count = 0
-        for chunk in batched(ids, 5_000):
+        for chunk in batched(ids):
             count += _rowcount(self.session.execute(statement_for(self._pk.in_(chunk))))
             audit.record_bulk(self.session, self.entity, action, chunk, fields)
         return count
@@ -422,23 +420,6 @@ class BaseRepository(WriteRepository[ModelT]):
 def _rowcount(result: Any) -> int:
     """Rows matched by an UPDATE or DELETE (MariaDB too: SQLAlchemy connects with CLIENT.FOUND_ROWS)."""
     return int(result.rowcount)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a large batch of ORM objects is built.
-
-    Each object (instance, state, dict) is a tracked allocation, so building 100,000 of them runs the collector
-    hundreds of times over an ever larger heap: a quarter of the time. Nothing here makes cycles that need it;
-    reference counting still frees everything else at once, and the collector resumes when the block ends.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _same(column: Any, value: Any) -> ColumnElement[bool]:

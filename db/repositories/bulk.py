@@ -11,6 +11,8 @@ Every given value is checked and converted by ``values`` first, as in every othe
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,11 +28,32 @@ from db.errors import ValidationError
 from db.models.base import STATEMENT_DEFAULT, new_id
 from db.repositories import values
 
+BATCH_ROWS = 5_000
+"""Rows per statement, per id list and per chunk everywhere the layer works in batches: large enough that per-statement
+costs vanish, small enough to stay under every engine's bound-parameter limit and to keep memory flat."""
 
-def batched(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+
+def batched(rows: Iterable[Any], size: int = BATCH_ROWS) -> Iterator[list[Any]]:
     iterator = iter(rows)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large batch of rows or ORM objects is built.
+
+    Each row or object allocates a few small tracked containers, so building 100,000 of them runs the collector
+    hundreds of times over an ever larger heap: a quarter of the time. None of them forms a cycle (reference counting
+    frees them at once); the collector resumes, as it was, when the block ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass(slots=True)

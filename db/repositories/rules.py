@@ -24,6 +24,7 @@ from db.base import secret_columns
 from db.errors import Conflict, InvalidFilter, NotFound, StaleVersion, ValidationError
 from db.repositories import query_spec as qs
 from db.repositories import values
+from db.repositories.bulk import BATCH_ROWS
 
 ModelT = TypeVar("ModelT")
 ModelT_co = TypeVar("ModelT_co", covariant=True)
@@ -50,7 +51,7 @@ class RepositoryRules(Generic[ModelT]):
     """Configuration (``model``, ``filterable``, ``sortable``) and the I/O-free rules derived from it."""
 
     model: ClassVar[type[Any]]
-    batch_size: ClassVar[int] = 5_000  # create_many's rows per statement (checked a batch at a time)
+    batch_size: ClassVar[int] = BATCH_ROWS  # create_many's rows per statement (checked a batch at a time)
     filterable: ClassVar[frozenset[str] | None] = None
     sortable: ClassVar[frozenset[str] | None] = None
 

@@ -58,10 +58,8 @@ writes no files and no blobs (a file row must have its bytes).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
-import gc
 import itertools
 import math
 import random
@@ -89,7 +87,7 @@ from db.passwords import hasher
 from db.progress import SILENT, Advance, Progress
 from db.repositories.account_repository import AccountRepository
 from db.repositories.base_repository import BaseRepository, WriteRepository
-from db.repositories.bulk import batched
+from db.repositories.bulk import BATCH_ROWS, batched, collector_paused
 from db.repositories.membership_repository import MembershipRepository
 from db.scripts.create_db import require_head
 from db.storage import LocalStorage
@@ -690,22 +688,7 @@ def generate(database: Database, options: GeneratorOptions | None = None, *,
     return GenerationResult(counts.per_table(), seconds, counts.total, elapsed, options.seed)
 
 
-BUILD_BATCH = 5_000  # rows built and handed to the driver at a time: what memory holds, whatever the transaction
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for one transaction's rows.
-
-    Each row allocates a few small containers, each of which counts towards a collection of an ever larger heap;
-    none of them forms a cycle (reference counting frees them at once). The collector runs between transactions,
-    on the unit of work's leftovers, so memory stays flat.
-    """
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+BUILD_BATCH = BATCH_ROWS  # rows built and handed to the driver at a time: what memory holds, whatever the transaction
 
 
 def _transactions(rows: Iterable[T], size: int) -> Iterator[Iterator[T]]:
@@ -718,14 +701,14 @@ def _transactions(rows: Iterable[T], size: int) -> Iterator[Iterator[T]]:
 def _write(database: Database, rows: Iterable[Mapping[str, Any]], repository: type[WriteRepository[Any]],
            options: GeneratorOptions, advance: Advance) -> None:
     for run in _transactions(rows, options.batch_size):
-        with _collector_paused(), database.unit_of_work(actor=GENERATOR_ACTOR) as uow:
+        with collector_paused(), database.unit_of_work(actor=GENERATOR_ACTOR) as uow:
             count = uow.repository(repository).create_many(run)  # streams in batches of 5,000
         advance(count)
 
 
 def _write_files(database: Database, world: _World, advance: Advance) -> None:
     for run in _transactions(_file_rows(world), world.options.batch_size):
-        with _collector_paused(), database.unit_of_work(actor=GENERATOR_ACTOR) as uow:
+        with collector_paused(), database.unit_of_work(actor=GENERATOR_ACTOR) as uow:
             count = 0
             for batch in batched(run, BUILD_BATCH):
                 count += uow.repository(_Files).create_many(row for row, _ in batch)
@@ -735,7 +718,7 @@ def _write_files(database: Database, world: _World, advance: Advance) -> None:
 
 def _write_events(database: Database, world: _World, advance: Advance) -> None:
     for run in _transactions(_event_rows(world), world.options.batch_size):
-        with _collector_paused(), database.unit_of_work(actor=GENERATOR_ACTOR) as uow:
+        with collector_paused(), database.unit_of_work(actor=GENERATOR_ACTOR) as uow:
             count = append_entries(uow.session, run, batch_size=BUILD_BATCH)
         advance(count)
 
