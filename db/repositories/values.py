@@ -26,6 +26,7 @@ Columns of other types (JSON, binary, custom types) take values as they are.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import math
@@ -35,6 +36,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, SmallInteger
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import InstanceState
 from sqlalchemy.sql.schema import Column
 
 from db.dialects.types import text_byte_limit
@@ -248,3 +251,31 @@ _SHORTCUTS: dict[type, Callable[[Column[Any]], Callable[[Any], bool] | None]] = 
 
 
 __all__ = ["EXPECTED", "converter", "stored", "unchanged"]
+
+
+def saved_id(value: Any) -> Any:
+    """The primary key of a saved (flushed or loaded) mapped instance; None for anything else or an unsaved one."""
+    state = sa_inspect(value, raiseerr=False)
+    if not isinstance(state, InstanceState) or state.identity is None:
+        return None
+    return state.identity[0]
+
+
+def id_of(value: Any, field: str, *, entity_only: bool = False) -> uuid.UUID:
+    """The id a caller means by ``value``: a saved entity's (or an object's ``id`` attribute), or, unless
+    ``entity_only``, a UUID given as such or as text. Anything else, an entity not saved yet included, is a
+    ``ValidationError`` naming ``field`` (never the value)."""
+    if sa_inspect(value, raiseerr=False) is not None:
+        ident = saved_id(value)
+        if not isinstance(ident, uuid.UUID):
+            raise ValidationError(f"{field} must be saved first (it has no id yet)", field=field, rule="unsaved")
+        return ident
+    if entity_only and not hasattr(value, "id"):
+        raise ValidationError(f"{field} must be a saved entity, not {type(value).__name__}", field=field, rule="id")
+    ident = getattr(value, "id", value)
+    if isinstance(ident, uuid.UUID):
+        return ident
+    with contextlib.suppress(ValueError):
+        if isinstance(ident, str) and not entity_only:
+            return uuid.UUID(ident)
+    raise ValidationError(f"{field} must be a saved entity or its id", field=field, rule="id")

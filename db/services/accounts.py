@@ -24,6 +24,7 @@ from db.models.membership import ROLES, Membership
 from db.models.user import User
 from db.repositories.account_repository import AccountRepository
 from db.repositories.membership_repository import MembershipRepository
+from db.repositories.values import id_of
 from db.services.base import EntityService
 
 OWNER = "owner"
@@ -121,13 +122,7 @@ def _check_role(role: str) -> None:
 
 
 def _id(user: User) -> uuid.UUID:
-    """The user's id; anything without one (not a user, or a ``User`` not yet flushed) is refused."""
-    ident = getattr(user, "id", None)
-    if ident is None and isinstance(user, User):
-        raise ValidationError("the user must be saved first (it has no id yet)", field="user_id")
-    if not isinstance(ident, uuid.UUID):
-        raise ValidationError(f"a user is needed here, not {type(user).__name__}", field="user_id")
-    return ident
+    return id_of(user, "user_id", entity_only=True)
 
 
 __all__ = ["OWNER", "AccountService"]
