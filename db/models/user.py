@@ -15,7 +15,7 @@ the address cannot be registered again until the row is purged.
 
 The field checks run on every ORM write (constructor, attribute assignment); ``UserService`` applies them to
 bulk writes. Setting ``email`` sets ``email_key`` (and a changed address is no longer verified); setting
-``username`` sets ``username_key``; ``UserRepository`` derives both keys on bulk writes too.
+``username`` sets ``username_key`` (``UserRepository`` derives both on its bulk writes too).
 """
 
 from __future__ import annotations

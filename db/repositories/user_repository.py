@@ -5,12 +5,14 @@ password, refuses taken addresses and records the events before it calls ``creat
 sample generator writes rows it made itself (``password_hash`` included). Users are never upserted, so the
 repository offers neither ``upsert`` nor ``get_or_create`` (``WriteRepository``).
 
-**The normalised keys are derived here.** ``email_key`` and ``username_key`` carry the UNIQUE constraints that make
-``Ada@Example.com`` and ``ada@example.com`` one user (``db.models.user``): a key out of step with its column would
-let two rows hold one address, so keeping them in step is a data invariant, not a business rule. The model derives
-them on ORM writes (``create``, ``update``); this repository derives them on its bulk writes too (``create_many``,
-``update_many``; a string costs well under a microsecond) and refuses them as input on every write, so that nothing
-written through it can put a key out of step with its column.
+**The normalised keys are derived here, on every write.** ``email_key`` and ``username_key`` carry the UNIQUE
+constraints that make ``Ada@Example.com`` and ``ada@example.com`` one user (``db.models.user``): a key out of step
+with its column would let two rows hold one address, so keeping them in step is a data invariant, not a business
+rule. The model derives them itself on ORM writes, but the bulk writes (``create_many``, ``update_many``) bypass
+it; so ``create``, ``create_many``, ``update`` and ``update_many`` all derive them here (well under a microsecond a
+row) and refuse them as input: nothing written through this repository can put a key out of step with its column.
+The field checks (format, look-alikes) are not repeated here: the model runs them on ORM writes, and
+``UserService`` on the rows it hands to the bulk writes.
 """
 
 from __future__ import annotations
