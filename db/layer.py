@@ -18,16 +18,16 @@ from db.repositories.admin_repository import AdminRepository
 from db.repositories.audit_repository import AuditRepository
 from db.repositories.file_repository import FileRepository
 from db.repositories.report_repository import ReportRepository
-from db.repositories.user_repository import UserRepository
 from db.services.accounts import AccountService
+from db.services.users import UserService
 
 
 class UnitOfWork(core.UnitOfWork):
     """A unit of work with the layer's services as attributes, built on first use."""
 
     @property
-    def users(self) -> UserRepository:
-        return self.repository(UserRepository)
+    def users(self) -> UserService:
+        return self.repository(UserService)
 
     @property
     def accounts(self) -> AccountService:

@@ -13,9 +13,9 @@ engine (``db.base`` gives MariaDB a binary collation, so no engine folds case by
 Dots and ``+tags`` are kept (``a.da+x@gmail.com`` is not ``ada@gmail.com``). A soft-deleted user keeps the key:
 the address cannot be registered again until the row is purged.
 
-The field checks run on every ORM write (constructor, attribute assignment); ``UserRepository`` applies them to
+The field checks run on every ORM write (constructor, attribute assignment); ``UserService`` applies them to
 bulk writes. Setting ``email`` sets ``email_key`` (and a changed address is no longer verified); setting
-``username`` sets ``username_key``.
+``username`` sets ``username_key`` (``UserRepository`` derives both on its bulk writes too).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def check_failed_login_count(value: Any) -> int:
     return value
 
 
-# Checked on every ORM write (constructor, attribute assignment); UserRepository applies them to bulk writes.
+# Checked on every ORM write (constructor, attribute assignment); UserService applies them to bulk writes.
 FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
     "email": check_email,
     "username": check_username,

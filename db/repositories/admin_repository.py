@@ -64,7 +64,7 @@ from db.models.user import User
 from db.repositories.account_repository import AccountRepository
 from db.repositories.base_repository import BaseRepository, translated
 from db.repositories.bulk import batched
-from db.repositories.user_repository import UserRepository
+from db.services.users import UserService
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
@@ -362,8 +362,8 @@ class AdminRepository(BaseRepository[Role]):
         return self.session.info.get("actor")
 
     @property
-    def _users(self) -> UserRepository:
-        return UserRepository(self.session)
+    def _users(self) -> UserService:
+        return UserService(self.session)
 
     def _require(self, permission: str) -> None:
         """``PermissionDenied`` unless the actor holds ``permission``."""

@@ -1,78 +1,36 @@
-"""``UserRepository``: users, their passwords, logins, lockout and single-use tokens.
+"""``UserRepository``: data access for users (rows as columns; the rules are ``UserService``'s).
 
-    with database.unit_of_work() as uow:
-        ada = uow.users.create(email="Ada@example.com", password=secret, display_name="Ada")
-        raw = uow.users.issue_token(ada, "verify_email")           # mail it; only its SHA-256 is stored
-    with database.unit_of_work() as uow:
-        user = uow.users.authenticate("ada@example.com", secret)    # AuthenticationError if refused
+Everything it writes is taken as given: ``UserService`` (``db.services.users``) checks the fields, hashes the
+password, refuses taken addresses and records the events before it calls ``create`` or ``update`` here, and the
+sample generator writes rows it made itself (``password_hash`` included). Users are never upserted, so the
+repository offers neither ``upsert`` nor ``get_or_create`` (``WriteRepository``).
 
-**Logins.** Unknown email, wrong password, inactive user, locked user and user without a password all raise the
-same ``AuthenticationError`` with the same message, and each spends one password verification's time
-(``db.passwords.verify_evenly``; a dummy hash where there is nothing to verify), so neither the answer nor its
-timing tells which. ``Settings.lockout_threshold`` consecutive wrong passwords lock the account for
-``lockout_period``; while locked, even the right password is refused and attempts do not count; the first failure
-after the lock has expired starts a new count. A success resets the count, records ``last_login_at`` and
-re-hashes a password stored with out-of-date argon2 parameters.
-
-**Attempts are counted before the password is verified, in transactions of their own** (``db.logins``): at most
-``lockout_threshold`` wrong passwords are ever verified between two successes, however many logins race, a lock
-once decided is never undone by a racing success, argon2 never runs under a lock, and the count survives the
-rollback of the unit of work around ``authenticate`` (which raises). The natural code is therefore correct:
-
-    try:
-        with database.unit_of_work() as uow:
-            user = uow.users.authenticate(email, password)
-    except AuthenticationError:
-        ...  # the failure is counted and logged; anything else the block wrote is rolled back
-
-Call ``authenticate`` before the unit of work writes anything: in a transaction that has already written, the
-attempt is counted in that transaction (and made again after a rollback), and verified under its locks.
-
-Login bookkeeping (count, lock, last login, re-hash) is written by an UPDATE that leaves ``version`` and
-``updated_at`` alone: a login never makes an administrator's pending edit of the user stale.
-
-**Tokens** (``verify_email``, ``password_reset``): 256 random bits from ``secrets.token_urlsafe(32)``, returned
-once; only the SHA-256 is stored. Issuing one revokes the user's older unused tokens of that purpose. Consuming is
-one conditional UPDATE (unused, unrevoked, unexpired), so of two concurrent consumers exactly one succeeds.
-Unknown, expired, used, revoked and wrong-purpose tokens all raise the same ``TokenError``.
-
-Emails are unique case-insensitively (``db.models.user``). Writes that would bypass the normalisation or the
-hashing are refused: ``password_hash`` and the ``*_key`` columns cannot be set directly, and ``upsert`` and
-``get_or_create`` are not offered (use ``get_by_email`` and ``create``).
+**The normalised keys are derived here, on every write.** ``email_key`` and ``username_key`` carry the UNIQUE
+constraints that make ``Ada@Example.com`` and ``ada@example.com`` one user (``db.models.user``): a key out of step
+with its column would let two rows hold one address, so keeping them in step is a data invariant, not a business
+rule. The model derives them itself on ORM writes, but the bulk writes (``create_many``, ``update_many``) bypass
+it; so ``create``, ``create_many``, ``update`` and ``update_many`` all derive them here (well under a microsecond a
+row) and refuse them as input: nothing written through this repository can put a key out of step with its column.
+The field checks (format, look-alikes) are not repeated here: the model runs them on ORM writes, and
+``UserService`` on the rows it hands to the bulk writes.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import secrets
-import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeVar, cast, overload
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Literal, cast, overload
 
-from sqlalchemy import CursorResult, delete, or_, select, update
+from sqlalchemy import select
 
-from db import audit, logins, passwords
-from db.errors import AuthenticationError, Conflict, StaleVersion, TokenError, ValidationError
-from db.models.base import utcnow
-from db.models.user import FIELD_CHECKS, User, derived_fields, email_key, normalise
-from db.models.user_token import PASSWORD_RESET, TOKEN_PURPOSES, VERIFY_EMAIL, UserToken, token_digest
-from db.repositories.base_repository import BaseRepository, translated
-from db.repositories.bulk import batched
-from db.settings import Settings
+from db.errors import ValidationError
+from db.models.user import User, derived_fields, email_key, normalise
+from db.repositories.base_repository import WriteRepository, translated
 
-UserRef = User | uuid.UUID | str
-T = TypeVar("T")
-
-PROFILE_FIELDS = frozenset({"display_name", "locale", "timezone", "username"})
-STATUS_FIELDS = frozenset({"is_active", "is_verified", "must_change_password"})
-CREATE_FIELDS = PROFILE_FIELDS | STATUS_FIELDS
-UPDATE_FIELDS = CREATE_FIELDS | {"email", "failed_login_count", "locked_until"}
-BULK_UPDATE_FIELDS = (PROFILE_FIELDS - {"username"}) | STATUS_FIELDS
-MAX_TOKEN_LENGTH = 256
+KEY_COLUMNS = {"email_key": "email", "username_key": "username"}  # derived column: the column it follows
 
 
-class UserRepository(BaseRepository[User]):
+class UserRepository(WriteRepository[User]):
     model = User
     filterable = frozenset({
         "id", "email", "email_key", "username", "username_key", "display_name", "locale", "timezone",
@@ -83,21 +41,10 @@ class UserRepository(BaseRepository[User]):
         "id", "email_key", "username_key", "display_name", "created_at", "updated_at", "last_login_at",
     })
 
-    # --- users -----------------------------------------------------------------------------------------------
+    # --- writes: the columns as given, with the normalised keys derived -----------------------------------
 
-    @translated
-    def create(self, *, email: str, password: str | None, **profile: Any) -> User:  # type: ignore[override]
-        """A new user. ``password`` must pass the policy (``None``: no password until a reset sets one).
-
-        ``profile``: ``display_name``, ``locale``, ``timezone``, ``username``, ``is_active``, ``is_verified``,
-        ``must_change_password``. An email (or username) already taken, in any case, is a ``Conflict``.
-        """
-        fields = self._new_user_fields({"email": email, "password": password, **profile})
-        if self._taken(User.email_key, fields["email_key"]):
-            raise _already_exists("email")
-        if fields.get("username_key") and self._taken(User.username_key, fields["username_key"]):
-            raise _already_exists("username")
-        return self._unique(lambda: super(UserRepository, self).create(**fields))
+    def create(self, **fields: Any) -> User:
+        return super().create(**_with_keys(fields))
 
     @overload
     def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[False] = False) -> int: ...
@@ -105,11 +52,16 @@ class UserRepository(BaseRepository[User]):
     def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[True]) -> list[User]: ...
 
     def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: bool = False) -> int | list[User]:
-        """Rows as ``create`` takes them (``email``, ``password``, profile), checked and hashed one by one."""
-        prepared = (self._new_user_fields(row) for row in rows)
-        if returning:
-            return self._unique(lambda: super(UserRepository, self).create_many(prepared, returning=True))
-        return self._unique(lambda: super(UserRepository, self).create_many(prepared))
+        keyed: Iterator[Mapping[str, Any]] = (_with_keys(row) for row in rows)
+        return super().create_many(keyed, returning=True) if returning else super().create_many(keyed)
+
+    def update(self, instance_or_id: Any, **fields: Any) -> User:
+        return super().update(instance_or_id, **_with_keys(fields))
+
+    def update_many(self, filters: Mapping[str, Any], **fields: Any) -> int:
+        return super().update_many(filters, **_with_keys(fields))
+
+    # --- queries -------------------------------------------------------------------------------------------
 
     @translated
     def get_by_email(self, email: str) -> User | None:
@@ -125,265 +77,41 @@ class UserRepository(BaseRepository[User]):
         return self._by_key(User.username_key, normalise(username))
 
     @translated
-    def update(self, instance_or_id: Any, **fields: Any) -> User:
-        """Change profile, status or email; never the password (``change_password``).
-
-        A new email address is unverified, and the user's outstanding tokens (mailed to the old address) are
-        revoked.
-        """
-        _check_allowed(fields, UPDATE_FIELDS | {"version"})
-        user = self._resolve(instance_or_id)
-        new_key = email_key(FIELD_CHECKS["email"](fields["email"])) if "email" in fields else user.email_key
-        if new_key != user.email_key and self._taken(User.email_key, new_key, but=user):
-            raise _already_exists("email")
-        moving = new_key != user.email_key
-        updated = self._unique(lambda: super(UserRepository, self).update(user, **fields))
-        if moving:
-            self._revoke(user.id, None)
-        return updated
-
-    def update_profile(self, user: UserRef, **fields: Any) -> User:
-        """Change ``display_name``, ``locale``, ``timezone`` or ``username``; any other field is refused."""
-        _check_allowed(fields, PROFILE_FIELDS)
-        return self.update(user, **fields)
-
-    def update_many(self, filters: Mapping[str, Any], **fields: Any) -> int:
-        """Bulk changes of display name, locale, time zone and status flags only."""
-        _check_allowed(fields, BULK_UPDATE_FIELDS)
-        return super().update_many(filters, **_checked(fields))
-
-    def upsert(self, values: Mapping[str, Any], *, match: Sequence[str]) -> User:
-        raise ValidationError("user: upsert is not offered; use get_by_email() and create()", rule="not_supported")
-
-    def get_or_create(self, defaults: Mapping[str, Any] | None = None, **match: Any) -> tuple[User, bool]:
-        raise ValidationError("user: get_or_create is not offered; use get_by_email() and create()",
-                              rule="not_supported")
-
-    def set_active(self, user: UserRef, active: bool) -> User:
-        return self.update(user, is_active=active)
-
-    def unlock(self, user: UserRef) -> User:
-        """Lift a lockout now and forget the failed attempts."""
-        return self.update(user, failed_login_count=0, locked_until=None)
-
-    # --- passwords and logins -----------------------------------------------------------------------------
-
-    @translated
-    def authenticate(self, email: str, password: str) -> User:
-        """The user with this email and password; ``AuthenticationError`` otherwise (see the module docstring)."""
-        criterion = User.email_key == email_key(email) if isinstance(email, str) else None
-        user = logins.check(self.session, criterion, password, self.settings, login=True)
-        if user is None:
-            raise AuthenticationError()
-        return user
-
-    @translated
-    def change_password(self, user: UserRef, old_password: str, new_password: str) -> User:
-        """Set a new password after checking the current one (a wrong one counts as a failed login).
-
-        Outstanding password-reset tokens are revoked.
-        """
-        user_id = user.id if isinstance(user, User) else self._resolve(user).id
-        found = logins.check(self.session, User.id == user_id, old_password, self.settings, login=False)
-        if found is None:
-            raise AuthenticationError()
-        passwords.check_password(new_password, self.settings, email=found.email)
-        if _same_password(old_password, new_password):
-            raise ValidationError("the new password must differ from the current one", field="password",
-                                  rule="unchanged")
-        return self._set_password(found, passwords.hash_password(new_password, self.settings), via="change")
-
-    @translated
-    def reset_password(self, raw_token: str, new_password: str) -> User:
-        """Consume a ``password_reset`` token and set the password; unlocks the user, revokes other reset tokens.
-
-        A password refused by the policy raises before the token is used, so the user can try another.
-        """
-        owner = self._token_owner(raw_token, PASSWORD_RESET)
-        if owner is None:
-            raise TokenError()
-        passwords.check_password(new_password, self.settings, email=owner.email)
-        new_hash = passwords.hash_password(new_password, self.settings)  # before any write: no lock held meanwhile
-        user = self.consume_token(raw_token, PASSWORD_RESET)
-        return self._set_password(user, new_hash, via="reset")
-
-    @translated
-    def require_password_reset(self, user: UserRef) -> str:
-        """Mark the user as having to change their password and issue a fresh reset token (returned raw, once)."""
-        found = super().update(self._resolve(user), must_change_password=True)
-        return self.issue_token(found, PASSWORD_RESET)
-
-    def _set_password(self, user: User, password_hash: str, *, via: str) -> User:
-        now = utcnow()
-        super().update(
-            user, password_hash=password_hash, password_changed_at=now,
-            must_change_password=False, failed_login_count=0, locked_until=None,
-        )
-        self._revoke(user.id, PASSWORD_RESET)
-        audit.record_event(self.session, "password.changed", entity_type="user", entity_id=user.id,
-                           user_id=user.id, data={"via": via})
-        return user
-
-    # --- tokens ----------------------------------------------------------------------------------------------
-
-    @translated
-    def issue_token(self, user: UserRef, purpose: str) -> str:
-        """A new single-use token for ``purpose``, returned raw (only now); older unused ones are revoked."""
-        ttl = _ttl(self.settings, purpose)
-        found = self._resolve(user)
-        self._revoke(found.id, purpose)
-        raw = secrets.token_urlsafe(32)
-        token = UserToken(user_id=found.id, purpose=purpose, token_hash=token_digest(raw), expires_at=utcnow() + ttl)
-        self.session.add(token)
-        self.session.flush()
-        audit.record_event(self.session, "token.issued", entity_type="user_token", entity_id=token.id,
-                           user_id=found.id, data={"purpose": purpose, "expires_at": token.expires_at.isoformat()})
-        return raw
-
-    @translated
-    def consume_token(self, raw_token: str, purpose: str) -> User:
-        """The token's user, marking the token used; ``TokenError`` if it is not a live token of ``purpose``.
-
-        Consuming a ``verify_email`` token marks the user verified.
-        """
-        _ttl(self.settings, purpose)
-        if not _plausible_token(raw_token):
-            raise TokenError()
-        digest, now = token_digest(raw_token), utcnow()
-        claimed = self.session.execute(
-            update(UserToken)
-            .where(UserToken.token_hash == digest, UserToken.purpose == purpose, UserToken.used_at.is_(None),
-                   UserToken.revoked_at.is_(None), UserToken.expires_at > now)
-            .values(used_at=now)
-        )
-        if cast(CursorResult[Any], claimed).rowcount != 1:
-            raise TokenError()
-        token = self.session.scalars(select(UserToken).where(UserToken.token_hash == digest)).one()
-        user = self.get_by_id(token.user_id)
-        if user is None:
-            raise TokenError()
-        if purpose == VERIFY_EMAIL and not user.is_verified:
-            super().update(user, is_verified=True)
-        audit.record_event(self.session, "token.consumed", entity_type="user_token", entity_id=token.id,
-                           user_id=user.id, data={"purpose": purpose})
-        return user
-
-    @translated
-    def revoke_tokens(self, user: UserRef, purpose: str | None = None) -> int:
-        """Revoke the user's outstanding tokens (of ``purpose``, or all); returns how many."""
-        if purpose is not None:
-            _ttl(self.settings, purpose)
-        return self._revoke(self._resolve(user).id, purpose)
-
-    @translated
-    def stale_tokens(self, before: dt.datetime) -> Sequence[UserToken]:
-        """Tokens that expired, were used or were revoked before ``before`` (a retention cutoff), oldest first."""
-        finished = or_(UserToken.expires_at < before, UserToken.used_at < before, UserToken.revoked_at < before)
-        statement = select(UserToken).where(finished).order_by(UserToken.created_at, UserToken.id)
-        return self.session.scalars(statement).all()
-
-    @translated
-    def delete_tokens(self, ids: Iterable[uuid.UUID]) -> int:
-        """Remove these tokens for good (retention); returns how many went. Recorded as one ``token.purged`` event."""
-        count = 0
-        for chunk in batched(ids, 1_000):
-            result = self.session.execute(delete(UserToken).where(UserToken.id.in_(chunk)))
-            count += int(cast(CursorResult[Any], result).rowcount)
-        if count:
-            audit.record_event(self.session, "token.purged", entity_type="user_token", data={"count": count})
-        return count
-
-    def _revoke(self, user_id: uuid.UUID, purpose: str | None) -> int:
-        criteria = [UserToken.user_id == user_id, UserToken.used_at.is_(None), UserToken.revoked_at.is_(None)]
-        if purpose is not None:
-            criteria.append(UserToken.purpose == purpose)
-        result = self.session.execute(update(UserToken).where(*criteria).values(revoked_at=utcnow()))
-        count = int(cast(CursorResult[Any], result).rowcount)
-        if count:
-            audit.record_event(self.session, "token.revoked", entity_type="user", entity_id=user_id,
-                               user_id=user_id, data={"purpose": purpose, "count": count})
-        return count
-
-    def _token_owner(self, raw_token: str, purpose: str) -> User | None:
-        if not _plausible_token(raw_token):
-            return None
-        statement = select(UserToken.user_id).where(UserToken.token_hash == token_digest(raw_token),
-                                                    UserToken.purpose == purpose)
-        user_id = self.session.scalar(statement)
-        return None if user_id is None else self.get_by_id(user_id)
-
-    # --- helpers ---------------------------------------------------------------------------------------------
-
-    def _new_user_fields(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """A new user's columns from ``email``, ``password`` and profile: checked, normalised, hashed."""
-        fields = dict(row)
-        if "email" not in fields:
-            raise ValidationError("user.email is required", field="email", rule="required")
-        password = fields.pop("password", None)
-        _check_allowed(fields, CREATE_FIELDS | {"email"})
-        fields = _checked(fields)
-        if password is not None:
-            passwords.check_password(password, self.settings, email=fields["email"])
-            fields["password_hash"] = passwords.hash_password(password, self.settings)
-            fields["password_changed_at"] = utcnow()
-        return fields
-
-    def _taken(self, column: Any, key: str, *, but: User | None = None) -> bool:
-        statement = select(User.id).where(column == key)  # soft-deleted users keep their keys
+    def key_taken(self, field: Literal["email", "username"], key: str, *, but: uuid.UUID | None = None) -> bool:
+        """Whether a user other than ``but`` holds this normalised email or username, soft-deleted users included
+        (they keep their keys until purged)."""
+        column = User.email_key if field == "email" else User.username_key
+        statement = select(User.id).where(column == key)
         if but is not None:
-            statement = statement.where(User.id != but.id)
+            statement = statement.where(User.id != but)
         return self.session.scalar(statement.limit(1)) is not None
+
+    def resolve(self, user: User | uuid.UUID | str) -> User:
+        """The (not deleted) user given, or with this id; ``NotFound`` otherwise."""
+        return cast(User, self._resolve(user))
 
     def _by_key(self, column: Any, key: str) -> User | None:
         statement = select(User).where(column == key, User.deleted_at.is_(None))
         return self.session.scalars(statement).first()
 
-    def _unique(self, write: Callable[[], T]) -> T:
-        """Run ``write``; a unique violation on email or username (a concurrent insert) names the field."""
-        try:
-            return write()
-        except Conflict as error:
-            if isinstance(error, StaleVersion):
-                raise
-            for field in ("email", "username"):
-                if f"{field}_key" in (error.constraint or str(error)):
-                    raise _already_exists(field) from None
-            raise
+
+def _with_keys(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` with the keys derived from ``email`` and ``username`` (after them: the model's own derivation,
+    which also marks a moved address unverified, runs first on an ORM update); given keys are refused."""
+    for key, column in KEY_COLUMNS.items():
+        if key in fields:
+            raise ValidationError(f"user.{key} cannot be set: it follows user.{column}", field=key,
+                                  rule="not_allowed")
+    derived: dict[str, Any] = {}
+    for column in KEY_COLUMNS.values():
+        if column in fields and _derivable(column, fields[column]):
+            derived.update(derived_fields(column, fields[column]))
+    return {**fields, **derived}
 
 
-def _checked(fields: Mapping[str, Any]) -> dict[str, Any]:
-    checked: dict[str, Any] = {}
-    for key, value in fields.items():
-        checked[key] = FIELD_CHECKS[key](value) if key in FIELD_CHECKS else value
-        checked.update(derived_fields(key, checked[key]))
-    return checked
+def _derivable(column: str, value: Any) -> bool:
+    """A value the key can be derived from; anything else is left for the column's own checks to refuse."""
+    return isinstance(value, str) or (value is None and column == "username")
 
 
-def _check_allowed(fields: Mapping[str, Any], allowed: frozenset[str]) -> None:
-    for key in fields:
-        if key not in allowed:
-            name = str(key)[:64]
-            raise ValidationError(f"user.{name} cannot be set here", field=name, rule="not_allowed")
-
-
-def _already_exists(field: str) -> Conflict:
-    return Conflict(f"user.{field} already exists", entity="user", constraint=f"uq_user_{field}_key")
-
-
-def _ttl(settings: Settings, purpose: str) -> dt.timedelta:
-    if purpose not in TOKEN_PURPOSES or purpose not in settings.token_ttl:
-        raise ValidationError(f"user_token.purpose must be one of {', '.join(sorted(TOKEN_PURPOSES))}",
-                              field="purpose", rule="unknown")
-    return settings.token_ttl[purpose]
-
-
-def _plausible_token(raw_token: Any) -> bool:
-    """Tokens are URL-safe base64 (``secrets.token_urlsafe``): anything else, a lone surrogate included, is no token."""
-    return isinstance(raw_token, str) and 0 < len(raw_token) <= MAX_TOKEN_LENGTH and raw_token.isascii()
-
-
-def _same_password(old: str, new: str) -> bool:
-    return unicodedata.normalize("NFKC", old) == unicodedata.normalize("NFKC", new)
-
-
-__all__ = ["PROFILE_FIELDS", "UserRepository"]
+__all__ = ["UserRepository"]

@@ -89,6 +89,7 @@ from db.repositories.account_repository import AccountRepository
 from db.repositories.base_repository import BaseRepository, WriteRepository
 from db.repositories.bulk import BATCH_ROWS, batched, collector_paused
 from db.repositories.membership_repository import MembershipRepository
+from db.repositories.user_repository import UserRepository
 from db.scripts.create_db import require_head
 from db.storage import LocalStorage
 
@@ -448,8 +449,8 @@ def _user_rows(world: _World) -> Iterator[dict[str, Any]]:
         created = _EPOCH + dt.timedelta(microseconds=created_us)
         logged_in = rng.random() < 0.8
         yield {
-            "id": users.ident(index), "email": email, "email_key": email, "username": username,
-            "username_key": username, "display_name": f"{first.title()} {last.title()}", "locale": locale(),
+            "id": users.ident(index), "email": email, "username": username,
+            "display_name": f"{first.title()} {last.title()}", "locale": locale(),
             "timezone": zone(), "is_active": rng.random() < 0.97, "is_verified": rng.random() < 0.85,
             "password_hash": world.password_hash, "password_changed_at": created,
             "last_login_at": _EPOCH + dt.timedelta(microseconds=created_us + int(rng.random() * (end_us - created_us)))
@@ -637,12 +638,6 @@ def _activity_data(rng: random.Random, action: str, micros: int) -> dict[str, An
 # --- writing -----------------------------------------------------------------------------------------------------
 
 
-class _Users(BaseRepository[User]):
-    """Generic bulk writes of users: ``UserRepository`` would hash a password per row (see the module docstring)."""
-
-    model = User
-
-
 class _Blobs(BaseRepository[FileBlob]):
     model = FileBlob
 
@@ -666,7 +661,7 @@ def generate(database: Database, options: GeneratorOptions | None = None, *,
     storage = storage_binding.writable_storage(database) if counts.blobs else storage_binding.local_storage(database)
     seconds: dict[str, float] = {}
     stages: list[tuple[str, int, Callable[[Advance], None]]] = [
-        ("user", counts.users, lambda advance: _write(database, _user_rows(world), _Users, options, advance)),
+        ("user", counts.users, lambda advance: _write(database, _user_rows(world), UserRepository, options, advance)),
         ("account", counts.accounts,
          lambda advance: _write(database, _account_rows(world), AccountRepository, options, advance)),
         ("membership", counts.memberships,

@@ -12,7 +12,7 @@ from sqlalchemy import exc, text
 
 from db import Conflict, Database, TransientError, UnitOfWork
 from db import session as session_module
-from db.repositories.user_repository import UserRepository
+from db.services.users import UserService
 from tests.integration.workers import CounterRepository
 
 
@@ -68,7 +68,7 @@ def test_the_core_database_knows_no_service_of_the_layer_and_the_layers_names_th
         assert not hasattr(uow, "users")
     core.dispose()
     with database.unit_of_work() as uow:
-        assert uow.users is uow.repository(UserRepository)
+        assert uow.users is uow.repository(UserService)
 
 
 def test_run_in_transaction_returns_the_result(database: Database) -> None:

@@ -20,6 +20,7 @@ from db.models.base import utcnow
 from db.models.log_audit import AuditEntry
 from db.models.user import User
 from db.models.user_token import UserToken
+from db.repositories.user_repository import UserRepository
 from db.settings import Settings
 from tests.argon2_clock import SimulatedArgon2Clock
 from tests.conftest import TestDatabases
@@ -237,9 +238,38 @@ def test_the_hash_and_the_normalised_keys_cannot_be_written_directly(database: D
         with pytest.raises(ValidationError):
             uow.users.update_many({"id": user_id}, email="x@example.com")
         with pytest.raises(ValidationError):
-            uow.users.upsert({"email": "x@example.com"}, match=["email_key"])
+            uow.users.create(email="x@example.com", password=None, password_hash="$argon2id$forged")
         with pytest.raises(ValidationError):
             uow.users.create_many([{"email": "x@example.com", "password_hash": "$argon2id$forged"}])
+        assert not hasattr(uow.users, "upsert") and not hasattr(uow.users, "get_or_create")
+    assert fetch(database, user_id).email == EMAIL
+    with database.unit_of_work() as uow:
+        assert uow.users.count() == 1
+
+
+def test_the_repository_writes_plain_columns_and_derives_the_normalised_keys(database: Database) -> None:
+    precomputed = passwords.hash_password(PASSWORD, database.settings)
+    with database.unit_of_work() as uow:
+        users = uow.repository(UserRepository)
+        ada = users.create(email="Ada@Example.com", password_hash=precomputed, username="Ada_L", is_verified=True)
+        assert (ada.email, ada.email_key, ada.username_key, ada.password_hash) == (
+            "Ada@Example.com", "ada@example.com", "ada_l", precomputed)
+        count = users.create_many([{"email": "Bob@Example.com", "username": "Bob"}, {"email": "carol@example.com"}])
+        users.update_many({"email_key": "bob@example.com"}, username="Robert")
+        for field in ("email_key", "username_key"):
+            with pytest.raises(ValidationError, match="cannot be set"):
+                users.create(email="dan@example.com", **{field: "dan@example.com"})
+            with pytest.raises(ValidationError, match="cannot be set"):
+                users.create_many([{"email": "dan@example.com", field: "dan@example.com"}])
+            with pytest.raises(ValidationError, match="cannot be set"):
+                users.update(ada, **{field: "x"})
+    assert count == 2
+    assert login(database, "ADA@example.com").email == "Ada@Example.com"
+    with database.unit_of_work() as uow:
+        bob = uow.users.get_by_username("ROBERT")
+        assert bob is not None and bob.email_key == "bob@example.com"
+        assert uow.users.get_by_email("Carol@Example.COM") is not None
+        assert uow.users.count() == 3
 
 
 def test_create_many_normalises_and_hashes_each_row(database: Database) -> None:

@@ -6,7 +6,8 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("argon2", "filetype", "db.storage", "db.passwords", "db.repositories.user_repository", "sqlalchemy")
+HEAVY = ("argon2", "filetype", "db.storage", "db.passwords", "db.repositories.user_repository", "db.services",
+         "sqlalchemy")
 
 
 def modules_after(statement: str) -> set[str]:
@@ -26,7 +27,8 @@ def test_the_core_database_is_usable_without_the_layers_domain() -> None:
         "from db.session import Database\n"
         "with Database('sqlite://').session() as session: assert session.execute(text('SELECT 1')).scalar() == 1")
     assert not [name for name in loaded if name.startswith(("argon2", "filetype", "db.storage", "db.layer",
-                                                             "db.repositories.user_repository"))]
+                                                             "db.repositories.user_repository",
+                                                             "db.services.users"))]
 
 
 def test_the_layers_database_is_one_name_away() -> None:
