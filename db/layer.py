@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 
 from db import session as core
 from db.repositories.account_repository import AccountRepository
-from db.repositories.admin_repository import AdminRepository
 from db.repositories.audit_repository import AuditRepository
 from db.repositories.file_repository import FileRepository
 from db.repositories.report_repository import ReportRepository
 from db.repositories.user_repository import UserRepository
+from db.services.admin import AdminService
 
 
 class UnitOfWork(core.UnitOfWork):
@@ -34,8 +34,8 @@ class UnitOfWork(core.UnitOfWork):
         return self.repository(AccountRepository)
 
     @property
-    def admin(self) -> AdminRepository:
-        return self.repository(AdminRepository)
+    def admin(self) -> AdminService:
+        return self.repository(AdminService)
 
     @property
     def audit(self) -> AuditRepository:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from db.admin_catalog import SYSTEM
 from db.layer import Database
-from db.repositories.admin_repository import SYSTEM
 from db.repositories.report_repository import REPORTS, Report, ReportRepository, ReportResult
 
 PERIODIC = frozenset(name for name, report in REPORTS.items() if "bucket" in report.parameters)
