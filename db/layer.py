@@ -17,9 +17,9 @@ from db import session as core
 from db.repositories.account_repository import AccountRepository
 from db.repositories.audit_repository import AuditRepository
 from db.repositories.file_repository import FileRepository
-from db.repositories.report_repository import ReportRepository
 from db.repositories.user_repository import UserRepository
 from db.services.admin import AdminService
+from db.services.reports import ReportService
 
 
 class UnitOfWork(core.UnitOfWork):
@@ -46,8 +46,8 @@ class UnitOfWork(core.UnitOfWork):
         return self.repository(FileRepository)
 
     @property
-    def reports(self) -> ReportRepository:
-        return self.repository(ReportRepository)
+    def reports(self) -> ReportService:
+        return self.repository(ReportService)
 
 
 class Database(core.Database[UnitOfWork]):
