@@ -16,7 +16,7 @@ aggregation, not the chain. The schema is the application's (``Base.metadata.cre
 What each side times (opening connections and the data are untimed; the same machine state for both, as the
 sides run interleaved and alternate which goes first):
 
-- ours: ``ReportRepository(session).<report>(...)`` in a fresh ``database.session()`` (its BEGIN and COMMIT
+- ours: ``ReportService(session).<report>(...)`` in a fresh ``database.session()`` (its BEGIN and COMMIT
   included), returning the typed rows;
 - baseline: ``conn.execute(sql, params).fetchall()`` on an open ``sqlite3`` connection, where ``sql`` is the
   aggregation as one would write it by hand (``HAND_WRITTEN``), not the SQL the repository generates.
@@ -54,7 +54,7 @@ from db import Database
 from db.base import Base
 from db.models.file_blob import FileBlob  # noqa: F401 - the file tables (not yet in db.models)
 from db.models.file_object import StoredFile  # noqa: F401
-from db.repositories.report_repository import ReportRepository
+from db.services.reports import ReportService
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_RESULTS = HERE / "RESULTS.md"
@@ -265,7 +265,7 @@ HAND_WRITTEN: dict[str, str] = {
 class Case:
     key: str
     title: str
-    ours: Callable[[ReportRepository], list[Any]]
+    ours: Callable[[ReportService], list[Any]]
     params: tuple[Any, ...] = ()
 
 
@@ -352,7 +352,7 @@ class Bench:
     def ours(self, case: Case) -> tuple[float, list[Any]]:
         start = time.perf_counter()
         with self.database.session() as session:
-            rows = case.ours(ReportRepository(session))
+            rows = case.ours(ReportService(session))
         return time.perf_counter() - start, rows
 
     def base(self, case: Case) -> tuple[float, list[Any]]:
@@ -384,7 +384,7 @@ class Bench:
         def saved() -> float:
             start = time.perf_counter()
             with self.database.unit_of_work() as uow:
-                run = uow.repository(ReportRepository).run("logins", save=True, **whole_year(bucket="day"))
+                run = uow.repository(ReportService).run("logins", save=True, **whole_year(bucket="day"))
             result.rows = run.row_count
             return time.perf_counter() - start
 
@@ -456,7 +456,7 @@ def markdown_section(results: Sequence[Result], info: dict[str, str], args: argp
     lines += [f"- **run**: `{' '.join(['bench/bench_reports.py', *sys.argv[1:]])}`: {args.repeats} repeats, "
               f"rows: {', '.join(f'{table} {count:,}' for table, count in counts.items())}",
               f"- **indexes**: {indexes}",
-              "- **sides**: ours = `ReportRepository(session).<report>(...)` in a fresh `database.session()`, typed "
+              "- **sides**: ours = `ReportService(session).<report>(...)` in a fresh `database.session()`, typed "
               "rows returned; hand-written = the aggregation written by hand, `sqlite3` `execute().fetchall()` on "
               "an open connection. Both return the same rows (checked). Ratio = ratio of medians.",
               "", "| # | report | rows | ours (median s) | hand-written (median s) | ratio | target | result | "

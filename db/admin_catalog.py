@@ -15,6 +15,8 @@ hooks: seeding is a deployment step, recorded by the migration history.
 
 Built-in roles are owned by the catalogue: seeding adds their missing permissions and removes any other ones.
 Customise by creating your own roles. Permissions not in the catalogue (an application's own) are left alone.
+
+``SYSTEM`` is the one actor that holds every permission without a role (``uow.admin``, ``db.services.admin``).
 """
 
 from __future__ import annotations
@@ -75,6 +77,24 @@ ROLES: dict[str, RoleSpec] = {
         frozenset({"audit.read", "users.read", "accounts.read", "roles.read"}),
     ),
 }
+
+
+class SystemActor:
+    """The explicit system actor: it holds every permission. Use the ``SYSTEM`` instance, never a new one.
+
+    Meant for operations scripts and bootstrapping the first superadmin; it cannot come from request data.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "system"
+
+    __str__ = __repr__
+
+
+SYSTEM = SystemActor()
+
 
 # Lightweight table clauses: only the columns the seed reads and writes.
 _permission = table(
@@ -147,4 +167,4 @@ def _sync_named(
     return ids
 
 
-__all__ = ["PERMISSIONS", "ROLES", "WILDCARD", "RoleSpec", "seed_builtin_roles"]
+__all__ = ["PERMISSIONS", "ROLES", "SYSTEM", "WILDCARD", "RoleSpec", "SystemActor", "seed_builtin_roles"]

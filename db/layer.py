@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db import session as core
-from db.repositories.admin_repository import AdminRepository
 from db.repositories.audit_repository import AuditRepository
 from db.repositories.file_repository import FileRepository
-from db.repositories.report_repository import ReportRepository
 from db.services.accounts import AccountService
+from db.services.admin import AdminService
+from db.services.reports import ReportService
 from db.services.users import UserService
 
 
@@ -34,8 +34,8 @@ class UnitOfWork(core.UnitOfWork):
         return self.repository(AccountService)
 
     @property
-    def admin(self) -> AdminRepository:
-        return self.repository(AdminRepository)
+    def admin(self) -> AdminService:
+        return self.repository(AdminService)
 
     @property
     def audit(self) -> AuditRepository:
@@ -46,8 +46,8 @@ class UnitOfWork(core.UnitOfWork):
         return self.repository(FileRepository)
 
     @property
-    def reports(self) -> ReportRepository:
-        return self.repository(ReportRepository)
+    def reports(self) -> ReportService:
+        return self.repository(ReportService)
 
 
 class Database(core.Database[UnitOfWork]):

@@ -13,8 +13,9 @@ from db.cli.app import app
 from db.cli.common import UrlOption, console, opened, table
 from db.cli.render import bar_chart
 from db.errors import ValidationError
-from db.repositories.report_repository import ReportRepository, ReportResult
 from db.scripts.report_db import PERIODIC, available, run_report
+from db.services.report_catalogue import ReportResult
+from db.services.reports import ReportService
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 36_500  # a century: any longer range is a typo
@@ -71,7 +72,7 @@ def report(
 def _parameters(name: str, given: dict[str, Any], start: dt.datetime | None, end: dt.datetime | None,
                 days: int | None) -> dict[str, Any]:
     """What the user gave, plus a default range for reports that take one; an option the report lacks is an error."""
-    takes = ReportRepository.report(name).parameters  # ValidationError naming the reports, for an unknown name
+    takes = ReportService.report(name).parameters  # ValidationError naming the reports, for an unknown name
     parameters = {key: value for key, value in given.items() if value is not None}
     if "start" in takes:
         end = end or dt.datetime.now(dt.UTC)

@@ -1,7 +1,7 @@
 """An administrative role: a named set of permissions granted to users (``UserRole``).
 
 Built-in roles (``built_in=True``) are defined by ``db.admin_catalog`` and kept in line with it by
-``seed_builtin_roles``; ``AdminRepository`` refuses to change or delete them.
+``seed_builtin_roles``; ``RoleRepository`` refuses to change or delete them.
 """
 
 from __future__ import annotations

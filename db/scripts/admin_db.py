@@ -5,18 +5,18 @@
     python -m db admin revoke bob@example.com support --reason "left the help desk"
     python -m db admin unlock carol@example.com --reason "verified by phone"
 
-These run as the explicit ``SYSTEM`` actor (``db.repositories.admin_repository``): whoever can run them can already
-reach the database. Every change is audited with its reason, by the same repository methods an application uses.
+These run as the explicit ``SYSTEM`` actor (``db.admin_catalog``): whoever can run them can already reach the
+database. Every change is audited with its reason, by the same ``uow.admin`` operations an application uses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from db.admin_catalog import SYSTEM
 from db.errors import NotFound
 from db.layer import Database, UnitOfWork
 from db.models.user import User
-from db.repositories.admin_repository import SYSTEM
 
 
 @dataclass(frozen=True, slots=True)

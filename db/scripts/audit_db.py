@@ -29,11 +29,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from db import audit
+from db.admin_catalog import SYSTEM
 from db.audit import ChainReport, ExportedHead
 from db.errors import CheckFailed, ValidationError
 from db.layer import Database
 from db.models.log_audit import GENESIS_HASH, AuditEntry
-from db.repositories.admin_repository import SYSTEM
 from db.repositories.audit_repository import DEFAULT_ARCHIVE_DIR, AuditRepository
 from db.session import require_existing
 

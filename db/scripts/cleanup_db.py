@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db import storage_binding
+from db.admin_catalog import SYSTEM
 from db.backup import leftovers
 from db.backup.create import DEFAULT_DIRECTORY as DEFAULT_BACKUP_DIRECTORY
 from db.backup.leftovers import Leftover
@@ -61,7 +62,6 @@ from db.models.base import utcnow
 from db.models.file_object import StoredFile
 from db.models.user import User
 from db.progress import SILENT, Progress
-from db.repositories.admin_repository import SYSTEM
 from db.repositories.bulk import batched
 from db.session import require_existing
 

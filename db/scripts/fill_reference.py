@@ -15,11 +15,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from db.admin_catalog import seed_builtin_roles
+from db.admin_catalog import SYSTEM, seed_builtin_roles
 from db.layer import Database
-from db.repositories.admin_repository import SYSTEM, AdminRepository
 from db.scripts.admin_db import ensure_admin
 from db.scripts.create_db import require_head
+from db.services.admin import AdminService
 
 ADMIN_EMAIL_ENV = "DBLAYER_ADMIN_EMAIL"
 ADMIN_PASSWORD_ENV = "DBLAYER_ADMIN_PASSWORD"
@@ -69,7 +69,7 @@ def fill_reference(database: Database, admin: AdminCredentials | None = None) ->
 def administrators(database: Database) -> list[str]:
     """The emails of the users who hold ``superadmin``."""
     with database.session() as session:  # a plain read: no write lock on SQLite
-        return [user.email for user in AdminRepository(session).holders(ADMIN_ROLE)]
+        return [user.email for user in AdminService(session).holders(ADMIN_ROLE)]
 
 
 if __name__ == "__main__":

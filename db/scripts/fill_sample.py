@@ -22,12 +22,12 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from db.admin_catalog import SYSTEM
 from db.errors import AuthenticationError
 from db.layer import Database, UnitOfWork
 from db.models.account import Account
 from db.models.user import User
 from db.progress import SILENT, Progress
-from db.repositories.admin_repository import SYSTEM
 from db.scripts.create_db import require_head
 from db.scripts.sample_generator import GenerationResult, GeneratorOptions, generate, has_seed
 

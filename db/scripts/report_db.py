@@ -1,6 +1,6 @@
 """Run a report by name: ``python -m db report signups --start 2026-01-01 --bucket week``.
 
-The reports are ``db.repositories.report_repository``'s (``python -m db report --list``). Without ``save`` a
+The reports are ``db.services.report_catalogue``'s (``python -m db report --list``). Without ``save`` a
 report is read in a plain session (no write lock on SQLite); with ``save`` the run is stored in ``report_run``.
 """
 
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from db.admin_catalog import SYSTEM
 from db.layer import Database
-from db.repositories.admin_repository import SYSTEM
-from db.repositories.report_repository import REPORTS, Report, ReportRepository, ReportResult
+from db.services.report_catalogue import REPORTS, Report, ReportResult
+from db.services.reports import ReportService
 
 PERIODIC = frozenset(name for name, report in REPORTS.items() if "bucket" in report.parameters)
 
@@ -22,12 +23,12 @@ def available() -> list[Report]:
 
 def run_report(database: Database, name: str, *, save: bool = False, **parameters: Any) -> ReportResult[Any]:
     """Compute report ``name`` with ``parameters`` (``ValidationError`` for an unknown name or a bad parameter)."""
-    ReportRepository.report(name)  # an unknown name fails before connecting
+    ReportService.report(name)  # an unknown name fails before connecting
     if save:
         with database.unit_of_work(actor=SYSTEM) as uow:
             return uow.reports.run(name, save=True, **parameters)
     with database.session() as session:
-        return ReportRepository(session).run(name, **parameters)
+        return ReportService(session).run(name, **parameters)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ from db.models.log_audit import AuditEntry
 from db.models.membership import Membership
 from db.models.user import User
 from db.repositories.audit_repository import AuditRepository
-from db.repositories.report_repository import AccountStorage, PeriodCount, ReportRepository
 from db.scripts.create_db import require_head
+from db.services.report_catalogue import AccountStorage, PeriodCount
+from db.services.reports import ReportService
 from db.session import require_existing
 
 COUNTED = {"users": User, "accounts": Account, "memberships": Membership, "files": StoredFile,
@@ -55,7 +56,7 @@ def overview(database: Database, *, top_accounts: int = 5) -> Overview:
         stored = session.scalar(select(func.coalesce(func.sum(StoredFile.size), 0))
                                 .where(StoredFile.deleted_at.is_(None))) or 0
         first, last = session.execute(select(func.min(User.created_at), func.max(User.created_at))).one()
-        reports = ReportRepository(session)
+        reports = ReportService(session)
         bucket = _bucket(first, last)
         signups = reports.signups(start=first, end=last + dt.timedelta(seconds=1), bucket=bucket) if first else []
         storage = sorted(reports.storage_by_account(), key=lambda row: (-row.total_bytes, row.slug))[:top_accounts]

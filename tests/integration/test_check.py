@@ -11,12 +11,12 @@ from sqlalchemy import Column, MetaData, String, Table, select, update
 from sqlalchemy.schema import DropIndex
 
 from db import Database
+from db.admin_catalog import SYSTEM
 from db.cli import main
 from db.dialects import dialect_named
 from db.migrations import runner
 from db.models.file_object import StoredFile
 from db.models.log_audit import AuditEntry
-from db.repositories.admin_repository import SYSTEM
 from db.scripts.check_db import CheckReport, check
 from db.settings import Settings
 from db.storage import LocalStorage

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from db import Conflict, Database, ValidationError
+from db.admin_catalog import SYSTEM
 from db.cli import main
 from db.dialects import dialect_named
 from db.models.account import Account
@@ -22,7 +23,6 @@ from db.models.file_object import StoredFile
 from db.models.log_audit import AuditEntry
 from db.models.user import User
 from db.models.user_token import UserToken
-from db.repositories.admin_repository import SYSTEM
 from db.repositories.file_repository import claim_blob
 from db.scripts.cleanup_db import (
     BLOB,

@@ -21,7 +21,8 @@ from db import audit as audit_log
 from db.models.file_blob import FileBlob
 from db.models.file_object import StoredFile
 from db.models.user import User
-from db.repositories.report_repository import (
+from db.repositories.report_run_repository import ReportRunRepository
+from db.services.report_catalogue import (
     REPORTS,
     AccountStorage,
     ActionCount,
@@ -30,11 +31,11 @@ from db.repositories.report_repository import (
     LoginActivity,
     PeriodCount,
     PlanStatusCount,
-    ReportRepository,
     Uploader,
     to_csv,
     to_json,
 )
+from db.services.reports import ReportService
 
 UTC = dt.UTC
 
@@ -43,7 +44,7 @@ def moment(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def reports(uow: UnitOfWork) -> ReportRepository:
+def reports(uow: UnitOfWork) -> ReportService:
     return uow.reports
 
 
@@ -466,6 +467,16 @@ def test_a_saved_run_is_listed_and_shown_again_without_recomputation(database: D
     assert newest.started_at == second.started_at and newest.duration_ms == pytest.approx(second.duration_ms)
 
 
+def test_saved_runs_are_listed_by_history_and_are_the_run_repositorys_data(database: Database,
+                                                                         signed_up: dict[str, uuid.UUID]) -> None:
+    with database.unit_of_work() as uow:
+        saved = reports(uow).run("signups", **MARCH, save=True).run_id
+        assert not hasattr(uow.reports, "list")  # the service runs reports; history(name) lists their runs
+        runs = uow.repository(ReportRunRepository)
+        assert [run.id for run in runs.list(filters={"name": "signups"})] == [saved]
+        assert [run.id for run in reports(uow).history("signups").items] == [saved]
+
+
 def test_history_is_keyset_paged_newest_first_and_per_report(database: Database, logins: None) -> None:
     saved = []
     with database.unit_of_work() as uow:
@@ -527,7 +538,7 @@ def test_bad_names_and_parameters_are_refused_before_any_sql(
         with pytest.raises(ValidationError) as caught:
             reports(uow).run(name, **params, save=True)
         assert caught.value.field == field
-        assert reports(uow).count() == 0
+        assert uow.repository(ReportRunRepository).count() == 0
 
 
 def test_the_methods_refuse_what_run_refuses(database: Database) -> None:

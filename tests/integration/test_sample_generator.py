@@ -25,7 +25,6 @@ from db.models.membership import Membership
 from db.models.user import User
 from db.passwords import verify_password
 from db.repositories.audit_repository import AuditRepository
-from db.repositories.report_repository import ReportRepository
 from db.scripts.sample_generator import (
     SAMPLE_PASSWORD,
     GenerationResult,
@@ -33,6 +32,7 @@ from db.scripts.sample_generator import (
     generate,
     plan,
 )
+from db.services.reports import ReportService
 from db.settings import Settings
 from db.storage import LocalStorage
 from tests.conftest import TestDatabases, drop_all_tables, drop_server_database
@@ -225,7 +225,7 @@ def test_bulk_appended_entries_hash_exactly_as_single_appends(engine_name: str, 
 def test_the_reports_show_the_generated_activity(generated: tuple[Database, GenerationResult]) -> None:
     database, _ = generated
     with database.session() as session:
-        reports = ReportRepository(session)
+        reports = ReportService(session)
         signups = reports.signups(start=OPTIONS.start, end=PERIOD_END, bucket="month")
         logins = reports.logins(start=OPTIONS.start, end=PERIOD_END, bucket="month")
         actions = {row.action: row.count for row in reports.audit_by_action(start=OPTIONS.start, end=PERIOD_END)}

@@ -1,4 +1,5 @@
-"""``AdminRepository``: roles and permissions, and the privileged operations, done as the unit of work's actor.
+"""``AdminService`` (``uow.admin``): permission checks and the privileged operations, done as the unit of work's
+actor.
 
     with database.unit_of_work(actor=admin_user) as uow:
         uow.admin.deactivate_user(mallory, reason="ticket 4711: account takeover")
@@ -23,21 +24,22 @@ Every privileged operation:
 | ``unlock_user`` | ``users.unlock`` |
 | ``force_password_reset`` (returns the raw token; never recorded) | ``users.force_password_reset`` |
 | ``soft_delete_account`` / ``restore_account`` | ``accounts.delete`` / ``accounts.restore`` |
-| ``purge_soft_deleted`` | ``data.purge`` |
+| ``purge_soft_deleted`` / ``purge_deleted_rows`` | ``data.purge`` |
 | ``grant_role`` / ``revoke_role`` | ``roles.grant`` / ``roles.revoke``, and every permission of the role |
-| ``create_role`` / ``delete_role`` and the generic writes of roles | ``roles.manage`` |
+| ``create_role`` / ``delete_role`` | ``roles.manage``, and every permission of the role |
 
 The actor (``Database.unit_of_work(actor=...)``) must be a persisted ``User`` that is active and not soft-deleted,
 as the database says now (not as a possibly stale object says). Anything else (None, a string such as
 ``"system"``, a new unsaved user) has no permission at all. The one exception is the explicit ``SYSTEM`` object
-defined here: a unit of work whose actor *is* ``SYSTEM`` may do everything, and is recorded as ``system``. It is
-meant for operations scripts and bootstrapping the first superadmin; it cannot come from request data.
+(``db.admin_catalog``): a unit of work whose actor *is* ``SYSTEM`` may do everything, and is recorded as
+``system``. It is meant for operations scripts and bootstrapping the first superadmin; it cannot come from request
+data.
 
 Granting or revoking a role also requires holding every permission of that role (an admin cannot make anyone a
 superadmin, nor take it away). ``superadmin`` holds the wildcard ``*``: every permission, present and future.
 
-The repository maps ``Role``. Its generic writes (``create``, ``update``, ``delete`` and the bulk ones) require
-``roles.manage`` and never change a built-in role; prefer ``create_role`` / ``delete_role``, which take a reason.
+The roles' data is ``RoleRepository``'s (``uow.repository(RoleRepository)``), which never changes a built-in role
+and checks no permission: the operations here are the ones that check who acts.
 """
 
 from __future__ import annotations
@@ -45,61 +47,45 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import exists, inspect, select, true
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session
 
 from db import audit
-from db.admin_catalog import WILDCARD
-from db.base import Base
+from db.admin_catalog import SYSTEM, WILDCARD
 from db.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from db.models.account import Account
-from db.models.admin_permission import Permission
 from db.models.admin_role import Role
-from db.models.admin_role_permission import RolePermission
 from db.models.admin_user_role import UserRole
 from db.models.base import utcnow
 from db.models.user import User
 from db.repositories.account_repository import AccountRepository
-from db.repositories.base_repository import BaseRepository, translated
+from db.repositories.base_repository import translated
 from db.repositories.bulk import batched
+from db.repositories.permission_repository import PermissionRepository
+from db.repositories.role_permission_repository import RolePermissionRepository
+from db.repositories.role_repository import RoleRepository, check_not_built_in
+from db.repositories.soft_deleted_repository import soft_deleted_repository
+from db.repositories.user_role_repository import UserRoleRepository
+from db.services.base import Service
 from db.services.users import UserService
-
-if TYPE_CHECKING:
-    from sqlalchemy import Select
 
 MAX_REASON = 500
 ROLE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 
-class SystemActor:
-    """The explicit system actor: it holds every permission. Use the ``SYSTEM`` instance, never a new one."""
+class AdminService(Service):
+    entity = "admin_role"  # what a driver error escaping an operation is reported against (``translated``)
 
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "system"
-
-    __str__ = __repr__
-
-
-SYSTEM = SystemActor()
-
-
-class _Grants(BaseRepository[UserRole]):
-    model = UserRole
-
-
-class _RolePermissions(BaseRepository[RolePermission]):
-    model = RolePermission
-
-
-_PURGERS: dict[type[Any], type[BaseRepository[Any]]] = {}
-
-
-class AdminRepository(BaseRepository[Role]):
-    model = Role
+    def __init__(self, session: Session) -> None:
+        super().__init__(session)
+        self._roles = RoleRepository(session)
+        self._grants = UserRoleRepository(session)
+        self._role_permissions = RolePermissionRepository(session)
+        self._permissions = PermissionRepository(session)
+        self._accounts = AccountRepository(session)
 
     # --- who may do what ---------------------------------------------------------------------------------------
 
@@ -108,56 +94,31 @@ class AdminRepository(BaseRepository[Role]):
         """Whether ``user`` holds ``permission`` (or ``*``) through a role. An inactive, soft-deleted, unsaved or
         non-``User`` actor holds none. Read from the database, in this transaction."""
         ident = _saved_user_id(user)
-        if ident is None:
-            return False
-        statement = self._granted(ident).where(Permission.name.in_([permission, WILDCARD]))
-        return bool(self.session.scalar(select(exists(statement))))
+        return ident is not None and self._grants.holds_any(ident, [permission, WILDCARD])
 
     @translated
     def permissions_of(self, user: object) -> set[str]:
         """The names of the permissions ``user`` holds (``*`` means all); empty for an inactive user."""
         ident = _saved_user_id(user)
-        if ident is None:
-            return set()
-        return set(self.session.scalars(self._granted(ident).with_only_columns(Permission.name).distinct()))
+        return set() if ident is None else self._grants.permissions_held(ident)
 
     @translated
     def roles_of(self, user: User) -> list[Role]:
         """The roles granted to ``user`` (whether or not the user is active), by name."""
-        statement = select(Role).join(UserRole, UserRole.role_id == Role.id).where(UserRole.user_id == user.id)
-        return list(self.session.scalars(statement.order_by(Role.name)))
+        return self._roles.granted_to(user.id)
 
     @translated
     def holders(self, role_name: str) -> list[User]:
         """The users granted ``role_name`` (active or not), by email."""
-        statement = (
-            select(User).join(UserRole, UserRole.user_id == User.id).join(Role, Role.id == UserRole.role_id)
-            .where(Role.name == role_name)
-        )
-        return list(self.session.scalars(statement.order_by(User.email_key)))
+        return self._grants.holders(role_name)
 
     @translated
     def role(self, name: str) -> Role | None:
-        return self.session.scalar(select(Role).where(Role.name == name))
+        return self._roles.named(name)
 
     @translated
     def permissions_of_role(self, role: Role) -> set[str]:
-        statement = (
-            select(Permission.name).join(RolePermission, RolePermission.permission_id == Permission.id)
-            .where(RolePermission.role_id == role.id)
-        )
-        return set(self.session.scalars(statement))
-
-    def _granted(self, user_id: uuid.UUID) -> Select[Any]:
-        """The user's grants joined to their permissions, if the user is active and not soft-deleted: the base of
-        every permission check (filter it on ``Permission.name``)."""
-        return (
-            select(UserRole.id)
-            .join(RolePermission, RolePermission.role_id == UserRole.role_id)
-            .join(Permission, Permission.id == RolePermission.permission_id)
-            .join(User, User.id == UserRole.user_id)
-            .where(UserRole.user_id == user_id, User.is_active == true(), User.deleted_at.is_(None))
-        )
+        return self._role_permissions.permission_names(role.id)
 
     # --- roles -------------------------------------------------------------------------------------------------
 
@@ -168,7 +129,7 @@ class AdminRepository(BaseRepository[Role]):
         reason = self._authorize("roles.grant", reason)
         role = self._existing_role(role_name)
         self._require_all_of(role)
-        grant = _Grants(self.session).create(
+        grant = self._grants.create(
             user_id=_target_id(user), role_id=role.id, granted_by=_saved_user_id(self.actor), reason=reason
         )
         self._event("admin.role.grant", "user", user.id, reason, role=role.name)
@@ -181,11 +142,10 @@ class AdminRepository(BaseRepository[Role]):
         reason = self._authorize("roles.revoke", reason)
         role = self._existing_role(role_name)
         self._require_all_of(role)
-        statement = select(UserRole).where(UserRole.user_id == _target_id(user), UserRole.role_id == role.id)
-        grant = self.session.scalar(statement.with_for_update())
+        grant = self._grants.grant_of(_target_id(user), role.id, for_update=True)
         if grant is None:
             raise NotFound("admin_user_role", f"{role.name} of user {user.id}")
-        _Grants(self.session).delete(grant, hard=True)
+        self._grants.delete(grant, hard=True)
         self._event("admin.role.revoke", "user", user.id, reason, role=role.name)
 
     @translated
@@ -197,14 +157,13 @@ class AdminRepository(BaseRepository[Role]):
         if not isinstance(name, str) or not ROLE_NAME.fullmatch(name):
             raise ValidationError("admin_role.name must be 1-64 lowercase letters, digits, '_' or '-'", field="name")
         wanted = set(permissions)
-        found = {p.name: p for p in self.session.scalars(select(Permission).where(Permission.name.in_(wanted)))}
+        found = self._permissions.named(wanted)
         if wanted - found.keys():
             raise ValidationError(f"unknown permissions {sorted(wanted - found.keys())}", field="permissions")
         self._require_all(wanted)
-        role = super().create(name=name, description=description, built_in=False)
-        links = _RolePermissions(self.session)
+        role = self._roles.create(name=name, description=description, built_in=False)
         for permission in sorted(found.values(), key=lambda p: p.name):
-            links.create(role_id=role.id, permission_id=permission.id)
+            self._role_permissions.create(role_id=role.id, permission_id=permission.id)
         self._event("admin.role.create", "admin_role", role.id, reason, name=name, permissions=sorted(wanted))
         return role
 
@@ -213,9 +172,9 @@ class AdminRepository(BaseRepository[Role]):
         """Delete a custom role; a ``Conflict`` if it is built in or still granted to someone."""
         reason = self._authorize("roles.manage", reason)
         role = self._existing_role(name)
-        _refuse_built_in(role)
+        check_not_built_in(role)
         self._require_all(self.permissions_of_role(role))
-        super().delete(role, hard=True)
+        self._roles.delete(role, hard=True)
         self._event("admin.role.delete", "admin_role", role.id, reason, name=name)
 
     # --- privileged operations on users ------------------------------------------------------------------------
@@ -257,7 +216,7 @@ class AdminRepository(BaseRepository[Role]):
     def soft_delete_account(self, account: Account, *, reason: str) -> None:
         """Soft-delete the account (``NotFound`` if it already is); its slug stays reserved, for ``restore``."""
         reason = self._authorize("accounts.delete", reason)
-        AccountRepository(self.session).delete(self._current_account(account))
+        self._accounts.delete(self._current_account(account))
         self._event("admin.account.soft_delete", "account", account.id, reason)
 
     @translated
@@ -276,22 +235,19 @@ class AdminRepository(BaseRepository[Role]):
         """Hard-delete the rows of a soft-deletable model (a class, its name or its table's) that were soft-deleted
         more than ``older_than`` ago; returns how many. Irreversible: needs ``data.purge``."""
         reason = self._authorize("data.purge", reason)
-        target = _soft_deletable(model)
+        rows = soft_deleted_repository(model)(self.session)
         if not isinstance(older_than, dt.timedelta) or older_than < dt.timedelta(0):
             raise ValidationError("older_than must be a non-negative timedelta", field="older_than")
         cutoff = utcnow() - older_than
-        count = _purger(target)(self.session).delete_many({"deleted_at__lt": cutoff}, hard=True, include_deleted=True)
-        table = str(target.__tablename__)
-        self._event("admin.purge", table, None, reason, cutoff=cutoff.isoformat(), count=count,
+        count = rows.purge({"deleted_at__lt": cutoff})
+        self._event("admin.purge", rows.entity, None, reason, cutoff=cutoff.isoformat(), count=count,
                     older_than_seconds=older_than.total_seconds())
         return count
 
     @translated
     def soft_deleted_before(self, model: str | type[Any], before: dt.datetime) -> list[tuple[uuid.UUID, dt.datetime]]:
         """(id, deleted_at) of the rows of a soft-deletable model soft-deleted before ``before``, oldest first."""
-        target = _soft_deletable(model)
-        statement = select(target.id, target.deleted_at).where(target.deleted_at < before)
-        return [(row[0], row[1]) for row in self.session.execute(statement.order_by(target.deleted_at, target.id))]
+        return soft_deleted_repository(model)(self.session).deleted_before(before)
 
     @translated
     def purge_deleted_rows(self, model: str | type[Any], ids: Iterable[Any], *, deleted_before: dt.datetime,
@@ -300,66 +256,13 @@ class AdminRepository(BaseRepository[Role]):
         ``deleted_before`` (a restored row stays, and so does one restored and deleted again since); returns how
         many. What a cleanup plan listed, by id. Irreversible: needs ``data.purge``."""
         reason = self._authorize("data.purge", reason)
-        target = _soft_deletable(model)
-        purger, count = _purger(target)(self.session), 0
+        rows, count = soft_deleted_repository(model)(self.session), 0
         for chunk in batched(ids, 1_000):
-            filters = {"id__in": chunk, "deleted_at__lt": deleted_before}
-            count += purger.delete_many(filters, hard=True, include_deleted=True)
-        self._event("admin.purge", str(target.__tablename__), None, reason, count=count, by="id")
+            count += rows.purge({"id__in": chunk, "deleted_at__lt": deleted_before})
+        self._event("admin.purge", rows.entity, None, reason, count=count, by="id")
         return count
 
-    # --- generic writes of roles: roles.manage, and never a built-in role --------------------------------------
-
-    def create(self, **fields: Any) -> Role:
-        self._require("roles.manage")
-        _refuse_built_in_flag(fields)
-        return super().create(**fields)
-
-    @overload
-    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[False] = False) -> int: ...
-    @overload
-    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[True]) -> list[Role]: ...
-
-    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: bool = False) -> int | list[Role]:
-        self._require("roles.manage")
-        checked = _without_built_in_flag(rows)
-        return super().create_many(checked, returning=True) if returning else super().create_many(checked)
-
-    def update(self, instance_or_id: Any, **fields: Any) -> Role:
-        self._require("roles.manage")
-        _refuse_built_in_flag(fields)
-        _refuse_built_in(self._resolve(instance_or_id))
-        return super().update(instance_or_id, **fields)
-
-    def update_many(self, filters: Mapping[str, Any], **fields: Any) -> int:
-        self._require("roles.manage")
-        _refuse_built_in_flag(fields)
-        return super().update_many({**self._required(filters), "built_in": False}, **fields)
-
-    def delete(self, instance_or_id: Any, *, hard: bool = False) -> None:
-        self._require("roles.manage")
-        _refuse_built_in(self._resolve(instance_or_id))
-        super().delete(instance_or_id, hard=hard)
-
-    def delete_many(self, filters: Mapping[str, Any], *, hard: bool = False, include_deleted: bool = False) -> int:
-        self._require("roles.manage")
-        return super().delete_many({**self._required(filters), "built_in": False}, hard=hard,
-                                   include_deleted=include_deleted)
-
-    def upsert(self, values: Mapping[str, Any], *, match: Sequence[str]) -> Role:
-        self._require("roles.manage")
-        _refuse_built_in_flag(values)
-        keys = [match] if isinstance(match, str) else list(match)
-        existing = self.session.scalar(select(Role).where(*(self._column(k) == values.get(k) for k in keys)))
-        if existing is not None:
-            _refuse_built_in(existing)
-        return super().upsert(values, match=match)
-
     # --- helpers -----------------------------------------------------------------------------------------------
-
-    @property
-    def actor(self) -> Any:
-        return self.session.info.get("actor")
 
     @property
     def _users(self) -> UserService:
@@ -397,7 +300,7 @@ class AdminRepository(BaseRepository[Role]):
         return found
 
     def _current_account(self, account: Account, *, include_deleted: bool = False) -> Account:
-        found = AccountRepository(self.session).get_by_id(account.id, include_deleted=include_deleted, for_update=True)
+        found = self._accounts.get_by_id(account.id, include_deleted=include_deleted, for_update=True)
         if found is None:
             raise NotFound("account", account.id)
         return found
@@ -436,36 +339,4 @@ def _reason(reason: Any) -> str:
     return reason.strip()
 
 
-def _refuse_built_in(role: Role) -> None:
-    if role.built_in:
-        raise Conflict(f"role {role.name!r} is built in: it changes only with the catalogue (seed_builtin_roles)",
-                       entity="admin_role")
-
-
-def _refuse_built_in_flag(fields: Mapping[str, Any]) -> None:
-    if fields.get("built_in"):
-        raise ValidationError("built-in roles come from the catalogue (seed_builtin_roles)", field="built_in")
-
-
-def _without_built_in_flag(rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
-    for row in rows:
-        _refuse_built_in_flag(row)
-        yield row
-
-
-def _soft_deletable(model: str | type[Any]) -> type[Any]:
-    for mapper in Base.registry.mappers:
-        cls = mapper.class_
-        if model in (cls, cls.__name__, getattr(cls, "__tablename__", None)) and "deleted_at" in mapper.columns:
-            return cls
-    raise ValidationError(f"{str(model)[:64]!r} is not a soft-deletable model", field="model")
-
-
-def _purger(model: type[Any]) -> type[BaseRepository[Any]]:
-    """A plain repository of ``model``, made once: purges go through its audited bulk delete."""
-    if model not in _PURGERS:
-        _PURGERS[model] = type(f"{model.__name__}Purger", (BaseRepository,), {"model": model})
-    return _PURGERS[model]
-
-
-__all__ = ["SYSTEM", "AdminRepository", "SystemActor"]
+__all__ = ["AdminService"]
