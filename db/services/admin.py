@@ -50,7 +50,6 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from db import audit
@@ -69,6 +68,7 @@ from db.repositories.role_permission_repository import RolePermissionRepository
 from db.repositories.role_repository import RoleRepository, check_not_built_in
 from db.repositories.soft_deleted_repository import soft_deleted_repository
 from db.repositories.user_role_repository import UserRoleRepository
+from db.repositories.values import id_of, saved_id
 from db.services.base import Service
 from db.services.users import UserService
 
@@ -318,17 +318,11 @@ class AdminService(Service):
 
 def _saved_user_id(user: object) -> uuid.UUID | None:
     """The id of a ``User`` that has been saved (flushed or loaded), else None."""
-    if not isinstance(user, User):
-        return None
-    identity = inspect(user).identity
-    return identity[0] if identity else None
+    return saved_id(user) if isinstance(user, User) else None
 
 
 def _target_id(user: User) -> uuid.UUID:
-    ident = _saved_user_id(user)
-    if ident is None:
-        raise ValidationError("the target must be a saved user", field="user")
-    return ident
+    return id_of(user, "user", entity_only=True)
 
 
 def _reason(reason: Any) -> str:

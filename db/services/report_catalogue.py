@@ -29,6 +29,7 @@ from db.models.account import Account
 from db.models.file_object import StoredFile
 from db.models.log_audit import AuditEntry
 from db.models.user import User
+from db.repositories.values import id_of
 
 RowT = TypeVar("RowT")
 
@@ -206,17 +207,7 @@ def _limit(name: str, value: Any) -> int:
 
 
 def _optional_id(name: str, value: Any) -> uuid.UUID | None:
-    value = getattr(value, "id", value)
-    if value is None or isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(value) if isinstance(value, str) else _bad_id(name)
-    except ValueError:
-        return _bad_id(name)
-
-
-def _bad_id(name: str) -> typing.NoReturn:
-    raise ValidationError(f"report parameter {name} must be an id (a UUID)", field=name, rule="type")
+    return None if value is None else id_of(value, name)
 
 
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
