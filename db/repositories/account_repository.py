@@ -8,8 +8,8 @@ same transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Literal, overload
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from sqlalchemy import select
 
@@ -27,16 +27,9 @@ class AccountRepository(BaseRepository[Account]):
         self._check_fields(fields)
         return super().create(**fields)
 
-    @overload
-    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[False] = False) -> int: ...
-    @overload
-    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[True]) -> list[Account]: ...
-
-    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: bool = False) -> int | list[Account]:
-        checked = (self._checked_row(row) for row in rows)
-        if returning:
-            return super().create_many(checked, returning=True)
-        return super().create_many(checked)
+    def _prepared(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
+        self._check_fields(row)
+        return row
 
     def update(self, instance_or_id: Any, **fields: Any) -> Account:
         self._check_fields(fields)
@@ -68,10 +61,6 @@ class AccountRepository(BaseRepository[Account]):
         if locked is None:
             raise NotFound("account", account_id)
         return locked
-
-    def _checked_row(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
-        self._check_fields(row)
-        return row
 
     def _check_fields(self, fields: Mapping[str, Any]) -> None:
         if "plan" in fields and fields["plan"] not in self.plans:

@@ -53,22 +53,21 @@ def translated(method: F) -> F:
     return cast(F, wrapper)
 
 
-class ReadRepository(RepositoryRules[ModelT]):
-    """Reads of ``model``: get, filter, sort, count and page. The base of a repository whose entity is written
-    only through the operations it defines itself (the audit log, stored files)."""
-
-    """Generic repository over ``model``; see the module docstring (the rules it shares live in ``rules``)."""
+class OnSession:
+    """Built from one unit of work's session alone, as repositories and services are; never commits."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    # --- configuration -------------------------------------------------------------------------------------
-
     @property
     def settings(self) -> Settings:
-        """The unit of work's settings (defaults when the repository is used on a bare session)."""
+        """The unit of work's settings (defaults on a bare session)."""
         return self.session.info.get("settings") or Settings()
 
+
+class ReadRepository(OnSession, RepositoryRules[ModelT]):
+    """Reads of ``model``: get, filter, sort, count and page. The base of a repository whose entity is written
+    only through the operations it defines itself (the audit log, stored files)."""
     # --- read ------------------------------------------------------------------------------------------------
 
     @translated
@@ -210,6 +209,8 @@ class WriteRepository(ReadRepository[ModelT]):
         if (returning or audit.is_audited(self.model)) and self.model.__table__.autoincrement_column is not None:
             message = "returning=True and auditing need primary keys made in Python (UUIDPrimaryKey)"
             raise ValidationError(f"{self.entity}: {message}")
+        if type(self)._prepared is not WriteRepository._prepared:  # the plain path pays no call per row
+            rows = map(self._prepared, rows)
         self.session.flush()
         count = 0
         audited = audit.is_audited(self.model)
@@ -231,6 +232,10 @@ class WriteRepository(ReadRepository[ModelT]):
         if ids and all(isinstance(raw, str) for raw in ids):
             return self._load_generated(ids)
         return self._load_in_order(ids)
+
+    def _prepared(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A row of ``create_many`` as the entity stores it: where a repository checks or derives its fields."""
+        return row
 
     def _load_generated(self, hex_ids: builtins.list[str]) -> builtins.list[ModelT]:
         """Rows whose UUIDv7 ids this call generated (as 32 hex digits), loaded in key ranges, in input order.

@@ -11,8 +11,8 @@ and records the reason; prefer its ``create_role`` / ``delete_role``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, overload
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import select
 
@@ -43,14 +43,9 @@ class RoleRepository(BaseRepository[Role]):
         _refuse_built_in_flag(fields)
         return super().create(**fields)
 
-    @overload
-    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[False] = False) -> int: ...
-    @overload
-    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[True]) -> list[Role]: ...
-
-    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: bool = False) -> int | list[Role]:
-        checked = _without_built_in_flag(rows)
-        return super().create_many(checked, returning=True) if returning else super().create_many(checked)
+    def _prepared(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
+        _refuse_built_in_flag(row)
+        return row
 
     def update(self, instance_or_id: Any, **fields: Any) -> Role:
         _refuse_built_in_flag(fields)
@@ -88,12 +83,6 @@ def check_not_built_in(role: Role) -> None:
 def _refuse_built_in_flag(fields: Mapping[str, Any]) -> None:
     if fields.get("built_in"):
         raise ValidationError("built-in roles come from the catalogue (seed_builtin_roles)", field="built_in")
-
-
-def _without_built_in_flag(rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
-    for row in rows:
-        _refuse_built_in_flag(row)
-        yield row
 
 
 __all__ = ["RoleRepository", "check_not_built_in"]

@@ -18,8 +18,8 @@ The field checks (format, look-alikes) are not repeated here: the model runs the
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Literal, cast, overload
+from collections.abc import Mapping
+from typing import Any, Literal, cast
 
 from sqlalchemy import select
 
@@ -46,14 +46,8 @@ class UserRepository(WriteRepository[User]):
     def create(self, **fields: Any) -> User:
         return super().create(**_with_keys(fields))
 
-    @overload
-    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[False] = False) -> int: ...
-    @overload
-    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[True]) -> list[User]: ...
-
-    def create_many(self, rows: Iterable[Mapping[str, Any]], *, returning: bool = False) -> int | list[User]:
-        keyed: Iterator[Mapping[str, Any]] = (_with_keys(row) for row in rows)
-        return super().create_many(keyed, returning=True) if returning else super().create_many(keyed)
+    def _prepared(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
+        return _with_keys(row)
 
     def update(self, instance_or_id: Any, **fields: Any) -> User:
         return super().update(instance_or_id, **_with_keys(fields))

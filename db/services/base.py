@@ -6,29 +6,18 @@ import abc
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.orm import Session
-
-from db.repositories.base_repository import ReadRepository
+from db.repositories.base_repository import OnSession, ReadRepository
 from db.repositories.rules import Page
-from db.settings import Settings
 
 ModelT = TypeVar("ModelT")
 
 
-class Service:
+class Service(OnSession):
     """Business operations over one session: built from the session, as a repository is, and never committing.
 
     A unit of work builds each service once, on first use (``uow.users``, or ``uow.repository(SomeService)`` for
     an application's own).
     """
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    @property
-    def settings(self) -> Settings:
-        """The unit of work's settings (defaults on a bare session)."""
-        return self.session.info.get("settings") or Settings()
 
     @property
     def actor(self) -> Any:
