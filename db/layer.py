@@ -17,9 +17,9 @@ from db import session as core
 from db.repositories.account_repository import AccountRepository
 from db.repositories.admin_repository import AdminRepository
 from db.repositories.audit_repository import AuditRepository
-from db.repositories.file_repository import FileRepository
 from db.repositories.report_repository import ReportRepository
 from db.repositories.user_repository import UserRepository
+from db.services.files import FileService
 
 
 class UnitOfWork(core.UnitOfWork):
@@ -42,8 +42,8 @@ class UnitOfWork(core.UnitOfWork):
         return self.repository(AuditRepository)
 
     @property
-    def files(self) -> FileRepository:
-        return self.repository(FileRepository)
+    def files(self) -> FileService:
+        return self.repository(FileService)
 
     @property
     def reports(self) -> ReportRepository:
