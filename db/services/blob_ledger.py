@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
+from db.autonomous import innermost, within
 from db.repositories.file_blob_repository import FileBlobRepository
 from db.repositories.file_repository import FileRepository
 from db.storage import Storage
@@ -54,8 +55,7 @@ def release_blob(session: Session, storage: Storage, sha256: str) -> bool:
 def note(session: Session, storage: Storage, sha256: str, *, placed: bool) -> None:
     """Remember a blob whose fate the end of this transaction decides: ``placed``, its bytes were put in place;
     else a row naming it went."""
-    transaction = session.get_nested_transaction() or session.get_transaction()
-    _ledger(session).entries.append(_Entry(storage, sha256, placed, transaction))
+    _ledger(session).entries.append(_Entry(storage, sha256, placed, innermost(session)))
 
 
 @dataclass(slots=True)
@@ -92,7 +92,7 @@ def _after_soft_rollback(session: Session, rolled_back: SessionTransaction) -> N
     if ledger.settling:
         return
     for entry in ledger.entries:
-        if _within(entry.made_in, rolled_back):
+        if within(entry.made_in, rolled_back):
             entry.made_in = None
     if rolled_back.parent is None:  # the whole transaction: the bytes it put in place may now be unnamed
         _settle(session, [entry for entry in ledger.entries if entry.placed])
@@ -112,14 +112,6 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
     if committed:  # rows named by committed uploads stay; what lost its last row, or was undone, is checked
         _settle(session, [entry for entry in ledger.entries if not entry.placed or entry.made_in is None])
     # after a rollback, _after_soft_rollback (which follows this event) settles
-
-
-def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
-    while transaction is not None:
-        if transaction is ancestor:
-            return True
-        transaction = transaction.parent
-    return False
 
 
 def _settle(session: Session, entries: Iterable[_Entry]) -> None:
