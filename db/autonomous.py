@@ -114,7 +114,7 @@ def autonomous_write(session: Session, write: Write) -> None:
 
 def replay_on_rollback(session: Session, write: Write) -> None:
     """``write``'s effect has just been made in the session's transaction: make it again if that is rolled back."""
-    _ledger(session).append(_Entry(write, _innermost(session)))
+    _ledger(session).append(_Entry(write, innermost(session)))
 
 
 def _ledger(session: Session) -> list[_Entry]:
@@ -126,11 +126,13 @@ def _ledger(session: Session) -> list[_Entry]:
     return session.info[_LEDGER]  # type: ignore[no-any-return]
 
 
-def _innermost(session: Session) -> SessionTransaction | None:
+def innermost(session: Session) -> SessionTransaction | None:
+    """The session's innermost transaction: its savepoint if it is in one (None outside any transaction)."""
     return session.get_nested_transaction() or session.get_transaction()
 
 
-def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
+def within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
+    """Whether ``transaction`` is ``ancestor`` or nested in it (a rollback of ``ancestor`` undid it)."""
     while transaction is not None:
         if transaction is ancestor:
             return True
@@ -141,7 +143,7 @@ def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction
 def _after_rollback(session: Session, rolled_back: SessionTransaction) -> None:
     entries: list[_Entry] = session.info.get(_LEDGER, [])
     for entry in entries:
-        if _within(entry.made_in, rolled_back):
+        if within(entry.made_in, rolled_back):
             entry.made_in = None
     if session.in_transaction():  # a savepoint: the transaction goes on, and _before_commit makes them again
         return
@@ -175,7 +177,7 @@ def _before_commit(session: Session) -> None:
     for entry in session.info.get(_LEDGER, []):
         if entry.made_in is None:
             entry.write(session)
-            entry.made_in = _innermost(session)
+            entry.made_in = innermost(session)
 
 
 def _after_commit(session: Session) -> None:
@@ -183,4 +185,5 @@ def _after_commit(session: Session) -> None:
         session.info.get(_LEDGER, []).clear()
 
 
-__all__ = ["Transactions", "autonomous_write", "independent_transactions", "replay_on_rollback"]
+__all__ = ["Transactions", "autonomous_write", "independent_transactions", "innermost", "replay_on_rollback",
+           "within"]

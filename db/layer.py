@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from db import session as core
 from db.repositories.audit_repository import AuditRepository
-from db.repositories.file_repository import FileRepository
 from db.services.accounts import AccountService
 from db.services.admin import AdminService
+from db.services.files import FileService
 from db.services.reports import ReportService
 from db.services.users import UserService
 
@@ -42,8 +42,8 @@ class UnitOfWork(core.UnitOfWork):
         return self.repository(AuditRepository)
 
     @property
-    def files(self) -> FileRepository:
-        return self.repository(FileRepository)
+    def files(self) -> FileService:
+        return self.repository(FileService)
 
     @property
     def reports(self) -> ReportService:

@@ -2,7 +2,7 @@
 
 The key is the SHA-256 of the bytes (64 lowercase hex digits); the bytes themselves live in the storage backend
 (``db.storage``) under that key. ``file.sha256`` refers here (``ON DELETE RESTRICT``): the database refuses to drop
-a blob row that a file row, deleted softly or not, still names. ``FileRepository`` keeps rows and bytes in step.
+a blob row that a file row, deleted softly or not, still names. ``FileService`` keeps rows and bytes in step.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def _regional(char: str) -> bool:
 
 
 class StoredFile(UUIDPrimaryKey, Timestamps, SoftDelete, Audited, Base):
-    """A file of an account. Made by ``FileRepository.store``; its content columns never change afterwards."""
+    """A file of an account. Made by ``uow.files.store`` (``FileService``); its content columns never change."""
 
     __tablename__ = "file"
     __table_args__ = (

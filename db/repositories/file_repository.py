@@ -1,557 +1,116 @@
-"""``FileRepository`` (``uow.files``): the files of accounts, kept as content-addressed blobs.
+"""``FileRepository``: the ``file`` rows, each an account's named reference to a blob (``FileBlobRepository``).
 
-    with database.unit_of_work(actor=ada) as uow:
-        stored = uow.files.store(account=acme, owner=ada, filename="Q3 report.pdf", stream=upload,
-                                 content_type="application/pdf")          # the declared type; the bytes decide
-        with uow.files.open(stored.id, user=bob) as stream:               # NotFound unless bob is in acme
-            ...
-        uow.files.page(filters={"account_id": acme.id, "content_type": "application/pdf"}, order_by=["-created_at"])
-        uow.files.rename(stored, "Q3 report (final).pdf")
-        uow.files.delete(stored)                                          # soft; restore(stored) undoes it
-        uow.files.purge(deleted_before=a_month_ago)                       # soft-deleted rows go for good
-        uow.files.verify(stored.id)                                       # VerifyResult: re-hashes the bytes
-        uow.files.reclaim_orphans()                                       # bytes and blob rows nothing names
+Data access only. Storing, opening, purging and the rest of what ``uow.files`` offers are ``db.services.files``'s
+(``FileService``), which writes each row with the bytes it names: a row made here directly names bytes someone else
+must have stored (the sample generator stores them first).
 
-**Rows and bytes.** A ``file`` row names a ``file_blob`` row (its SHA-256), whose bytes the storage backend keeps
-under that hash: identical bytes are stored once, however many files name them. Bytes are written before the rows
-that name them and removed only once no row names them, by one procedure: claim the blob row (an upsert that
-inserts it when missing and locks it either way, so uploads and removals of the same bytes queue up on every
-engine), check with a locking read that no file row names it, delete the blob row, remove the bytes, commit.
-Removal never happens inside a caller's transaction, whose rollback could bring back rows naming removed bytes: it
-runs in short transactions of its own, on the same session, as soon as the unit of work has ended:
-
-- after a **rollback**: the bytes its uploads put in place (a committed row naming the same bytes keeps them);
-- after a **commit**: blobs that ``purge``, a hard ``delete`` or ``reclaim_orphans`` left unnamed, and uploads
-  undone by a rolled-back savepoint.
-
-A crash in between leaves bytes without rows, never rows without bytes; ``reclaim_orphans`` removes those. Only
-explicit commits and rollbacks are seen (units of work, ``Database.session()``, ``run_in_transaction``).
-
-**One database per storage root.** The storage root is bound to this database (``db.storage_binding``): a root
-bound to another database is refused for everything (``StorageMismatch``), and a root without a marker is bound at
-the first store or removal if it holds nothing another database could miss. Every unit of work checks it once,
-before it first uses the storage.
-
-**No lock while bytes flow.** ``store`` reads, hashes and writes the stream to a temporary file before its first
-statement, so no lock is held (and on SQLite no writer waits) while an upload is read: call it first in its unit of
-work. A full disk raises ``DiskFull`` and leaves nothing behind.
-
-**Quota.** ``store`` locks the account row (``SELECT … FOR UPDATE``) and then sums the sizes of its files that are
-not deleted, with a locking read on MariaDB (whose REPEATABLE READ snapshot could predate a concurrent upload): two
-uploads to one account are serialized and cannot together exceed the quota. Soft-deleted files do not count, so
-``restore`` checks the quota again. Sizes are per file: a file whose bytes another file shares still counts.
-
-**Access.** ``open(file_id, user=...)`` is for members of the file's account (any role). For a non-member it
-raises the same ``NotFound`` as for a missing or deleted file: whether a file exists is not told to outsiders.
-``store`` needs an ``owner`` (the uploading user) who is a member of the account, viewers excepted, or no owner (a
-system upload); the stream is read before this is checked (see above), and a refused upload leaves nothing behind.
-Other reads (``get_by_id``, ``list``, ``page``) check nothing: callers authorise them.
-
-**Lock order.** ``store`` locks the account row, then the blob row, then (as every audited write does) the audit
-chain head. Call it before other audited writes in a unit of work, or run it in ``run_in_transaction``, whose
-retries absorb the deadlocks a different order can cause.
+What this repository keeps is the row's own invariant: its content columns (``account_id``, ``content_type``,
+``declared_type``, ``size``, ``sha256``) describe bytes that never change, so no update sets them; ``deleted_at``
+changes by ``delete`` and ``restore`` only; and an update's ``filename`` must be sanitised already
+(``sanitise_filename``), as every ORM write makes it. ``create_many`` writes rows as given, like any bulk path.
 """
 
 from __future__ import annotations
 
 import builtins
 import datetime as dt
-import functools
-import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, NoReturn
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, event, exists, func, select
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy import ColumnElement, Row, exists, func, select
 
-from db import audit, dialects, storage_binding
-from db.errors import NotFound, PermissionDenied, QuotaExceeded, ValidationError
-from db.models.account import Account
-from db.models.base import utcnow
-from db.models.file_blob import FileBlob
+from db.errors import ValidationError
 from db.models.file_object import StoredFile, sanitise_filename
-from db.models.membership import Membership
-from db.repositories.base_repository import BaseRepository, translated
-from db.repositories.bulk import batched
-from db.storage import (
-    LocalStorage,
-    Readable,
-    Storage,
-    check_key,
-    hash_stream,
-    normalise_content_type,
-    sniff_content_type,
-)
+from db.repositories.base_repository import WriteRepository, translated
 
-logger = logging.getLogger(__name__)
-
-UPLOADER_ROLES = frozenset({"owner", "admin", "member"})
 _SET_BY_STORE = frozenset({"account_id", "content_type", "declared_type", "size", "sha256", "deleted_at"})
-_LEDGER = "file_blobs"
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyResult:
-    """``verify``'s answer: ``ok`` when the stored bytes still hash to the file's SHA-256 and size."""
-
-    file_id: uuid.UUID
-    ok: bool
-    expected_sha256: str
-    expected_size: int
-    actual_sha256: str | None  # None: the bytes are missing
-    actual_size: int | None
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-
-@dataclass(frozen=True, slots=True)
-class PurgeResult:
-    files: int  # rows removed
-    blobs: int  # blobs this transaction sees no row naming any more: removed when the unit of work commits
-
-
-@dataclass(frozen=True, slots=True)
-class ReclaimResult:
-    blob_rows: int  # blob rows no file row names
-    loose_blobs: int  # stored bytes without a blob row
-    temporaries: int  # abandoned temporary files, removed at once
-
-    @property
-    def blobs(self) -> int:
-        """Blobs to remove when the unit of work commits (each checked once more then)."""
-        return self.blob_rows + self.loose_blobs
-
-
-class FileRepository(BaseRepository[StoredFile]):
+class FileRepository(WriteRepository[StoredFile]):
     model = StoredFile
     filterable = frozenset(
         {"id", "account_id", "owner_id", "filename", "content_type", "declared_type", "size", "sha256", "created_at"}
     )
     sortable = frozenset({"created_at", "filename", "size", "content_type"})
 
-    def backend(self) -> Storage:
-        """The blob store: ``LocalStorage`` at ``settings.storage_root``. A subclass may return another backend."""
-        return LocalStorage(self.settings.storage_root, chunk_size=self.settings.storage_chunk_size)
-
-    @functools.cached_property
-    def storage(self) -> Storage:
-        """The blob store, bound to this database, for storing and removing: a root without a marker is bound now if
-        it may be (see ``db.storage_binding``); ``StorageMismatch`` if it belongs, or may belong, to another one."""
-        storage_binding.bind_for_writes(self.session, self._blob_store)
-        return self._blob_store
-
-    @functools.cached_property
-    def _readable_storage(self) -> Storage:
-        """The blob store for reading: refused if bound to another database."""
-        if "storage" not in self.__dict__:
-            storage_binding.require_readable(self.session, self._blob_store)
-        return self._blob_store
-
-    @functools.cached_property
-    def _blob_store(self) -> Storage:
-        return self.backend()
-
-    # --- upload and download -----------------------------------------------------------------------------------
-
     @translated
-    def store(
-        self, *, account: Any, owner: Any, filename: str | None, stream: Readable | bytes,
-        content_type: str | None = None,
-    ) -> StoredFile:
-        """Store ``stream`` (read in chunks: memory stays flat) as a file of ``account`` uploaded by ``owner``.
-
-        ``filename`` is sanitised; ``content_type`` is the declared type, kept beside the sniffed one. Larger than
-        ``settings.max_file_size``: ``ValidationError``; over the account's quota: ``QuotaExceeded``; a full disk:
-        ``DiskFull``; a storage root of another database: ``StorageMismatch``. Either way, and on any other failure,
-        nothing is left behind.
-        """
-        name, declared = sanitise_filename(filename), normalise_content_type(content_type)
-        account_id = _id_of(account, "account")
-        owner_id = None if owner is None else _id_of(owner, "owner")
-        # The slow part first, before any statement: no lock is held while the bytes are read, hashed and written.
-        with self._blob_store.stage(stream, max_size=self.settings.max_file_size) as staged:
-            sniffed = sniff_content_type(staged.head, complete=staged.size == len(staged.head), declared=declared)
-            self._check_uploader(account_id, owner_id)
-            storage = self.storage
-            with self.session.begin_nested():
-                self._check_quota(account_id, staged.size)
-                claim_blob(self.session, staged.sha256, staged.size)
-                _note(self.session, storage, staged.sha256, placed=True)
-                staged.commit()
-                stored = StoredFile(
-                    account_id=account_id, owner_id=owner_id, filename=name, content_type=sniffed,
-                    declared_type=declared, size=staged.size, sha256=staged.sha256,
-                )
-                self.session.add(stored)
-                self.session.flush()
-                self._event("file.uploaded", stored, user_id=owner_id)
-        return stored
-
-    @translated
-    def open(self, file_id: Any, *, user: Any) -> BinaryIO:
-        """The file's bytes, for a member of its account; ``NotFound`` for anyone else (see the module docstring)."""
-        stored = self.get_by_id(file_id)
-        user_id = _id_of(user, "user")
-        if stored is None or self._role(stored.account_id, user_id) is None:
-            raise NotFound(self.entity, file_id)
-        stream = self._readable_storage.open(stored.sha256)
-        try:
-            self._event("file.downloaded", stored, user_id=user_id)
-        except BaseException:
-            stream.close()
-            raise
-        return stream
-
-    # --- changes -----------------------------------------------------------------------------------------------
-
-    def rename(self, instance_or_id: Any, filename: str | None) -> StoredFile:
-        return self.update(instance_or_id, filename=sanitise_filename(filename))
-
-    @translated
-    def delete(self, instance_or_id: Any, *, hard: bool = False) -> None:
-        """Soft-delete the file (its bytes stay until ``purge``); ``hard`` removes the row now."""
-        stored = self._resolve(instance_or_id, include_deleted=hard)
-        super().delete(stored, hard=hard)
-        if hard:
-            _note(self.session, self.storage, stored.sha256, placed=False)
-        self._event("file.deleted", stored, hard=hard)
-
-    @translated
-    def delete_many(self, filters: Mapping[str, Any], *, hard: bool = False, include_deleted: bool = False) -> int:
-        """The generic bulk delete (recorded as audit change entries listing the ids, not as ``file.deleted``
-        events); a hard one frees the blobs its rows named, removed after the commit unless still named."""
-        if not hard:
-            return super().delete_many(filters, hard=hard, include_deleted=include_deleted)
-        criteria = self._where(self._required(filters), include_deleted)
-        named = set(self.session.scalars(select(StoredFile.sha256).where(*criteria).distinct()))
-        count = super().delete_many(filters, hard=True, include_deleted=include_deleted)
-        for sha256 in sorted(named):
-            _note(self.session, self.storage, sha256, placed=False)
-        return count
+    def resolve(self, instance_or_id: Any, *, include_deleted: bool = False) -> StoredFile:
+        """The file given as itself or by its id; ``NotFound`` if it is missing (or deleted, unless
+        ``include_deleted``)."""
+        found: StoredFile = self._resolve(instance_or_id, include_deleted=include_deleted)
+        return found
 
     @translated
     def restore(self, instance_or_id: Any) -> StoredFile:
-        """Undo a soft delete; the file counts against its account's quota again (``QuotaExceeded``)."""
-        stored: StoredFile = self._resolve(instance_or_id, include_deleted=True)
-        if stored.deleted_at is not None:
-            with self.session.begin_nested():
-                self._check_quota(stored.account_id, stored.size)
-                stored.deleted_at = None
+        """Undo a soft delete of the row (a deleted row is found too)."""
+        stored = self.resolve(instance_or_id, include_deleted=True)
+        stored.deleted_at = None
         return stored
 
-    @translated
-    def purge(
-        self, *, account: Any = None, deleted_before: dt.datetime | None = None, ids: Iterable[Any] | None = None
-    ) -> PurgeResult:
-        """Remove soft-deleted files for good (of ``account``, deleted before ``deleted_before``, among ``ids``,
-        when given).
-
-        Their blobs that no other row names are removed when the unit of work commits; shared blobs stay.
-        """
-        criteria: builtins.list[ColumnElement[bool]] = [StoredFile.deleted_at.is_not(None)]
-        if ids is not None:
-            criteria.append(StoredFile.id.in_([_id_of(ident, "id") for ident in ids]))
-        if account is not None:
-            criteria.append(StoredFile.account_id == _id_of(account, "account"))
-        if deleted_before is not None:
-            if not isinstance(deleted_before, dt.datetime) or deleted_before.utcoffset() is None:
-                raise ValidationError("deleted_before must be a timezone-aware datetime", field="deleted_before")
-            criteria.append(StoredFile.deleted_at < deleted_before)
-        rows = self.session.execute(select(StoredFile.id, StoredFile.sha256).where(*criteria).with_for_update()).all()
-        for chunk in batched(rows, 5_000):
-            super().delete_many({"id__in": [row.id for row in chunk]}, hard=True, include_deleted=True)
-        named = sorted({row.sha256 for row in rows})
-        for sha256 in named:  # each checked again under its lock after the commit: a concurrent purge may free it
-            _note(self.session, self.storage, sha256, placed=False)
-        return PurgeResult(files=len(rows), blobs=sum(not self._named(sha256) for sha256 in named))
-
-    # --- integrity ---------------------------------------------------------------------------------------------
+    # --- queries -----------------------------------------------------------------------------------------------
 
     @translated
-    def verify(self, file_id: Any) -> VerifyResult:
-        """Re-hash the file's bytes (a deleted file's too) and compare them with its SHA-256 and size."""
-        stored = self.get_by_id(file_id, include_deleted=True)
-        if stored is None:
-            raise NotFound(self.entity, file_id)
-        actual: tuple[str | None, int | None] = (None, None)
-        try:
-            with self._readable_storage.open(stored.sha256) as stream:
-                actual = hash_stream(stream, self.settings.storage_chunk_size)
-        except NotFound:
-            pass
-        ok = actual == (stored.sha256, stored.size)
-        return VerifyResult(stored.id, ok, stored.sha256, stored.size, *actual)
+    def named_blobs(self, filters: Mapping[str, Any], *, include_deleted: bool = False) -> set[str]:
+        """The blobs the rows matching ``filters`` name (filters are required, as for a bulk change)."""
+        criteria = self._where(self._required(filters), include_deleted)
+        return set(self.session.scalars(select(StoredFile.sha256).where(*criteria).distinct()))
 
     @translated
-    def reclaim_orphans(self, *, temporaries_older_than: dt.timedelta = dt.timedelta(days=1)) -> ReclaimResult:
-        """Find blobs no file row names (blob rows, and stored bytes without a blob row): they are removed when the
-        unit of work commits, each checked once more under its lock. Temporary files of uploads that have not been
-        written to for ``temporaries_older_than`` are removed at once."""
-        storage = self.storage
-        unnamed = select(FileBlob.sha256).where(~exists().where(StoredFile.sha256 == FileBlob.sha256))
-        candidates = set(self.session.scalars(unnamed))
-        loose = 0
-        for chunk in batched(storage.keys(), 1_000):
-            known = set(self.session.scalars(select(FileBlob.sha256).where(FileBlob.sha256.in_(chunk))))
-            missing = [key for key in chunk if key not in known]
-            loose += len(missing)
-            candidates.update(missing)
-        for sha256 in sorted(candidates):
-            _note(self.session, storage, sha256, placed=False)
-        return ReclaimResult(len(candidates) - loose, loose, storage.remove_temporaries(temporaries_older_than))
-
-    @translated
-    def binding(self) -> storage_binding.StorageBinding:
-        """The storage root as this database sees it: bound to it, to another database, or to none (and then
-        whose blobs it holds). Changes nothing."""
-        return storage_binding.inspect_binding(self.session, self._blob_store)
-
-    @translated
-    def require_removable(self) -> None:
-        """Refuse (``StorageMismatch``) unless this database may remove blobs from its storage root. Changes
-        nothing: the root is bound when something is removed."""
-        if "storage" not in self.__dict__:
-            storage_binding.require_writable(self.session, self._blob_store)
-
-    @translated
-    def orphan_blobs(self) -> builtins.list[tuple[str, int | None]]:
-        """What ``reclaim_orphans`` would find, changing nothing: (key, size) of blob rows no file row names, and
-        (key, None) of stored bytes without a blob row; sorted by key. Refused where ``reclaim_orphans`` would be."""
-        self.require_removable()
-        storage = self._blob_store
-        unnamed = select(FileBlob.sha256, FileBlob.size).where(~exists().where(StoredFile.sha256 == FileBlob.sha256))
-        found: dict[str, int | None] = {row.sha256: row.size for row in self.session.execute(unnamed)}
-        for chunk in batched(storage.keys(), 1_000):
-            known = set(self.session.scalars(select(FileBlob.sha256).where(FileBlob.sha256.in_(chunk))))
-            found.update((key, None) for key in chunk if key not in known)
-        return sorted(found.items())
-
-    @translated
-    def release_blobs(self, keys: Iterable[str]) -> int:
-        """Remove these blobs when the unit of work commits, each checked once more under its lock then (a blob a
-        file row names by then stays). Returns how many were noted."""
-        noted = 0
-        for key in keys:
-            _note(self.session, self.storage, check_key(key), placed=False)
-            noted += 1
-        return noted
-
-    # --- rows are made by store() only, and their content columns never change ---------------------------------
-
-    def create(self, **fields: Any) -> NoReturn:
-        _use_store()
-
-    def create_many(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _use_store()
-
-    def upsert(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _use_store()
-
-    def get_or_create(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _use_store()
-
-    def _check_writable(self, fields: Mapping[str, Any], *, allow_pk: bool) -> None:
-        for key in fields:
-            if key in _SET_BY_STORE:
-                message = f"file.{key} cannot be set here: use store(), delete() or restore()"
-                raise ValidationError(message, field=key, rule="immutable")
-        if "filename" in fields and fields["filename"] != sanitise_filename(fields["filename"]):
-            raise ValidationError("file.filename is not a sanitised name: use rename()", field="filename",
-                                  rule="sanitised")
-        super()._check_writable(fields, allow_pk=allow_pk)
-
-    # --- helpers -----------------------------------------------------------------------------------------------
-
-    def _check_uploader(self, account_id: uuid.UUID, owner_id: uuid.UUID | None) -> None:
-        found = self.session.execute(
-            select(Account.id, Membership.role)
-            .outerjoin(Membership, and_(Membership.account_id == Account.id, Membership.user_id == owner_id))
-            .where(Account.id == account_id, Account.deleted_at.is_(None))
-        ).first()
-        if found is None:
-            raise NotFound("account", account_id)
-        if owner_id is not None and found.role not in UPLOADER_ROLES:
-            raise PermissionDenied("files.upload", owner_id)
-
-    def _check_quota(self, account_id: uuid.UUID, size: int) -> None:
-        """Lock the account row, then refuse ``size`` more bytes beyond its quota. Call inside a savepoint."""
-        locked = select(Account.storage_quota_bytes).where(Account.id == account_id, Account.deleted_at.is_(None))
-        quota = self.session.scalar(locked.with_for_update())
-        if quota is None:
-            raise NotFound("account", account_id)
-        used_query = select(func.coalesce(func.sum(StoredFile.size), 0)).where(
-            StoredFile.account_id == account_id, StoredFile.deleted_at.is_(None)
-        )
-        used = int(self.session.scalar(dialects.dialect_of(self.session).latest_committed(used_query)) or 0)
-        if used + size > quota:
-            raise QuotaExceeded(account_id, quota=int(quota), used=used, size=size)
-
-    def _role(self, account_id: uuid.UUID, user_id: uuid.UUID) -> str | None:
-        return self.session.scalar(
-            select(Membership.role)
-            .join(Account, Account.id == Membership.account_id)
-            .where(Membership.account_id == account_id, Membership.user_id == user_id, Account.deleted_at.is_(None))
-        )
-
-    def _named(self, sha256: str) -> bool:
+    def is_named(self, sha256: str, *, locking: bool = False) -> bool:
+        """Whether a row, deleted softly or not, names the blob ``sha256``. ``locking``: with a locking read of the
+        row found, which sees the latest committed rows on every engine and keeps that row until the transaction
+        ends."""
+        if locking:
+            named = select(StoredFile.id).where(StoredFile.sha256 == sha256).limit(1).with_for_update(read=True)
+            return self.session.scalar(named) is not None
         return self.session.scalar(select(exists().where(StoredFile.sha256 == sha256))) is True
 
-    def _event(self, action: str, stored: StoredFile, **extra: Any) -> None:
-        user_id = extra.pop("user_id", None)
-        data = {
-            "file_id": str(stored.id), "account_id": str(stored.account_id), "size": stored.size,
-            "content_type": stored.content_type, **extra,
-        }
-        audit.record_event(self.session, action, entity_type=self.entity, entity_id=stored.id, data=data,
-                           user_id=None if user_id is None else str(user_id))
+    @translated
+    def used_bytes(self, account_id: uuid.UUID) -> int:
+        """The sizes of the account's files that are not deleted, summed as latest committed (a locking read where
+        a plain one could see an older snapshot)."""
+        used = select(func.coalesce(func.sum(StoredFile.size), 0)).where(
+            StoredFile.account_id == account_id, StoredFile.deleted_at.is_(None)
+        )
+        return int(self.session.scalar(self._dialect.latest_committed(used)) or 0)
+
+    @translated
+    def lock_deleted(
+        self, *, account_id: uuid.UUID | None = None, deleted_before: dt.datetime | None = None,
+        ids: Iterable[uuid.UUID] | None = None,
+    ) -> builtins.list[Row[uuid.UUID, str]]:
+        """(id, sha256) of the soft-deleted rows of ``account_id``, deleted before ``deleted_before``, among ``ids``
+        (each when given), locked until the transaction ends."""
+        criteria: builtins.list[ColumnElement[bool]] = [StoredFile.deleted_at.is_not(None)]
+        if ids is not None:
+            criteria.append(StoredFile.id.in_(builtins.list(ids)))
+        if account_id is not None:
+            criteria.append(StoredFile.account_id == account_id)
+        if deleted_before is not None:
+            criteria.append(StoredFile.deleted_at < deleted_before)
+        statement = select(StoredFile.id, StoredFile.sha256).where(*criteria).with_for_update()
+        return builtins.list(self.session.execute(statement).all())
+
+    # --- the row's invariant -------------------------------------------------------------------------------------
+
+    def _check_update(self, instance: Any, fields: dict[str, Any]) -> None:
+        _check_changeable(fields)
+        super()._check_update(instance, fields)
+
+    def _check_bulk_update(self, fields: Mapping[str, Any]) -> None:
+        _check_changeable(fields)
+        super()._check_bulk_update(fields)
 
 
-def _use_store() -> NoReturn:
-    raise ValidationError("file rows are made by store(), which stores their bytes too", rule="use_store")
+def _check_changeable(fields: Mapping[str, Any]) -> None:
+    for key in fields:
+        if key in _SET_BY_STORE:
+            message = f"file.{key} cannot be set here: use store(), delete() or restore()"
+            raise ValidationError(message, field=key, rule="immutable")
+    if "filename" in fields and fields["filename"] != sanitise_filename(fields["filename"]):
+        raise ValidationError("file.filename is not a sanitised name: use rename()", field="filename",
+                              rule="sanitised")
 
 
-def _id_of(value: Any, name: str) -> uuid.UUID:
-    """The id of a saved entity, or an id given as such."""
-    ident = getattr(value, "id", value)
-    if isinstance(ident, uuid.UUID):
-        return ident
-    try:
-        return uuid.UUID(str(ident)) if isinstance(ident, str) else _refuse(name)
-    except ValueError:
-        return _refuse(name)
-
-
-def _refuse(name: str) -> NoReturn:
-    raise ValidationError(f"file: {name} must be a saved entity or its id", field=name)
-
-
-# --- blobs: claiming and releasing ---------------------------------------------------------------------------------
-
-
-def claim_blob(session: Session, sha256: str, size: int = 0) -> None:
-    """Lock the blob row of ``sha256`` until the transaction ends, inserting it if missing (with ``size``).
-
-    An upsert whose update changes nothing: it locks an existing row, and an insert racing another insert of the
-    same key waits for it, on every engine, where ``SELECT … FOR UPDATE`` of a missing row would lock nothing.
-    """
-    table: Any = FileBlob.__table__
-    statement = dialects.dialect_of(session).upsert(
-        table, {"sha256": sha256, "size": size, "created_at": utcnow()}, ["sha256"], {"size": table.c.size}
-    )
-    session.execute(statement)
-
-
-def release_blob(session: Session, storage: Storage, sha256: str) -> bool:
-    """In the session's transaction: claim the blob; if no file row names it, delete its row and its bytes.
-
-    Returns whether it was removed. The caller commits at once: see the module docstring for why the bytes may go
-    before the commit (nothing can name them while the claim is held).
-    """
-    claim_blob(session, sha256)
-    named = select(StoredFile.id).where(StoredFile.sha256 == sha256).limit(1).with_for_update(read=True)
-    if session.scalar(named) is not None:
-        return False
-    session.execute(delete(FileBlob).where(FileBlob.sha256 == sha256).execution_options(synchronize_session=False))
-    storage.delete(sha256)
-    return True
-
-
-@dataclass(slots=True)
-class _Entry:
-    storage: Storage
-    sha256: str
-    placed: bool  # True: its bytes were put in place; False: a row naming it went
-    made_in: SessionTransaction | None  # None once that (sub)transaction was rolled back
-
-
-@dataclass(slots=True)
-class _Ledger:
-    entries: builtins.list[_Entry] = field(default_factory=list)
-    committed: bool = False
-    settling: bool = False
-
-
-def _note(session: Session, storage: Storage, sha256: str, *, placed: bool) -> None:
-    """Remember a blob whose fate the end of this transaction decides."""
-    transaction = session.get_nested_transaction() or session.get_transaction()
-    _ledger(session).entries.append(_Entry(storage, sha256, placed, transaction))
-
-
-def _ledger(session: Session) -> _Ledger:
-    ledger: _Ledger | None = session.info.get(_LEDGER)
-    if ledger is None:
-        ledger = session.info[_LEDGER] = _Ledger()
-        _listen(session)
-    return ledger
-
-
-def _listen(session: Session) -> None:
-    event.listen(session, "after_soft_rollback", _after_soft_rollback)
-    event.listen(session, "after_commit", _after_commit)
-    event.listen(session, "after_transaction_end", _after_transaction_end)
-
-
-def _after_soft_rollback(session: Session, rolled_back: SessionTransaction) -> None:
-    ledger = _ledger(session)
-    if ledger.settling:
-        return
-    for entry in ledger.entries:
-        if _within(entry.made_in, rolled_back):
-            entry.made_in = None
-    if rolled_back.parent is None:  # the whole transaction: the bytes it put in place may now be unnamed
-        _settle(session, [entry for entry in ledger.entries if entry.placed])
-
-
-def _after_commit(session: Session) -> None:
-    ledger = _ledger(session)
-    if not ledger.settling and not session.in_nested_transaction():
-        ledger.committed = True
-
-
-def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
-    ledger = _ledger(session)
-    if transaction.parent is not None or ledger.settling:
-        return
-    committed, ledger.committed = ledger.committed, False
-    if committed:  # rows named by committed uploads stay; what lost its last row, or was undone, is checked
-        _settle(session, [entry for entry in ledger.entries if not entry.placed or entry.made_in is None])
-    # after a rollback, _after_soft_rollback (which follows this event) settles
-
-
-def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
-    while transaction is not None:
-        if transaction is ancestor:
-            return True
-        transaction = transaction.parent
-    return False
-
-
-def _settle(session: Session, entries: Iterable[_Entry]) -> None:
-    """Release each blob in a short transaction of its own; a failure is logged (``reclaim_orphans`` finishes)."""
-    ledger = _ledger(session)
-    todo = {(entry.sha256, id(entry.storage)): entry.storage for entry in entries}
-    ledger.entries.clear()
-    ledger.settling = True
-    try:
-        for (sha256, _), storage in sorted(todo.items(), key=lambda item: item[0][0]):
-            try:
-                release_blob(session, storage, sha256)
-                session.commit()
-            except Exception:
-                logger.exception("blob %s could not be released now; reclaim_orphans() will", sha256)
-                _rollback_quietly(session)
-    finally:
-        ledger.settling = False
-
-
-def _rollback_quietly(session: Session) -> None:
-    try:
-        session.rollback()
-    except Exception:
-        logger.exception("rollback after a failed blob release failed")
-
-
-__all__ = ["FileRepository", "PurgeResult", "ReclaimResult", "VerifyResult", "claim_blob", "release_blob"]
+__all__ = ["FileRepository"]

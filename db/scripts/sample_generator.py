@@ -80,14 +80,14 @@ from db import storage_binding
 from db.audit import Entry, append_entries
 from db.errors import Conflict, DiskFull, ValidationError
 from db.layer import Database
-from db.models.file_blob import FileBlob
-from db.models.file_object import StoredFile
 from db.models.user import User
 from db.passwords import hasher
 from db.progress import SILENT, Advance, Progress
 from db.repositories.account_repository import AccountRepository
-from db.repositories.base_repository import BaseRepository, WriteRepository
+from db.repositories.base_repository import WriteRepository
 from db.repositories.bulk import BATCH_ROWS, batched, collector_paused
+from db.repositories.file_blob_repository import FileBlobRepository
+from db.repositories.file_repository import FileRepository
 from db.repositories.membership_repository import MembershipRepository
 from db.repositories.user_repository import UserRepository
 from db.scripts.create_db import require_head
@@ -540,7 +540,7 @@ def _blob_rows(world: _World, storage: LocalStorage) -> Iterator[dict[str, Any]]
 
 
 def _file_rows(world: _World) -> Iterator[tuple[dict[str, Any], Entry]]:
-    """Files with their ``file.uploaded`` events (as ``FileRepository.store`` records them)."""
+    """Files with their ``file.uploaded`` events (as ``uow.files.store`` records them)."""
     rng, files, users, accounts = world.rng, world.files, world.users, world.accounts
     person_of = _people(users)
     for index in range(world.plan.files):
@@ -638,16 +638,6 @@ def _activity_data(rng: random.Random, action: str, micros: int) -> dict[str, An
 # --- writing -----------------------------------------------------------------------------------------------------
 
 
-class _Blobs(BaseRepository[FileBlob]):
-    model = FileBlob
-
-
-class _Files(BaseRepository[StoredFile]):
-    """Generic bulk writes of files, whose bytes the generator has stored (``FileRepository`` streams one upload)."""
-
-    model = StoredFile
-
-
 def generate(database: Database, options: GeneratorOptions | None = None, *,
              progress: Progress = SILENT) -> GenerationResult:
     """Generate sample data into ``database`` (migrated to the head); see the module docstring."""
@@ -667,7 +657,7 @@ def generate(database: Database, options: GeneratorOptions | None = None, *,
         ("membership", counts.memberships,
          lambda advance: _write(database, _membership_rows(world), MembershipRepository, options, advance)),
         ("file_blob", counts.blobs,
-         lambda advance: _write(database, _blob_rows(world, storage), _Blobs, options, advance)),
+         lambda advance: _write(database, _blob_rows(world, storage), FileBlobRepository, options, advance)),
         ("file", counts.files, lambda advance: _write_files(database, world, advance)),
         ("audit_entry", counts.events, lambda advance: _write_events(database, world, advance)),
     ]
@@ -706,7 +696,7 @@ def _write_files(database: Database, world: _World, advance: Advance) -> None:
         with collector_paused(), database.unit_of_work(actor=GENERATOR_ACTOR) as uow:
             count = 0
             for batch in batched(run, BUILD_BATCH):
-                count += uow.repository(_Files).create_many(row for row, _ in batch)
+                count += uow.repository(FileRepository).create_many(row for row, _ in batch)
                 append_entries(uow.session, [entry for _, entry in batch])
         advance(count)
 

@@ -23,7 +23,7 @@ from db.models.file_object import StoredFile
 from db.models.log_audit import AuditEntry
 from db.models.user import User
 from db.models.user_token import UserToken
-from db.repositories.file_repository import claim_blob
+from db.repositories.file_blob_repository import FileBlobRepository
 from db.scripts.cleanup_db import (
     BLOB,
     MAX_AGE,
@@ -92,7 +92,7 @@ def populate(database: Database) -> World:
         gone_file = uow.files.store(account=gone, owner=ada, filename="gone.txt", stream=b"gone bytes")
         uow.files.store(account=busy, owner=ada, filename="busy.txt", stream=b"busy bytes")
         unnamed_row, size = storage.put(b"unnamed row")
-        claim_blob(uow.session, unnamed_row, size)
+        uow.repository(FileBlobRepository).claim(unnamed_row, size)
     with database.unit_of_work(actor=SYSTEM) as uow:
         for stored in (shared, unique, gone_file):
             uow.files.delete(stored)

@@ -28,8 +28,8 @@ from db.models.account import Account
 from db.models.file_blob import FileBlob
 from db.models.file_object import StoredFile
 from db.models.user import User
-from db.repositories.file_repository import FileRepository
 from db.scripts.check_db import check
+from db.services.files import FileService
 from db.settings import Settings
 from db.storage import LocalStorage
 from tests.conftest import TestDatabases
@@ -309,7 +309,7 @@ def test_a_rolled_back_plain_session_is_cleaned_up_too(
 ) -> None:
     with pytest.raises(RuntimeError), files_db.session() as session:
         session.info["settings"] = files_db.settings  # a plain session carries none: the defaults would apply
-        stored = FileRepository(session).store(account=acme, owner=people["ada"], filename="a", stream=b"plain")
+        stored = FileService(session).store(account=acme, owner=people["ada"], filename="a", stream=b"plain")
         assert storage.exists(stored.sha256)
         raise RuntimeError("the caller fails")
     assert nothing_left(files_db, storage)
@@ -660,9 +660,20 @@ def test_rename_sanitises_and_the_content_columns_never_change(
                 uow.files.update(stored, **{field: value})
             with pytest.raises(ValidationError):
                 uow.files.update_many({"id": stored.id}, **{field: value})
-        with pytest.raises(ValidationError):
-            uow.files.create(account_id=acme.id, filename="x", content_type="a/b", size=1, sha256=sha(b"x"))
         assert uow.files.update(stored, owner_id=people["bob"].id).owner_id == people["bob"].id
+
+
+def test_a_file_row_is_made_by_store_only(files_db: Database, acme: Account, people: dict[str, User]) -> None:
+    stored = store(files_db, acme, people["ada"], b"x", filename="draft.txt")
+    with files_db.unit_of_work() as uow:
+        for name in ("create", "create_many", "upsert", "get_or_create"):
+            assert not hasattr(uow.files, name), name
+        with pytest.raises(ValidationError):  # nor can an update make a row name other bytes, or undelete it
+            uow.files.update(stored, sha256=sha(b"y"))
+        uow.files.delete(stored)
+        with pytest.raises(ValidationError):
+            uow.files.update_many({"id": stored.id}, deleted_at=None)
+    assert file_rows(files_db) == 1
 
 
 # --- real concurrency: committed data, threads ---------------------------------------------------------------
