@@ -236,7 +236,8 @@ class FileService(EntityService[StoredFile]):
     @translated
     def restore(self, instance_or_id: Any) -> StoredFile:
         """Undo a soft delete; the file counts against its account's quota again (``QuotaExceeded``)."""
-        stored = self.repository.resolve(instance_or_id, include_deleted=True)
+        # By id: an instance from an earlier unit of work is not this session's, and may be stale.
+        stored = self.repository.resolve(id_of(instance_or_id, "file"), include_deleted=True)
         if stored.deleted_at is not None:
             with self.session.begin_nested():
                 self._check_quota(stored.account_id, stored.size)

@@ -267,6 +267,19 @@ def test_only_files_not_deleted_count_against_the_quota_and_a_restore_is_checked
         assert uow.files.restore(first.id).deleted_at is None
 
 
+def test_a_restore_given_the_instance_of_an_earlier_unit_of_work_is_saved(
+    files_db: Database, acme: Account, people: dict[str, User]
+) -> None:
+    kept = store(files_db, acme, people["ada"], b"keep me")
+    with files_db.unit_of_work() as uow:
+        uow.files.delete(kept)
+    with files_db.unit_of_work() as uow:
+        assert uow.files.restore(kept).deleted_at is None
+    with files_db.unit_of_work() as uow:
+        assert uow.files.get_by_id(kept.id) is not None
+        assert uow.files.open(kept.id, user=people["ada"]).read() == b"keep me"
+
+
 # --- transactions --------------------------------------------------------------------------------------------
 
 
