@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from db.errors import NotFound, ValidationError
 from db.models.account import FIELD_CHECKS, PLANS, Account
@@ -52,6 +52,16 @@ class AccountRepository(BaseRepository[Account]):
             .order_by(Account.name, Account.id)
         )
         return list(self.session.scalars(statement))
+
+    @translated
+    def live_with_role_of(self, account_id: uuid.UUID, user_id: uuid.UUID | None) -> tuple[bool, str | None]:
+        """Whether the account exists and is not deleted, and ``user_id``'s role in it (None: not a member)."""
+        found = self.session.execute(
+            select(Account.id, Membership.role)
+            .outerjoin(Membership, and_(Membership.account_id == Account.id, Membership.user_id == user_id))
+            .where(Account.id == account_id, Account.deleted_at.is_(None))
+        ).first()
+        return (False, None) if found is None else (True, found.role)
 
     @translated
     def locked(self, account_id: uuid.UUID) -> Account:

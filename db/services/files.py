@@ -57,13 +57,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from sqlalchemy import and_, select
-
 from db import audit, storage_binding
 from db.errors import NotFound, PermissionDenied, QuotaExceeded, ValidationError
-from db.models.account import Account
 from db.models.file_object import StoredFile, sanitise_filename
-from db.models.membership import Membership
+from db.repositories.account_repository import AccountRepository
 from db.repositories.base_repository import translated
 from db.repositories.bulk import batched
 from db.repositories.file_blob_repository import FileBlobRepository
@@ -127,6 +124,10 @@ class FileService(EntityService[StoredFile]):
     @functools.cached_property
     def _blobs(self) -> FileBlobRepository:
         return FileBlobRepository(self.session)
+
+    @functools.cached_property
+    def _accounts(self) -> AccountRepository:
+        return AccountRepository(self.session)
 
     def backend(self) -> Storage:
         """The blob store: ``LocalStorage`` at ``settings.storage_root``. A subclass may return another backend."""
@@ -341,32 +342,21 @@ class FileService(EntityService[StoredFile]):
         return loose
 
     def _check_uploader(self, account_id: uuid.UUID, owner_id: uuid.UUID | None) -> None:
-        found = self.session.execute(
-            select(Account.id, Membership.role)
-            .outerjoin(Membership, and_(Membership.account_id == Account.id, Membership.user_id == owner_id))
-            .where(Account.id == account_id, Account.deleted_at.is_(None))
-        ).first()
-        if found is None:
+        live, role = self._accounts.live_with_role_of(account_id, owner_id)
+        if not live:
             raise NotFound("account", account_id)
-        if owner_id is not None and found.role not in UPLOADER_ROLES:
+        if owner_id is not None and role not in UPLOADER_ROLES:
             raise PermissionDenied("files.upload", owner_id)
 
     def _check_quota(self, account_id: uuid.UUID, size: int) -> None:
         """Lock the account row, then refuse ``size`` more bytes beyond its quota. Call inside a savepoint."""
-        locked = select(Account.storage_quota_bytes).where(Account.id == account_id, Account.deleted_at.is_(None))
-        quota = self.session.scalar(locked.with_for_update())
-        if quota is None:
-            raise NotFound("account", account_id)
+        quota = self._accounts.locked(account_id).storage_quota_bytes
         used = self.repository.used_bytes(account_id)
         if used + size > quota:
             raise QuotaExceeded(account_id, quota=int(quota), used=used, size=size)
 
     def _role(self, account_id: uuid.UUID, user_id: uuid.UUID) -> str | None:
-        return self.session.scalar(
-            select(Membership.role)
-            .join(Account, Account.id == Membership.account_id)
-            .where(Membership.account_id == account_id, Membership.user_id == user_id, Account.deleted_at.is_(None))
-        )
+        return self._accounts.live_with_role_of(account_id, user_id)[1]
 
     def _event(self, action: str, stored: StoredFile, **extra: Any) -> None:
         user_id = extra.pop("user_id", None)
