@@ -28,7 +28,6 @@ from db.audit import Entry, ExportedHead
 from db.models.log_audit import GENESIS_HASH
 from db.scripts import audit_db
 from db.scripts.check_db import check
-from tests.conftest import TestDatabases
 from tests.integration.audit_attacks import (
     CHECKPOINT,
     ENTRY,
@@ -42,6 +41,7 @@ from tests.integration.audit_attacks import (
     seed,
     verify,
 )
+from tests.support import TestDatabases
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from db.scripts.check_db import check
 from db.scripts.restore_db import restore
 from db.settings import Settings
 from db.storage import LocalStorage
-from tests.conftest import TestDatabases, drop_all_tables
+from tests.support import TestDatabases, drop_all_tables
 
 PASSWORD = "correct horse battery staple"
 Rows = dict[str, list[tuple[Any, ...]]]

@@ -17,9 +17,9 @@ from sqlalchemy import inspect
 
 from db import Database
 from db.migrations import runner
-from tests.conftest import TestDatabases
 from tests.integration import cli_support
 from tests.integration.cli_support import run
+from tests.support import TestDatabases
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = runner.head_revision()

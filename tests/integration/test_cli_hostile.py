@@ -26,8 +26,8 @@ from db import Database
 from db.migrations import runner
 from db.models.user import User
 from db.scripts import migrate_db
-from tests.conftest import TestDatabases
 from tests.integration import cli_support
+from tests.support import TestDatabases
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = runner.head_revision()

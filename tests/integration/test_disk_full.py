@@ -25,9 +25,8 @@ from sqlalchemy import text
 
 from db import Database, DiskFull
 from db.settings import Settings
-from tests.conftest import TestDatabases, drop_server_database
-from tests.contract.conftest import WidgetRepository
 from tests.models import TestBase, Widget
+from tests.support import TestDatabases, WidgetRepository, drop_server_database
 
 ROW = {"category": "c" * 50, "secret_token": "t" * 100}
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from db import Database
-from tests.conftest import TestDatabases, drop_all_tables
 from tests.readme_runner import blocks
+from tests.support import TestDatabases, drop_all_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

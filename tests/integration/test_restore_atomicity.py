@@ -27,7 +27,6 @@ from db.errors import Conflict
 from db.scripts.backup_db import backup
 from db.scripts.check_db import check
 from db.scripts.restore_db import restore
-from tests.conftest import ENGINES, TestDatabases
 from tests.integration.test_backup_restore import (
     Rows,
     all_rows,
@@ -36,6 +35,7 @@ from tests.integration.test_backup_restore import (
     populate,
     settings_for,
 )
+from tests.support import ENGINES, TestDatabases
 
 pytestmark = pytest.mark.slow
 

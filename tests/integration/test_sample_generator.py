@@ -35,7 +35,7 @@ from db.scripts.sample_generator import (
 )
 from db.settings import Settings
 from db.storage import LocalStorage
-from tests.conftest import TestDatabases, drop_all_tables, drop_server_database
+from tests.support import TestDatabases, drop_all_tables, drop_server_database
 
 OPTIONS = GeneratorOptions(
     rows=3_000, seed=7, users_per_account=8, members_per_account=4, files_per_account=5, blobs=12, batch_size=700,

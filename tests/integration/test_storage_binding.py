@@ -35,8 +35,8 @@ from db.scripts.sample_generator import GeneratorOptions, generate
 from db.settings import Settings
 from db.storage import MARKER, LocalStorage
 from db.storage_binding import BindingState, database_location, existing_identity, stamp_identity
-from tests.conftest import TestDatabases, drop_all_tables
 from tests.integration.storage_workers import new_account, store_one
+from tests.support import TestDatabases, drop_all_tables
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
 EVERYTHING_OLD = RetentionPolicy(tokens_after=None, deleted_after=None, audit_after=None, blobs=True)
