@@ -209,6 +209,7 @@ KEYED_ATTACKS: dict[str, tuple[Callable[[Attacker], Any], int, str]] = {
 }
 
 
+@pytest.mark.slow
 def test_nothing_forged_without_the_key_verifies_with_it(mixed: Database) -> None:
     wrong = {}
     for name, (attack_with, seq, words) in KEYED_ATTACKS.items():

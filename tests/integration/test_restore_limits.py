@@ -123,6 +123,7 @@ def snapshot_archive(test_databases: TestDatabases, tmp_path: Path) -> Path:
         return backup(source, directory=tmp_path / "backups").path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lie", ["one row more", "one row less", "a table left out"])
 def test_a_sqlite_snapshot_whose_manifest_lies_about_its_rows_is_refused(
     lie: str, snapshot_archive: Path, occupied: Database, tmp_path: Path

@@ -91,6 +91,7 @@ def snapshot(database: Database) -> dict[str, list[tuple[Any, ...]]]:
 # --- determinism -------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_data_table_by_table_and_another_seed_other_data(
     generated: tuple[Database, GenerationResult], fresh: Any
 ) -> None:
