@@ -112,18 +112,22 @@ class Database(Generic[UoW_co]):
         return engine
 
     @cached_property
-    def _sessions(self) -> sessionmaker[Session]:
+    def sessions(self) -> sessionmaker[Session]:
+        """The session factory behind ``session()`` and ``unit_of_work()``, for code that runs a session's life
+        itself (``with database.sessions() as session: ...; session.commit()``). Its sessions carry the settings
+        (the audit key) and are audited; in ``isolated()`` they join the outer transaction. Their own commit raises
+        SQLAlchemy's errors untranslated."""
+        info = {"settings": self.settings}  # the audit key, for changes audited through a plain session
         if self._bound_connection is not None:
-            return sessionmaker(bind=self._bound_connection, class_=audit.AuditedSession,
+            return sessionmaker(bind=self._bound_connection, class_=audit.AuditedSession, info=info,
                                 join_transaction_mode="create_savepoint", expire_on_commit=False)
         # this layer's sessions record audited changes; an application's own are left alone
-        return sessionmaker(bind=self.engine, class_=audit.AuditedSession, expire_on_commit=False)
+        return sessionmaker(bind=self.engine, class_=audit.AuditedSession, info=info, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session: commit when the block ends, rollback and re-raise on an exception, always close."""
-        with self._sessions() as session, _translated("session"):
-            session.info["settings"] = self.settings  # the audit key, for changes audited through a plain session
+        with self.sessions() as session, _translated("session"):
             try:
                 yield session
                 session.commit()
@@ -143,7 +147,7 @@ class Database(Generic[UoW_co]):
         busy timeout, so a read-then-write never fails half-way with "database is locked" (see
         ``db.dialects.sqlite.install_transactions``).
         """
-        with self._sessions() as session:
+        with self.sessions() as session:
             uow = self._new_unit_of_work(session, actor)
             with _translated("unit of work"):
                 try:
@@ -191,7 +195,7 @@ class Database(Generic[UoW_co]):
 
     def _bound_to(self, connection: Connection) -> Self:
         bound = copy.copy(self)
-        bound.__dict__.pop("_sessions", None)
+        bound.__dict__.pop("sessions", None)
         bound._bound_connection = connection
         return bound
 

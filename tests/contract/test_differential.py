@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 
 from db import DatabaseError
 from db.repositories.rules import Page
-from tests.conftest import TestDatabases
-from tests.contract.conftest import MemoryBackend, WidgetRepository
+from tests.contract.support import MemoryBackend
+from tests.support import TestDatabases, WidgetRepository
 
 UTC = dt.UTC
 NAMES = ["alpha", "Beta", "gamma_%", "Émile", "\u212aelvin", "straße", "İstanbul", "zoë 🙂"]
@@ -133,7 +133,7 @@ def sides(engine_name: str, test_databases: TestDatabases) -> Iterator[Callable[
 
     def make() -> tuple[Side, Side]:
         close()
-        opened.append(database._sessions())
+        opened.append(database.sessions())
         return Side(MemoryBackend().repo(WidgetRepository)), Side(WidgetRepository(opened[-1]), opened[-1])
 
     yield make

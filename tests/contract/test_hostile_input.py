@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from db import InvalidFilter
-from tests.contract.conftest import Backend, MemoryBackend, WidgetRepository
+from tests.contract.support import Backend, MemoryBackend
 from tests.contract.test_repository_contract import SEED
+from tests.support import WidgetRepository
 
 FIELDS = ["name", "category", "quantity", "price", "ratio", "active", "released_at", "created_at", "id",
           "secret_token", "deleted_at", "version"]

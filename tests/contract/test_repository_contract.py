@@ -14,7 +14,8 @@ import pytest
 
 from db import InvalidFilter, StaleVersion, ValidationError
 from db.testing import RepositoryContract
-from tests.contract.conftest import Backend, GadgetRepository, WidgetRepository
+from tests.contract.support import Backend
+from tests.support import GadgetRepository, WidgetRepository
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from db import InvalidFilter, ValidationError
-from tests.contract.conftest import Backend, WidgetRepository
+from tests.contract.support import Backend
+from tests.support import WidgetRepository
 
 UTC = dt.UTC
 AN_ID = uuid.UUID("0192f0c4-0000-7000-8000-000000000001")

@@ -19,8 +19,8 @@ from db import audit as audit_log
 from db.models.log_audit import AuditEntry
 from db.scripts.create_db import create_database
 from db.settings import Settings
-from tests.conftest import TestDatabases
 from tests.models import Note, TestBase
+from tests.support import TestDatabases
 
 
 class NoteRepository(BaseRepository[Note]):

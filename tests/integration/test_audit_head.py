@@ -25,8 +25,8 @@ from db.audit import Entry
 from db.dialects import dialect_named
 from db.scripts import audit_db
 from db.scripts.check_db import check
-from tests.conftest import TestDatabases
 from tests.integration.audit_attacks import ENTRY, NOW, attack, entry_count, head_row, reason_of, seed, verify
+from tests.support import TestDatabases
 
 KEY = "correct horse battery staple, 0123456789"
 MAX_SEQ = 2**63 - 1

@@ -27,7 +27,6 @@ from db.scripts.backup_db import backup
 from db.scripts.check_db import check
 from db.scripts.restore_db import restore
 from db.settings import Settings
-from tests.conftest import TestDatabases
 from tests.integration.audit_attacks import (
     CHECKPOINT,
     ENTRY,
@@ -41,6 +40,7 @@ from tests.integration.audit_attacks import (
     seed,
     verify,
 )
+from tests.support import TestDatabases
 
 KEY = "correct horse battery staple, 0123456789"
 OTHER_KEY = "another key of the same proper length!!!"
@@ -209,6 +209,7 @@ KEYED_ATTACKS: dict[str, tuple[Callable[[Attacker], Any], int, str]] = {
 }
 
 
+@pytest.mark.slow
 def test_nothing_forged_without_the_key_verifies_with_it(mixed: Database) -> None:
     wrong = {}
     for name, (attack_with, seq, words) in KEYED_ATTACKS.items():

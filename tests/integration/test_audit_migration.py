@@ -12,9 +12,9 @@ from sqlalchemy import text
 
 from db import Database, DatabaseError
 from db.migrations import runner
-from tests.conftest import TestDatabases
 from tests.integration.audit_attacks import head_row, seed, verify
 from tests.integration.test_migrations import revision_config
+from tests.support import TestDatabases
 
 BEFORE = "0004_files_reports"
 GUARDS = {"audit_entry_above_head", "audit_checkpoint_proven", "audit_chain_head_forward",

@@ -28,7 +28,6 @@ from db.audit import Entry, ExportedHead
 from db.models.log_audit import GENESIS_HASH
 from db.scripts import audit_db
 from db.scripts.check_db import check
-from tests.conftest import TestDatabases
 from tests.integration.audit_attacks import (
     CHECKPOINT,
     ENTRY,
@@ -42,6 +41,7 @@ from tests.integration.audit_attacks import (
     seed,
     verify,
 )
+from tests.support import TestDatabases
 
 
 @pytest.fixture
@@ -172,6 +172,7 @@ def _checkpoint(attacker: Attacker, up_to_seq: int, hash_: str, archive: str = "
         archive_sha256="0" * 64, created_at=NOW, actor=None, reason="retention"))
 
 
+@pytest.mark.slow
 def test_every_row_outside_the_verified_chain_is_reported_with_its_seq(chain: Database) -> None:
     head = head_row(chain)[1]
     wrong = {}
@@ -400,6 +401,7 @@ CHECKPOINT_ATTACKS: dict[str, tuple[Callable[[Attacker, list[dict[str, Any]]], A
 }
 
 
+@pytest.mark.slow
 def test_a_checkpoint_is_accepted_only_as_the_chain_recorded_it(purged: Database) -> None:
     cps = checkpoints(purged)
     wrong = {}

@@ -17,8 +17,8 @@ from db import Database
 from db.backup.leftovers import ABANDONED, IN_USE, backup_leftovers
 from db.backup.reader import verify_archive
 from db.cli import main
-from tests.conftest import TestDatabases
 from tests.integration.test_backup_restore import populate, settings_for
+from tests.support import TestDatabases
 
 pytestmark = pytest.mark.slow
 

@@ -36,7 +36,7 @@ from db.scripts.check_db import check
 from db.scripts.restore_db import restore
 from db.settings import Settings
 from db.storage import LocalStorage
-from tests.conftest import TestDatabases, drop_all_tables
+from tests.support import TestDatabases, drop_all_tables
 
 PASSWORD = "correct horse battery staple"
 Rows = dict[str, list[tuple[Any, ...]]]
@@ -166,6 +166,7 @@ def keep_writing(url: str, storage_root: str, started: Any, stop: Any) -> None:
     database.dispose()
 
 
+@pytest.mark.slow
 def test_online_backup_while_another_process_writes_restores_a_consistent_snapshot(
     source: Database, target: Database, tmp_path: Path
 ) -> None:
@@ -209,6 +210,7 @@ def test_online_backup_while_another_process_writes_restores_a_consistent_snapsh
 # --- round trips -----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sqlite_backup_restores_into_the_engine_and_back(
     engine_name: str, test_databases: TestDatabases, target: Database, tmp_path: Path
 ) -> None:
@@ -233,6 +235,7 @@ def test_sqlite_backup_restores_into_the_engine_and_back(
         assert_blobs_present(back)
 
 
+@pytest.mark.slow
 def test_restore_replaces_existing_data_only_when_confirmed(source: Database, target: Database,
                                                            tmp_path: Path) -> None:
     populate(source, prefix="src")
@@ -263,6 +266,7 @@ def test_restore_replaces_existing_data_only_when_confirmed(source: Database, ta
     assert_chain_ok(target)
 
 
+@pytest.mark.slow
 def test_a_backup_from_an_older_revision_is_restored_then_upgraded(source: Database, target: Database,
                                                                   tmp_path: Path) -> None:
     with source.unit_of_work(actor="seed") as uow:  # written at head: this code writes the head's schema only
@@ -309,6 +313,7 @@ def _damaged_blob(name: str, data: bytes) -> bytes:
 
 @pytest.mark.parametrize("damage", ["flipped byte", "truncated", "part checksum", "newer revision",
                                     "no manifest"])
+@pytest.mark.slow
 def test_a_damaged_archive_is_refused_and_the_target_untouched(
     damage: str, made: Path, occupied: Database, tmp_path: Path
 ) -> None:
@@ -368,6 +373,7 @@ def test_an_archive_whose_members_escape_is_refused(member: str, occupied: Datab
     assert not (tmp_path / "escape.txt").exists() and not Path("/tmp/bkb-absolute.txt").exists()
 
 
+@pytest.mark.slow
 def test_a_failure_while_loading_keeps_the_old_data_and_leaves_nothing_staged(occupied: Database,
                                                                              tmp_path: Path) -> None:
     columns = (("id", "uuid"), ("name", "str"))  # the account table has more columns: the insert fails
@@ -443,6 +449,7 @@ def url_of(database: Database) -> str:
     return database.url.render_as_string(hide_password=False)
 
 
+@pytest.mark.slow
 def test_cli_backup_then_restore_then_verify(source: Database, target: Database, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     populate(source)
@@ -519,6 +526,7 @@ def test_the_archive_is_a_plain_tar_whose_parts_match_the_manifest(made: Path, t
             assert len(data.splitlines()) == manifest.row_counts[part.name[7:].removesuffix(".jsonl.zst")]
 
 
+@pytest.mark.slow
 def test_large_parts_are_split_into_frames_and_restore_on_every_engine(
     source: Database, target: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,7 +20,7 @@ from db.models.log_audit import AuditEntry
 from db.scripts.check_db import CheckReport, check
 from db.settings import Settings
 from db.storage import LocalStorage
-from tests.conftest import TestDatabases
+from tests.support import TestDatabases
 
 PASSWORD = "correct horse battery staple"
 CHECKS = ["integrity", "foreign keys", "revision", "schema", "audit chain", "storage", "blobs", "restore"]

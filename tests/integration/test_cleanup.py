@@ -37,7 +37,7 @@ from db.scripts.cleanup_db import (
 )
 from db.settings import Settings
 from db.storage import LocalStorage
-from tests.conftest import TestDatabases
+from tests.support import TestDatabases
 
 PASSWORD = "correct horse battery staple"
 ZERO = dt.timedelta(0)

@@ -17,9 +17,9 @@ from sqlalchemy import inspect
 
 from db import Database
 from db.migrations import runner
-from tests.conftest import TestDatabases
 from tests.integration import cli_support
 from tests.integration.cli_support import run
+from tests.support import TestDatabases
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = runner.head_revision()
@@ -60,6 +60,7 @@ def empty_url(engine_name: str, test_databases: TestDatabases) -> Iterator[str]:
 # --- the whole system on every engine --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_setup_with_sample_builds_everything_and_prints_the_dashboard(
     empty_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,6 +185,7 @@ def test_a_downgrade_off_a_terminal_without_yes_is_aborted(created: str) -> None
         database.dispose()
 
 
+@pytest.mark.slow
 def test_reports_list_run_export_and_refuse_bad_parameters(created: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "report", "--list")
     assert code == 0 and "signups" in out and "top_uploaders" in out

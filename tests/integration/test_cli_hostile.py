@@ -26,8 +26,8 @@ from db import Database
 from db.migrations import runner
 from db.models.user import User
 from db.scripts import migrate_db
-from tests.conftest import TestDatabases
 from tests.integration import cli_support
+from tests.support import TestDatabases
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = runner.head_revision()
@@ -209,6 +209,7 @@ def test_every_script_module_runs_its_command_or_says_it_is_a_library(script: st
         assert b"Usage: python -m db " in result.stdout
 
 
+@pytest.mark.slow
 def test_status_and_fill_sample_as_modules_do_what_their_commands_do(created: str) -> None:
     filled = python_m("db.scripts.fill_sample", "--url", created)
     assert filled.returncode == 0, filled.stderr
@@ -262,6 +263,7 @@ def _tables(database: Database) -> list[object]:
     return [table for name, table in Base.metadata.tables.items() if name != "alembic_version"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_generate_exits_130_saying_what_was_committed(generate_target: Database,
                                                                     tmp_path: Path) -> None:
     before = _rows(generate_target)

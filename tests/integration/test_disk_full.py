@@ -25,9 +25,8 @@ from sqlalchemy import text
 
 from db import Database, DiskFull
 from db.settings import Settings
-from tests.conftest import TestDatabases, drop_server_database
-from tests.contract.conftest import WidgetRepository
 from tests.models import TestBase, Widget
+from tests.support import TestDatabases, WidgetRepository, database_suffix, drop_server_database
 
 ROW = {"category": "c" * 50, "secret_token": "t" * 100}
 
@@ -105,7 +104,7 @@ def _postgresql(mount: Path, databases: TestDatabases) -> Iterator[Database]:
     shutil.chown(mount, "postgres", "postgres")
     url = databases.url("postgresql", "dblayer_diskfull")
     database = Database(url, settings=Settings.for_tests())
-    space = f"dblayer_full{os.environ.get('TEST_DB_SUFFIX', '')}_{uuid.uuid4().hex[:8]}"
+    space = f"dblayer_full{database_suffix()}_{uuid.uuid4().hex[:8]}"
     admin = database.engine.execution_options(isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
@@ -156,7 +155,7 @@ def _mariadb(mount: Path, databases: TestDatabases) -> Iterator[Database]:
 
 @pytest.fixture
 def full_disk(engine_name: str, test_databases: TestDatabases) -> Iterator[FullDisk]:
-    mount = Path("/tmp") / f"dblayer-full{os.environ.get('TEST_DB_SUFFIX', '')}-{engine_name}-{uuid.uuid4().hex[:6]}"
+    mount = Path("/tmp") / f"dblayer-full{database_suffix()}-{engine_name}-{uuid.uuid4().hex[:6]}"
     mount_tmpfs(mount, "3m")
     try:
         with _MAKERS[engine_name](mount, test_databases) as database:
@@ -235,7 +234,7 @@ def test_a_sqlite_file_that_cannot_grow_its_journal_on_a_full_disk_is_disk_full(
     """A new connection must create the WAL and shared-memory files beside the database: on a full disk SQLite says
     only "disk I/O error" or "unable to open", which is told apart by the free space where the file is. (SQLite's
     own: no engine parameter.)"""
-    mount = Path("/tmp") / f"dblayer-full{os.environ.get('TEST_DB_SUFFIX', '')}-journal-{uuid.uuid4().hex[:6]}"
+    mount = Path("/tmp") / f"dblayer-full{database_suffix()}-journal-{uuid.uuid4().hex[:6]}"
     mount_tmpfs(mount, "3m")
     try:
         with _sqlite(mount, test_databases) as database:

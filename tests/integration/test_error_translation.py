@@ -10,16 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import exc, text
+from sqlalchemy import exc, select, text
 
 from db import BaseRepository, Conflict, Database, DatabaseError, ValidationError
 from db.repositories.base_repository import translated
-from tests.contract.conftest import WidgetRepository
 from tests.models import Widget
+from tests.support import WidgetRepository
 
 
 class Probe(BaseRepository[Widget]):
-    """A repository with two methods of its own, translated like every other."""
+    """A repository with methods of its own, translated like every other."""
 
     model = Widget
 
@@ -36,6 +36,10 @@ class Probe(BaseRepository[Widget]):
         value.encode()  # the layer's own code: a UnicodeEncodeError here is a bug, not the driver's refusal
         return self.echo(value)
 
+    @translated
+    def misuse(self) -> Any:
+        return self.session.execute(select(Widget).where("not a clause")).all()  # a string where a clause belongs
+
 
 def test_a_value_the_driver_cannot_send_is_a_validation_error(database: Database) -> None:
     with database.unit_of_work() as uow:
@@ -50,11 +54,9 @@ def test_the_same_error_raised_by_the_layers_own_code_leaves_unchanged(database:
         uow.repository(Probe).encode_first("lone \ud800 surrogate")
 
 
-def test_a_misuse_of_sqlalchemy_inside_the_layer_is_not_disguised(database: Database,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(WidgetRepository, "_sql", lambda self, condition: "not a clause")
+def test_a_misuse_of_sqlalchemy_inside_a_repository_is_not_disguised(database: Database) -> None:
     with database.unit_of_work() as uow, pytest.raises(exc.ArgumentError) as raised:
-        uow.repository(WidgetRepository).list(filters={"name": "alpha"})
+        uow.repository(Probe).misuse()
     assert not isinstance(raised.value, DatabaseError)
 
 

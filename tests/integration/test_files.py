@@ -32,7 +32,7 @@ from db.scripts.check_db import check
 from db.services.files import FileService
 from db.settings import Settings
 from db.storage import LocalStorage
-from tests.conftest import TestDatabases
+from tests.support import TestDatabases
 from tests.tmpfs import small_disk
 
 PASSWORD = "correct horse battery staple"

@@ -20,8 +20,8 @@ from sqlalchemy import func, select, text
 from db import AuthenticationError, Database, passwords
 from db.models.log_audit import AuditEntry
 from db.models.user import User
-from tests.conftest import TestDatabases
 from tests.integration import login_workers
+from tests.support import TestDatabases
 
 pytestmark = pytest.mark.slow
 

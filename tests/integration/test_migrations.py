@@ -21,7 +21,7 @@ from db import Database, dialects
 from db.admin_catalog import seed_builtin_roles
 from db.base import TABLE_OPTIONS
 from db.migrations import runner
-from tests.conftest import APP_DB, drop_all_tables, engine_url, selected_engines
+from tests.support import APP_DB, drop_all_tables, engine_url, selected_engines
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = runner.head_revision()  # the project's newest revision

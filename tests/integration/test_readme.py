@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from db import Database
-from tests.conftest import TestDatabases, drop_all_tables
 from tests.readme_runner import blocks
+from tests.support import TestDatabases, drop_all_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -29,6 +31,7 @@ def test_the_readme_has_python_blocks_to_run() -> None:
     assert len(blocks(README.read_text(encoding="utf-8"))) >= 5
 
 
+@pytest.mark.slow
 def test_every_python_block_of_the_readme_runs_as_written(
     engine_name: str, test_databases: TestDatabases, tmp_path: Path
 ) -> None:

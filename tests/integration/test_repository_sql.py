@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import event
 
 from db import BaseRepository, Conflict, Database, InvalidFilter
-from tests.contract.conftest import GadgetRepository, WidgetRepository
 from tests.models import Part
+from tests.support import GadgetRepository, WidgetRepository
 
 
 class PartRepository(BaseRepository[Part]):
@@ -20,14 +20,13 @@ class PartRepository(BaseRepository[Part]):
 @pytest.fixture
 def statements(database: Database) -> Iterator[list[str]]:
     seen: list[str] = []
-    bind: Any = database._bound_connection
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         seen.append(statement)
 
-    event.listen(bind, "before_cursor_execute", record)
+    event.listen(database.engine, "before_cursor_execute", record)  # the test's connection is one of the engine's
     yield seen
-    event.remove(bind, "before_cursor_execute", record)
+    event.remove(database.engine, "before_cursor_execute", record)
 
 
 def test_exists_asks_the_database_for_exists_not_a_count(database: Database, statements: list[str]) -> None:

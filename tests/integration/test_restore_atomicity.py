@@ -7,6 +7,7 @@ by ``check`` and removed by the next restore or by ``cleanup``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,7 +28,6 @@ from db.errors import Conflict
 from db.scripts.backup_db import backup
 from db.scripts.check_db import check
 from db.scripts.restore_db import restore
-from tests.conftest import ENGINES, TestDatabases
 from tests.integration.test_backup_restore import (
     Rows,
     all_rows,
@@ -36,6 +36,7 @@ from tests.integration.test_backup_restore import (
     populate,
     settings_for,
 )
+from tests.support import ENGINES, TestDatabases
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +100,8 @@ def interrupt_at(point: str, signal_number: int, database: Database, archive: Pa
             pytest.fail(f"the restore never reached {point!r} (exit {child.returncode}): {err[-2000:]}")
         time.sleep(0.05)
     child.send_signal(signal_number)
-    time.sleep(1)  # a SIGINT held back (point "committed") must wait: then the pause ends by itself
+    with contextlib.suppress(subprocess.TimeoutExpired):  # a signal that ends the child ends this wait at once;
+        child.wait(timeout=1)  # a SIGINT held back (point "committed") must wait: then the pause ends by itself
     ready.with_name(ready.name + ".go").touch()
     out, err = child.communicate(timeout=WAIT)
     settle(database)

@@ -32,8 +32,8 @@ from db.scripts.check_db import check
 from db.scripts.restore_db import restore, verify_backup
 from db.storage import LocalStorage
 from tests.bombs import huge_extended_header, member_flood, one_line_bomb, table_bomb
-from tests.conftest import TestDatabases
 from tests.integration.test_backup_restore import PASSWORD, all_rows, populate, repack, settings_for
+from tests.support import TestDatabases
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = str(runner.head_revision())
@@ -123,6 +123,7 @@ def snapshot_archive(test_databases: TestDatabases, tmp_path: Path) -> Path:
         return backup(source, directory=tmp_path / "backups").path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lie", ["one row more", "one row less", "a table left out"])
 def test_a_sqlite_snapshot_whose_manifest_lies_about_its_rows_is_refused(
     lie: str, snapshot_archive: Path, occupied: Database, tmp_path: Path

@@ -35,7 +35,7 @@ from db.scripts.sample_generator import (
 from db.services.reports import ReportService
 from db.settings import Settings
 from db.storage import LocalStorage
-from tests.conftest import TestDatabases, drop_all_tables, drop_server_database
+from tests.support import TestDatabases, drop_all_tables, drop_server_database
 
 OPTIONS = GeneratorOptions(
     rows=3_000, seed=7, users_per_account=8, members_per_account=4, files_per_account=5, blobs=12, batch_size=700,
@@ -91,6 +91,7 @@ def snapshot(database: Database) -> dict[str, list[tuple[Any, ...]]]:
 # --- determinism -------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_data_table_by_table_and_another_seed_other_data(
     generated: tuple[Database, GenerationResult], fresh: Any
 ) -> None:

@@ -23,7 +23,7 @@ from db.scripts.fill_reference import AdminCredentials, administrators, fill_ref
 from db.scripts.report_db import run_report
 from db.scripts.status_db import overview
 from db.settings import Settings
-from tests.conftest import TestDatabases, drop_server_database
+from tests.support import TestDatabases, drop_server_database
 
 HEAD = runner.head_revision()
 ADMIN = AdminCredentials("root@example.com", "a long and unusual passphrase")

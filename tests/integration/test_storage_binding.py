@@ -35,8 +35,8 @@ from db.scripts.sample_generator import GeneratorOptions, generate
 from db.settings import Settings
 from db.storage import MARKER, LocalStorage
 from db.storage_binding import BindingState, database_location, existing_identity, stamp_identity
-from tests.conftest import TestDatabases, drop_all_tables
 from tests.integration.storage_workers import new_account, store_one
+from tests.support import TestDatabases, drop_all_tables
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
 EVERYTHING_OLD = RetentionPolicy(tokens_after=None, deleted_after=None, audit_after=None, blobs=True)
@@ -159,6 +159,7 @@ def test_check_of_the_second_database_reports_whose_root_it_is(first: Database, 
     assert check(first).result("storage").ok is True
 
 
+@pytest.mark.slow
 def test_cleanup_of_another_database_on_the_command_line_refuses_and_the_owner_still_checks(
     first: Database, second: Database, root: Path
 ) -> None:
@@ -178,6 +179,7 @@ def test_cleanup_of_another_database_on_the_command_line_refuses_and_the_owner_s
     assert all_verified(first, files)
 
 
+@pytest.mark.slow
 def test_a_database_reads_the_storage_root_from_the_environment_as_the_command_line_does(
     first: Database, root: Path
 ) -> None:
@@ -239,6 +241,7 @@ def test_a_root_without_a_marker_is_adopted_only_by_the_database_that_names_all_
     assert contents(root) == before and all_verified(first, files)
 
 
+@pytest.mark.slow
 def test_a_root_without_a_marker_holding_a_blob_nobody_names_waits_for_an_operator_to_bind_it(
     first: Database, root: Path
 ) -> None:
@@ -291,6 +294,7 @@ def copy_target(engine_name: str, test_databases: TestDatabases, root: Path) -> 
         yield database
 
 
+@pytest.mark.slow
 def test_a_backup_restored_into_another_database_cannot_take_over_the_originals_root(
     first: Database, copy_target: Database, root: Path, tmp_path: Path
 ) -> None:
@@ -314,6 +318,7 @@ def test_a_backup_restored_into_another_database_cannot_take_over_the_originals_
     assert check(copy_target).ok and check(first).ok and all_verified(first, files)
 
 
+@pytest.mark.slow
 def test_a_restore_over_a_database_keeps_its_identity_and_its_root(
     first: Database, test_databases: TestDatabases, engine_name: str, tmp_path: Path
 ) -> None:
@@ -359,6 +364,7 @@ def copy_of_first(first: Database, engine_name: str, test_databases: TestDatabas
         yield make
 
 
+@pytest.mark.slow
 def test_a_copy_of_the_database_can_neither_clean_nor_store_in_the_originals_root(
     first: Database, copy_of_first: Callable[[], Database], root: Path, engine_name: str
 ) -> None:
@@ -423,6 +429,7 @@ def test_the_same_database_by_an_equivalent_url_may_still_clean_its_root(
     assert all_verified(first, files) and check(first).ok
 
 
+@pytest.mark.slow
 def test_a_copy_takes_the_root_over_only_when_an_operator_rebinds_it_and_then_the_original_is_refused(
     first: Database, copy_of_first: Callable[[], Database], root: Path
 ) -> None:

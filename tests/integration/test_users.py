@@ -23,7 +23,7 @@ from db.models.user_token import UserToken
 from db.repositories.user_repository import UserRepository
 from db.settings import Settings
 from tests.argon2_clock import SimulatedArgon2Clock
-from tests.conftest import TestDatabases
+from tests.support import TestDatabases
 
 PASSWORD = "violet-Harbor-42-lantern"
 OTHER_PASSWORD = "quiet-Meadow-17-compass"

@@ -342,6 +342,7 @@ def _bind_as(root: str, name: str, start: Any) -> str:
     return LocalStorage(root).bind(owner(name)).database_id
 
 
+@pytest.mark.slow
 def test_processes_binding_one_new_root_at_once_all_see_one_winner(tmp_path: Path) -> None:
     root = str(tmp_path / "contested")
     context = multiprocessing.get_context("spawn")
