@@ -12,7 +12,6 @@ errors only; bad filters, sort keys, cursors and values are refused before any S
 
 from __future__ import annotations
 
-import builtins
 import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -103,19 +102,17 @@ class ReadRepository(OnSession, RepositoryRules[ModelT]):
         statement = select(func.count()).select_from(self.model).where(*self._where(filters, include_deleted))
         return int(self.session.scalar(statement) or 0)
 
-    list = translated(RepositoryRules.list)  # written once in RepositoryRules, translated here like the rest
-    page = translated(RepositoryRules.page)
 
-    def _listed(self, listing: Listing, limit: int | None, offset: int) -> builtins.list[ModelT]:
+    def _listed(self, listing: Listing, limit: int | None, offset: int) -> list[ModelT]:
         criteria = self._where(listing.filters, listing.include_deleted)
         statement = self._ordered(select(self.model).where(*criteria), listing.keys)
         if limit is not None:
             statement = statement.limit(limit)
         if offset:
             statement = statement.offset(offset)
-        return builtins.list(self.session.scalars(statement))
+        return list(self.session.scalars(statement))
 
-    def _paged(self, listing: Listing, after: str | None, limit: int) -> builtins.list[ModelT]:
+    def _paged(self, listing: Listing, after: str | None, limit: int) -> list[ModelT]:
         keys = listing.keys
         criteria = self._where(listing.filters, listing.include_deleted)
         if after is not None:
@@ -123,7 +120,7 @@ class ReadRepository(OnSession, RepositoryRules[ModelT]):
         statement = self._ordered(select(self.model).where(*criteria), keys).limit(limit)
         # The cursor is built from the loaded objects: they must hold the database's values, not stale ones.
         statement = statement.execution_options(populate_existing=True)
-        return builtins.list(self.session.scalars(statement))
+        return list(self.session.scalars(statement))
 
     def _find(self, match: Mapping[str, Any], *, locking: bool) -> ModelT | None:
         statement = select(self.model).where(*(self._column(k) == v for k, v in match.items()))
@@ -138,7 +135,7 @@ class ReadRepository(OnSession, RepositoryRules[ModelT]):
     def _column(self, key: str) -> Any:
         return self.model.__table__.c[key]
 
-    def _where(self, filters: Mapping[str, Any] | None, include_deleted: bool) -> builtins.list[ColumnElement[bool]]:
+    def _where(self, filters: Mapping[str, Any] | None, include_deleted: bool) -> list[ColumnElement[bool]]:
         criteria = [self._sql(condition) for condition in qs.parse_filters(self.policy(), filters)]
         if self._soft and not include_deleted:
             criteria.append(self.model.__table__.c.deleted_at.is_(None))
@@ -178,6 +175,10 @@ class ReadRepository(OnSession, RepositoryRules[ModelT]):
         return and_(_at_or_beyond(self._column(keys[0].field), values[0], keys[0].descending), or_(*alternatives))
 
 
+
+    # Last in the class: below these lines ``list`` names the method, not the builtin.
+    list = translated(RepositoryRules.list)  # written once in RepositoryRules, translated here like the rest
+    page = translated(RepositoryRules.page)
 
 
 class WriteRepository(ReadRepository[ModelT]):
@@ -237,7 +238,7 @@ class WriteRepository(ReadRepository[ModelT]):
         """A row of ``create_many`` as the entity stores it: where a repository checks or derives its fields."""
         return row
 
-    def _load_generated(self, hex_ids: builtins.list[str]) -> builtins.list[ModelT]:
+    def _load_generated(self, hex_ids: list[str]) -> list[ModelT]:
         """Rows whose UUIDv7 ids this call generated (as 32 hex digits), loaded in key ranges, in input order.
 
         The ids are time-ordered, so a chunk of them spans a narrow range of the primary key index: a range scan
@@ -281,7 +282,7 @@ class WriteRepository(ReadRepository[ModelT]):
         return self._bulk_update(criteria, self._converted(fields))
 
     def _bulk_update(
-        self, criteria: builtins.list[ColumnElement[bool]], values: dict[str, Any], action: str = "update_many"
+        self, criteria: list[ColumnElement[bool]], values: dict[str, Any], action: str = "update_many"
     ) -> int:
         table = self.model.__table__
         recorded = audit.redact(self.model, values)
@@ -300,11 +301,11 @@ class WriteRepository(ReadRepository[ModelT]):
         return count
 
     def _audited_bulk(
-        self, criteria: builtins.list[ColumnElement[bool]], action: str, fields: Mapping[str, Any],
+        self, criteria: list[ColumnElement[bool]], action: str, fields: Mapping[str, Any],
         statement_for: Callable[[ColumnElement[bool]], Any],
     ) -> int:
         """Lock and list the matching ids, change exactly those, and record one entry per chunk of ids."""
-        ids = builtins.list(self.session.scalars(select(self._pk).where(*criteria).with_for_update()))
+        ids = list(self.session.scalars(select(self._pk).where(*criteria).with_for_update()))
         count = 0
         for chunk in batched(ids):
             count += _rowcount(self.session.execute(statement_for(self._pk.in_(chunk))))

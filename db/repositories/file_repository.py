@@ -12,7 +12,6 @@ changes by ``delete`` and ``restore`` only; and an update's ``filename`` must be
 
 from __future__ import annotations
 
-import builtins
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping
@@ -79,18 +78,18 @@ class FileRepository(WriteRepository[StoredFile]):
     def lock_deleted(
         self, *, account_id: uuid.UUID | None = None, deleted_before: dt.datetime | None = None,
         ids: Iterable[uuid.UUID] | None = None,
-    ) -> builtins.list[Row[uuid.UUID, str]]:
+    ) -> list[Row[uuid.UUID, str]]:
         """(id, sha256) of the soft-deleted rows of ``account_id``, deleted before ``deleted_before``, among ``ids``
         (each when given), locked until the transaction ends."""
-        criteria: builtins.list[ColumnElement[bool]] = [StoredFile.deleted_at.is_not(None)]
+        criteria: list[ColumnElement[bool]] = [StoredFile.deleted_at.is_not(None)]
         if ids is not None:
-            criteria.append(StoredFile.id.in_(builtins.list(ids)))
+            criteria.append(StoredFile.id.in_(list(ids)))
         if account_id is not None:
             criteria.append(StoredFile.account_id == account_id)
         if deleted_before is not None:
             criteria.append(StoredFile.deleted_at < deleted_before)
         statement = select(StoredFile.id, StoredFile.sha256).where(*criteria).with_for_update()
-        return builtins.list(self.session.execute(statement).all())
+        return list(self.session.execute(statement).all())
 
     # --- the row's invariant -------------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ so the fake cannot drift from the real repository on what it accepts, refuses an
 
 from __future__ import annotations
 
-import builtins
 import functools
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,11 +59,11 @@ class RepositoryRules(Generic[ModelT]):
     def get_by_id(self, ident: Any, *, include_deleted: bool = False, for_update: bool = False) -> ModelT | None:
         raise NotImplementedError
 
-    def _listed(self, listing: Listing, limit: int | None, offset: int) -> builtins.list[ModelT]:
+    def _listed(self, listing: Listing, limit: int | None, offset: int) -> list[ModelT]:
         """The rows ``listing`` asks for, ``offset`` rows skipped and at most ``limit`` kept."""
         raise NotImplementedError
 
-    def _paged(self, listing: Listing, after: str | None, limit: int) -> builtins.list[ModelT]:
+    def _paged(self, listing: Listing, after: str | None, limit: int) -> list[ModelT]:
         """The first ``limit`` rows ``listing`` asks for strictly after the cursor ``after`` (None: from the start).
 
         Filters are checked before the cursor: a call with both wrong is refused for its filters.
@@ -144,7 +143,7 @@ class RepositoryRules(Generic[ModelT]):
         limit: int | None = None,
         offset: int = 0,
         include_deleted: bool = False,
-    ) -> builtins.list[ModelT]:
+    ) -> list[ModelT]:
         policy = self.policy()
         qs.check_window(policy, limit=limit, offset=offset)
         return self._listed(Listing(filters, qs.parse_order(policy, order_by), include_deleted), limit, offset)

@@ -49,7 +49,6 @@ retries absorb the deadlocks a different order can cause.
 
 from __future__ import annotations
 
-import builtins
 import datetime as dt
 import functools
 import uuid
@@ -313,7 +312,7 @@ class FileService(EntityService[StoredFile]):
             storage_binding.require_writable(self.session, self._blob_store)
 
     @translated
-    def orphan_blobs(self) -> builtins.list[tuple[str, int | None]]:
+    def orphan_blobs(self) -> list[tuple[str, int | None]]:
         """What ``reclaim_orphans`` would find, changing nothing: (key, size) of blob rows no file row names, and
         (key, None) of stored bytes without a blob row; sorted by key. Refused where ``reclaim_orphans`` would be."""
         self.require_removable()
@@ -333,9 +332,9 @@ class FileService(EntityService[StoredFile]):
 
     # --- helpers -----------------------------------------------------------------------------------------------
 
-    def _loose_keys(self, storage: Storage) -> builtins.list[str]:
+    def _loose_keys(self, storage: Storage) -> list[str]:
         """The keys of stored bytes without a blob row."""
-        loose: builtins.list[str] = []
+        loose: list[str] = []
         for chunk in batched(storage.keys(), 1_000):
             known = self._blobs.known(chunk)
             loose += [key for key in chunk if key not in known]

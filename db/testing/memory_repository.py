@@ -31,7 +31,6 @@ Where it differs from the SQL repository, by design:
 
 from __future__ import annotations
 
-import builtins
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast, overload
@@ -92,18 +91,18 @@ class InMemoryRepository(RepositoryRules[ModelT]):
     @overload
     def create_many(
         self, rows: Iterable[Mapping[str, Any]], *, returning: Literal[True]
-    ) -> builtins.list[ModelT]: ...
+    ) -> list[ModelT]: ...
 
     def create_many(
         self, rows: Iterable[Mapping[str, Any]], *, returning: bool = False
-    ) -> int | builtins.list[ModelT]:
+    ) -> int | list[ModelT]:
         """Insert any iterable of mappings; all or nothing. The rules are ``bulk.BulkInserter``'s.
 
         As there, rows go in batches of ``batch_size``: every row of a batch is checked (values, required fields)
         before its constraints, so a failing call names the same kind of problem as on an engine.
         """
         statement: dict[str, Any] = {}
-        stored: builtins.list[Row] = []
+        stored: list[Row] = []
         with self.store.lock:
             changes = Changes(self.store, self.entity)
             for batch in batched(rows, self.batch_size):
@@ -165,9 +164,9 @@ class InMemoryRepository(RepositoryRules[ModelT]):
             return None
         return self._load(row)
 
-    def get_many(self, ids: Iterable[Any], *, include_deleted: bool = False) -> builtins.list[ModelT]:
+    def get_many(self, ids: Iterable[Any], *, include_deleted: bool = False) -> list[ModelT]:
         """The rows with these primary keys, in the order asked, skipping the missing ones."""
-        keys = builtins.list(dict.fromkeys(self._coerce_id(ident) for ident in ids))
+        keys = list(dict.fromkeys(self._coerce_id(ident) for ident in ids))
         rows = self._rows()
         found = [rows[(key,)] for key in keys if (key,) in rows]
         return [self._load(row) for row in found if include_deleted or not self._row_deleted(row)]
@@ -178,12 +177,12 @@ class InMemoryRepository(RepositoryRules[ModelT]):
     def count(self, filters: Mapping[str, Any] | None = None, *, include_deleted: bool = False) -> int:
         return len(self._select(filters, include_deleted))
 
-    def _listed(self, listing: Listing, limit: int | None, offset: int) -> builtins.list[ModelT]:
+    def _listed(self, listing: Listing, limit: int | None, offset: int) -> list[ModelT]:
         rows = _sorted(self._select(listing.filters, listing.include_deleted), listing.keys)
         end = None if limit is None else offset + limit
         return [self._load(row) for row in rows[offset:end]]
 
-    def _paged(self, listing: Listing, after: str | None, limit: int) -> builtins.list[ModelT]:
+    def _paged(self, listing: Listing, after: str | None, limit: int) -> list[ModelT]:
         """``page`` with the SQL repository's semantics: strictly after the cursor's row."""
         keys = listing.keys
         rows = self._select(listing.filters, listing.include_deleted)
@@ -192,10 +191,10 @@ class InMemoryRepository(RepositoryRules[ModelT]):
             rows = [row for row in rows if _is_after(row, keys, values)]
         return [self._load(row) for row in _sorted(rows, keys)[:limit]]
 
-    def _select(self, filters: Mapping[str, Any] | None, include_deleted: bool) -> builtins.list[Row]:
+    def _select(self, filters: Mapping[str, Any] | None, include_deleted: bool) -> list[Row]:
         conditions = qs.parse_filters(self.policy(), filters)
         with self.store.lock:
-            rows = builtins.list(self._rows().values())
+            rows = list(self._rows().values())
         return [row for row in rows if (include_deleted or not self._row_deleted(row))
                 and all(matches(condition, row[condition.field]) for condition in conditions)]
 
@@ -366,7 +365,7 @@ class InMemoryRepository(RepositoryRules[ModelT]):
         """``locking`` is accepted and has nothing to lock: the store's lock is held around get_or_create."""
         wanted = {key: to_stored(self.entity, self._table.c[key], value, compare=True)
                   for key, value in match.items()}
-        for row in builtins.list(self._rows().values()):
+        for row in list(self._rows().values()):
             if not self._row_deleted(row) and all(row[key] == value for key, value in wanted.items()):
                 return self._load(row)
         return None
@@ -418,9 +417,9 @@ def matches(condition: qs.Condition, value: Any) -> bool:
     return value is not None and _MATCHERS[condition.op](value, condition.value)
 
 
-def _sorted(rows: Iterable[Row], keys: Sequence[qs.SortKey]) -> builtins.list[Row]:
+def _sorted(rows: Iterable[Row], keys: Sequence[qs.SortKey]) -> list[Row]:
     """Rows in ``keys`` order with NULL as the smallest value (stable sorts, last key first)."""
-    result = builtins.list(rows)
+    result = list(rows)
     for key in reversed(keys):
         result.sort(key=_nulls_first(key.field), reverse=key.descending)
     return result
