@@ -29,7 +29,13 @@ from db.errors import ValidationError
 
 AUDIT_KEY_ENV = "DBLAYER_AUDIT_KEY"
 AUDIT_KEY_MIN_LENGTH = 32
-DEFAULT_STORAGE_ROOT = Path(__file__).resolve().parent / "data" / "files"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+DEFAULT_STORAGE_ROOT = DATA_DIR / "files"
+DEFAULT_BACKUP_DIR = DATA_DIR / "backups"
+DEFAULT_AUDIT_ARCHIVE_DIR = DATA_DIR / "audit_archive"
+# The first administrator, for ``python -m db setup`` and ``fill`` (``db.scripts.fill_reference``).
+ADMIN_EMAIL_ENV = "DBLAYER_ADMIN_EMAIL"
+ADMIN_PASSWORD_ENV = "DBLAYER_ADMIN_PASSWORD"
 STORAGE_ROOT_ENV = "DBLAYER_STORAGE_ROOT"
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from db import storage_binding
+from db import settings, storage_binding
 from db.backup import leftovers
 from db.backup.blobs import archive_blobs
 from db.backup.manifest import SUFFIX, Manifest, Part, TableDump
@@ -36,7 +36,7 @@ from db.progress import SILENT, Progress
 from db.session import require_existing
 from db.storage import LocalStorage
 
-DEFAULT_DIRECTORY = Path(__file__).resolve().parents[1] / "data" / "backups"
+DEFAULT_DIRECTORY = settings.DEFAULT_BACKUP_DIR
 _TIMESTAMP = "%Y%m%dT%H%M%S%fZ"
 
 

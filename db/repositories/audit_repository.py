@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
 
-from db import audit, audit_verify, dialects
+from db import audit, audit_verify, dialects, settings
 from db.audit import ChainReport, ExportedHead
 from db.errors import Conflict, NotFound, ValidationError
 from db.models.base import new_id, utcnow
@@ -26,7 +26,7 @@ from db.models.log_audit import AuditChainHead, AuditCheckpoint, AuditEntry
 from db.repositories.base_repository import Page, ReadRepository, translated
 from db.repositories.bulk import BATCH_ROWS
 
-DEFAULT_ARCHIVE_DIR = Path(__file__).resolve().parents[1] / "data" / "audit_archive"
+DEFAULT_ARCHIVE_DIR = settings.DEFAULT_AUDIT_ARCHIVE_DIR
 _CHUNK = BATCH_ROWS
 
 

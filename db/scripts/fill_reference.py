@@ -15,14 +15,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from db import settings
 from db.admin_catalog import SYSTEM, seed_builtin_roles
 from db.layer import Database
 from db.scripts.admin_db import ensure_admin
 from db.scripts.create_db import require_head
 from db.services.admin import AdminService
 
-ADMIN_EMAIL_ENV = "DBLAYER_ADMIN_EMAIL"
-ADMIN_PASSWORD_ENV = "DBLAYER_ADMIN_PASSWORD"
+ADMIN_EMAIL_ENV = settings.ADMIN_EMAIL_ENV
+ADMIN_PASSWORD_ENV = settings.ADMIN_PASSWORD_ENV
 ADMIN_ROLE = "superadmin"
 GRANT_REASON = "fill_reference: first administrator"
 

@@ -29,7 +29,8 @@ from db.models.account import Account
 from db.models.user import User
 from db.progress import SILENT, Progress
 from db.scripts.create_db import require_head
-from db.scripts.sample_generator import GenerationResult, GeneratorOptions, generate, has_seed
+from db.scripts.sample_generator import GenerationResult, generate, has_seed
+from db.scripts.sample_options import GeneratorOptions
 
 SAMPLE_PASSWORD = "sample-demo-password"  # documented; for sample data only
 MARKER_SLUG = "acme"

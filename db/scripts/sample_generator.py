@@ -91,13 +91,13 @@ from db.repositories.file_repository import FileRepository
 from db.repositories.membership_repository import MembershipRepository
 from db.repositories.user_repository import UserRepository
 from db.scripts.create_db import require_head
+from db.scripts.sample_options import GeneratorOptions
 from db.storage import LocalStorage
 
 T = TypeVar("T")
 
 SAMPLE_PASSWORD = "sample data only 42"
 GENERATOR_ACTOR = "sample-generator"
-DEFAULT_START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 MAX_ROWS = 1_000_000_000  # rows in total, whatever the options
 MAX_BATCH = 100_000
 MAX_DEFAULT_BLOBS = 1_000
@@ -167,25 +167,6 @@ TOKEN_PURPOSES = ("verify_email", "password_reset")
 
 
 # --- options and results -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class GeneratorOptions:
-    """What to generate; see the module docstring for how the counts follow from each other."""
-
-    rows: int | None = None
-    users: int | None = None
-    accounts: int | None = None
-    users_per_account: int = 10
-    members_per_account: float = 6.0
-    files_per_account: float = 10.0
-    events_per_user: float = 20.0
-    blobs: int | None = None
-    seed: int = 42
-    batch_size: int = 50_000  # rows per transaction (see the module docstring)
-    write_blobs: bool = True
-    start: dt.datetime = DEFAULT_START
-    days: int = 730
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,15 +26,14 @@ from db.models.user_token import UserToken
 from db.repositories.file_blob_repository import FileBlobRepository
 from db.scripts.cleanup_db import (
     BLOB,
-    MAX_AGE,
     SOFT_DELETED,
     TOKEN,
     RetentionPolicy,
     apply,
     cleanup,
-    parse_age,
     plan,
 )
+from db.scripts.retention import MAX_AGE, parse_age
 from db.settings import Settings
 from db.storage import LocalStorage
 from tests.support import TestDatabases
