@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -12,9 +12,10 @@ from rich.markup import escape
 from db.cli.app import app
 from db.cli.common import UrlOption, console, opened
 from db.errors import ValidationError
-from db.scripts import admin_db
-from db.scripts.admin_db import AdminResult
-from db.scripts.fill_reference import ADMIN_PASSWORD_ENV
+from db.settings import ADMIN_PASSWORD_ENV
+
+if TYPE_CHECKING:
+    from db.scripts.admin_db import AdminResult
 
 admin = typer.Typer(help="Administrators: create one, grant or revoke a role, unlock a user. Every change is audited.",
                     no_args_is_help=True)
@@ -36,6 +37,8 @@ def create(
     """Create an administrator (or give an existing user the role). The password is asked for, read from stdin
     with --password-stdin, or taken from DBLAYER_ADMIN_PASSWORD; never from the command line."""
     password = _password(email, password_stdin)
+    from db.scripts import admin_db
+
     with opened(url) as database:
         result = admin_db.create_admin(database, email, password, role=role, reason=reason)
     _show(result, f"created, {role}" if result.created else (f"now {role}" if result.changed else f"already {role}"))
@@ -44,6 +47,8 @@ def create(
 @admin.command("grant")
 def grant(email: Email, role: Role, reason: Reason, url: UrlOption = None) -> None:
     """Grant ROLE to the user."""
+    from db.scripts import admin_db
+
     with opened(url) as database:
         result = admin_db.grant_role(database, email, role, reason=reason)
     _show(result, f"granted {role}" if result.changed else f"already held {role}")
@@ -52,6 +57,8 @@ def grant(email: Email, role: Role, reason: Reason, url: UrlOption = None) -> No
 @admin.command("revoke")
 def revoke(email: Email, role: Role, reason: Reason, url: UrlOption = None) -> None:
     """Take ROLE from the user."""
+    from db.scripts import admin_db
+
     with opened(url) as database:
         _show(admin_db.revoke_role(database, email, role, reason=reason), f"revoked {role}")
 
@@ -59,6 +66,8 @@ def revoke(email: Email, role: Role, reason: Reason, url: UrlOption = None) -> N
 @admin.command("unlock")
 def unlock(email: Email, reason: Reason, url: UrlOption = None) -> None:
     """Lift the user's login lockout and forget their failed attempts."""
+    from db.scripts import admin_db
+
     with opened(url) as database:
         _show(admin_db.unlock_user(database, email, reason=reason), "unlocked")
 

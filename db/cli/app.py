@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import typer
-from rich.markup import escape
 
-from db.cli.common import EXPECTED_FAILURES, describe_failure, error_console
+from db.cli.common import describe_failure, error_console, expected_failures
 from db.cli.ledger import Interrupted, Ledger
 
 app = typer.Typer(
@@ -80,22 +79,21 @@ def _run(args: list[str], prog_name: str, ledger: Ledger) -> int:
     except Interrupted as stop:  # Ctrl-C, and the command said what it left
         ledger.explained = str(stop)
         return INTERRUPTED
-    except EXPECTED_FAILURES as failure:
+    except Exception as failure:
         if ledger.at_interrupt is not None:  # a failure while unwinding from Ctrl-C (a connection cut mid-statement)
             return INTERRUPTED
         if os.environ.get("DBLAYER_DEBUG"):
             raise
-        say(describe_failure(failure))
-        return 1
-    except Exception as bug:
-        if ledger.at_interrupt is not None:
-            return INTERRUPTED
-        if os.environ.get("DBLAYER_DEBUG"):
-            raise
-        say(f"internal error ({type(bug).__name__}: {bug}); this is a bug, not your input: "
-            "DBLAYER_DEBUG=1 shows the traceback")
+        say(_failure_line(failure))
         return 1
     return result if isinstance(result, int) else 0
+
+
+def _failure_line(failure: Exception) -> str:
+    if isinstance(failure, expected_failures()):
+        return describe_failure(failure)
+    return (f"internal error ({type(failure).__name__}: {failure}); this is a bug, not your input: "
+            "DBLAYER_DEBUG=1 shows the traceback")
 
 
 def _usage(usage: typer.TyperException) -> int:
@@ -110,6 +108,8 @@ def _usage(usage: typer.TyperException) -> int:
 
 def say(message: str, *, label: str = "error") -> None:
     """One red line on stderr; characters the terminal cannot show (a lone surrogate) are escaped."""
+    from rich.markup import escape
+
     shown = message.encode("utf-8", "backslashreplace").decode("utf-8")
     error_console().print(f"[bold red]{label}:[/bold red] {escape(shown)}", soft_wrap=True)
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from db.audit import ChainReport, ExportedHead
 from db.cli.app import app
 from db.cli.common import UrlOption, console, error_console, opened
-from db.repositories.audit_repository import DEFAULT_ARCHIVE_DIR
-from db.scripts import audit_db
+from db.settings import DEFAULT_AUDIT_ARCHIVE_DIR
+
+if TYPE_CHECKING:
+    from db.audit import ChainReport, ExportedHead
 
 audit = typer.Typer(help="The audit chain: print its head to export, verify it (against an exported head), seal it.",
                     no_args_is_help=True)
@@ -28,13 +29,15 @@ HeadOption = Annotated[str | None, typer.Option(
 )]
 ArchiveDirOption = Annotated[Path | None, typer.Option(
     "--archive-dir", file_okay=False,
-    help=f"Where the purge archives are (default: {DEFAULT_ARCHIVE_DIR}); an archive found there is checked.",
+    help=f"Where the purge archives are (default: {DEFAULT_AUDIT_ARCHIVE_DIR}); an archive found there is checked.",
 )]
 
 
 @audit.command("head")
 def head_command(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Print the chain head (seq, hash, time, key id) to copy somewhere the database's users cannot write."""
+    from db.scripts import audit_db
+
     with opened(url) as database:
         exported = audit_db.head(database)
     if as_json:
@@ -62,9 +65,12 @@ def verify_command(
 ) -> None:
     """Verify the whole audit log: every row accounted for, every hash (HMAC with DBLAYER_AUDIT_KEY), the purge
     archives found, and the exported head. Exits with 1 on the first problem, which it names."""
+    from db.scripts import audit_db
+
     expected = audit_db.exported_head(head) if head is not None else None
     with opened(url) as database:
-        report = audit_db.verify(database, expected_head=expected, archive_dir=archive_dir or DEFAULT_ARCHIVE_DIR)
+        report = audit_db.verify(database, expected_head=expected,
+                                 archive_dir=archive_dir or DEFAULT_AUDIT_ARCHIVE_DIR)
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(report)))
     else:
@@ -93,6 +99,8 @@ def show_report(report: ChainReport, expected: ExportedHead | None) -> None:
 def seal_command(url: UrlOption = None) -> None:
     """Append an audit.sealed event now: after an audit key is set, this makes the chain keyed at once. Prints the
     new head."""
+    from db.scripts import audit_db
+
     with opened(url) as database:
         exported = audit_db.seal(database)
     show_head(exported)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from db.cli.app import app
 from db.cli.common import StorageOption, UrlOption, console, human_bytes, opened, progress_bars, table
-from db.scripts.backup_db import DEFAULT_DIRECTORY, BackupResult, backup
+from db.settings import DEFAULT_BACKUP_DIR
+
+if TYPE_CHECKING:
+    from db.scripts.backup_db import BackupResult
 
 
 @app.command("backup")
@@ -18,7 +21,7 @@ def backup_command(
     storage: StorageOption = None,
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", file_okay=False, help=f"Where to write the archive (default: {DEFAULT_DIRECTORY})."),
+        typer.Option("--dir", file_okay=False, help=f"Where to write the archive (default: {DEFAULT_BACKUP_DIR})."),
     ] = None,
     keep: Annotated[
         int | None,
@@ -26,6 +29,8 @@ def backup_command(
     ] = None,
 ) -> None:
     """Back up the database and its file blobs online (the application may keep writing) into one archive."""
+    from db.scripts.backup_db import backup
+
     with opened(url, storage) as database, progress_bars() as progress:
         result = backup(database, directory=directory, keep=keep, progress=progress)
     show_backup(result)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -11,9 +11,10 @@ from rich.text import Text
 from db.cli.app import app
 from db.cli.audit import ArchiveDirOption
 from db.cli.common import StorageOption, UrlOption, console, error_console, opened, progress_bars, table
-from db.repositories.audit_repository import DEFAULT_ARCHIVE_DIR
-from db.scripts.audit_db import exported_head
-from db.scripts.check_db import CheckReport, CheckResult, check
+from db.settings import DEFAULT_AUDIT_ARCHIVE_DIR
+
+if TYPE_CHECKING:
+    from db.scripts.check_db import CheckResult
 
 SHOWN_FINDINGS = 10  # per check; the summary counts them all
 _STATUS = {True: Text("ok", style="green"), False: Text("FAILED", style="red"), None: Text("skipped", style="yellow")}
@@ -32,12 +33,15 @@ def check_command(
 ) -> None:
     """Check the database: SQLite integrity and foreign keys, revision at head, no schema drift, the audit chain
     (and its purge archives, and an exported head), and every blob's SHA-256. Exits with 1 if any check fails."""
+    from db.scripts.audit_db import exported_head
+    from db.scripts.check_db import check
+
     expected = exported_head(audit_head) if audit_head is not None else None
     with opened(url, storage) as database:
         target = database.url.render_as_string(hide_password=True)
         with progress_bars() as progress:
             report = check(database, blobs=not no_blobs, progress=progress, audit_head=expected,
-                           archive_dir=archive_dir or DEFAULT_ARCHIVE_DIR)
+                           archive_dir=archive_dir or DEFAULT_AUDIT_ARCHIVE_DIR)
     out = console()
     out.print(table(f"Checks of {target}", ["check", "status", "details"], map(_row, report.results)))
     for result in report.results:
@@ -65,4 +69,4 @@ def _findings(result: CheckResult) -> None:
         out.print(f"{result.name}: ... and {len(lines) - SHOWN_FINDINGS:,} more")
 
 
-__all__ = ["CheckReport", "check_command"]
+__all__ = ["check_command"]

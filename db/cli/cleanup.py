@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -12,8 +12,10 @@ from rich.markup import escape
 from db.cli.app import app
 from db.cli.common import StorageOption, UrlOption, YesOption, confirm_or_abort, console, opened, progress_bars, table
 from db.errors import ValidationError
-from db.scripts import cleanup_db
-from db.scripts.cleanup_db import CleanupPlan, CleanupResult, RetentionPolicy
+from db.scripts.retention import RetentionPolicy, describe_age, parse_age
+
+if TYPE_CHECKING:
+    from db.scripts.cleanup_db import CleanupPlan, CleanupResult
 
 _DEFAULTS = RetentionPolicy()
 
@@ -22,14 +24,14 @@ def _age(text: str | None, default: dt.timedelta | None, flag: str) -> dt.timede
     if text is None:
         return default
     try:
-        return cleanup_db.parse_age(text)
+        return parse_age(text)
     except ValidationError as error:
         raise typer.BadParameter(str(error), param_hint=flag) from None
 
 
 def _age_option(flag: str, what: str, default: dt.timedelta | None) -> Any:
     return typer.Option(flag, help=f"Remove {what} older than this: 7d, 12h, 30m, 2w, 0 or never "
-                                   f"(default {cleanup_db.describe_age(default)}).")
+                                   f"(default {describe_age(default)}).")
 
 
 TokensAfter = Annotated[
@@ -68,6 +70,8 @@ def cleanup(
     Without --apply, lists what would go and changes nothing. With --apply, asks, removes exactly the listed items,
     then gives the space back (VACUUM / ANALYZE / OPTIMIZE TABLE).
     """
+    from db.scripts import cleanup_db
+
     policy = RetentionPolicy(
         tokens_after=_age(tokens_after, _DEFAULTS.tokens_after, "--tokens-after"),
         deleted_after=_age(deleted_after, _DEFAULTS.deleted_after, "--deleted-after"),

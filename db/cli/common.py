@@ -1,40 +1,36 @@
-"""What every command shares: the ``--url`` option, opening the database, progress bars, tables, failures."""
+"""What every command shares: the ``--url`` option, opening the database, progress bars, tables, failures.
+
+Importing it is cheap (Typer and the standard library): ``python -m db --help`` imports every command module, so
+SQLAlchemy, Alembic, the layer and Rich's tables and progress bars are imported by the functions that use them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from alembic.util.exc import CommandError
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
-from sqlalchemy import exc
 
-from db.errors import DatabaseError
-from db.layer import Database
-from db.progress import Advance
-from db.settings import STORAGE_ROOT_ENV, Settings
+from db.settings import STORAGE_ROOT_ENV
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+    from rich.text import Text
+
+    from db.layer import Database
+    from db.progress import Advance
 
 STORAGE_ENV = STORAGE_ROOT_ENV
+URL_ENV = "DATABASE_URL"
 
 UrlOption = Annotated[
     str | None,
     typer.Option(
-        "--url", envvar="DATABASE_URL", show_envvar=True,
+        "--url", envvar=URL_ENV, show_envvar=True,
         help="Database URL, e.g. postgresql://user@host/name or mariadb://root@host/name "
         "(default: the SQLite file db/data/app.db).",
     ),
@@ -48,24 +44,38 @@ StorageOption = Annotated[
 ]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
-# Failures a user can cause and fix: shown as one red line, exit code 1, no traceback.
-EXPECTED_FAILURES: tuple[type[BaseException], ...] = (
-    DatabaseError, exc.DBAPIError, exc.ArgumentError, exc.NoSuchModuleError, CommandError, ModuleNotFoundError,
-    OSError,
-)
+
+def expected_failures() -> tuple[type[BaseException], ...]:
+    """Failures a user can cause and fix: shown as one red line, exit code 1, no traceback."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy import exc
+
+    from db.errors import DatabaseError
+
+    return (DatabaseError, exc.DBAPIError, exc.ArgumentError, exc.NoSuchModuleError, CommandError,
+            ModuleNotFoundError, OSError)
 
 
 def console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
 def error_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 
 def open_database(url: str | None, storage: Path | None = None) -> Database:
     """The Database at ``url`` (None: DATABASE_URL, else db/data/app.db), its blobs under ``storage`` (None: as
     ``Database()`` has it, from ``Settings.from_env``: DBLAYER_STORAGE_ROOT, else db/data/files)."""
+    from db.cli.ledger import follow_engines
+    from db.layer import Database
+    from db.settings import Settings
+
+    follow_engines()
     settings = Settings.from_env() if storage is None else Settings.from_env(storage_root=storage)
     return Database(url, settings=settings)
 
@@ -82,6 +92,8 @@ def opened(url: str | None, storage: Path | None = None) -> Iterator[Database]:
 
 def describe_failure(failure: BaseException) -> str:
     """One line that says what went wrong, without a traceback, a driver's noise or a password."""
+    from sqlalchemy import exc
+
     if isinstance(failure, exc.DBAPIError):
         return f"the database refused or could not be reached: {_first_line(failure.orig or failure)}"
     if isinstance(failure, exc.NoSuchModuleError | exc.ArgumentError):
@@ -121,6 +133,17 @@ class RichProgress:
 def progress_bars() -> AbstractContextManager[RichProgress]:
     """Progress bars for a long command: ``with progress_bars() as progress: script(..., progress=progress)``."""
 
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     @contextmanager
     def bars() -> Iterator[RichProgress]:
         columns = (
@@ -139,6 +162,8 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 
     Cells are plain text (a file name such as ``[bold].txt`` is shown as it is), unless given as ``rich.text.Text``;
     long values wrap rather than being cut, so ids and keys stay whole."""
+    from rich.table import Table
+
     result = Table(title=title, title_justify="left", header_style="bold")
     for name in columns:
         result.add_column(name, justify="right" if name in numeric else "left", overflow="fold")
@@ -148,6 +173,8 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 
 
 def _cell(value: Any) -> Text:
+    from rich.text import Text
+
     if isinstance(value, Text):
         return value
     if isinstance(value, bool) or value is None:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.markup import escape
 
 from db.cli.app import app
 from db.cli.common import UrlOption, console, opened
-from db.scripts.create_db import CreateResult, create_database
+
+if TYPE_CHECKING:
+    from db.scripts.create_db import CreateResult
 
 
 @app.command("create")
 def create(url: UrlOption = None) -> None:
     """Create the database (on a server: the database itself too) and migrate it to the newest revision."""
+    from db.scripts.create_db import create_database
+
     with opened(url) as database:
         result = create_database(database)
     console().print(describe_creation(result))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -12,16 +12,12 @@ from rich.markup import escape
 from db.cli.app import app
 from db.cli.common import StorageOption, UrlOption, console, opened, table
 from db.errors import ValidationError
-from db.layer import Database
-from db.scripts.fill_reference import (
-    ADMIN_EMAIL_ENV,
-    ADMIN_PASSWORD_ENV,
-    AdminCredentials,
-    ReferenceResult,
-    administrators,
-    fill_reference,
-)
-from db.scripts.fill_sample import SAMPLE_PASSWORD, SampleResult, fill_sample
+from db.settings import ADMIN_EMAIL_ENV, ADMIN_PASSWORD_ENV
+
+if TYPE_CHECKING:
+    from db.layer import Database
+    from db.scripts.fill_reference import AdminCredentials, ReferenceResult
+    from db.scripts.fill_sample import SampleResult
 
 AdminEmailOption = Annotated[
     str | None,
@@ -42,6 +38,9 @@ def fill(
 
     Without --admin-email, a terminal is asked for one when the database has no superadmin yet.
     """
+    from db.scripts.fill_reference import administrators, fill_reference
+    from db.scripts.fill_sample import fill_sample
+
     with opened(url, storage) as database:
         credentials = admin_credentials(database, admin_email)
         show_reference(fill_reference(database, credentials), administrators(database))
@@ -51,6 +50,8 @@ def fill(
 
 def admin_credentials(database: Database, email: str | None) -> AdminCredentials | None:
     """The administrator to create: ``email`` (password from the environment or a prompt), else one asked for."""
+    from db.scripts.fill_reference import AdminCredentials, administrators
+
     password = os.environ.get(ADMIN_PASSWORD_ENV, "")
     interactive = sys.stdin.isatty()
     if email:
@@ -91,6 +92,8 @@ def show_reference(result: ReferenceResult, superadmins: list[str]) -> None:
 
 
 def show_sample(result: SampleResult) -> None:
+    from db.scripts.fill_sample import SAMPLE_PASSWORD
+
     out = console()
     if not result.created:
         out.print("[green]✓[/green] sample data already present (nothing written)")

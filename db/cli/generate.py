@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from db.cli.app import app
 from db.cli.common import StorageOption, UrlOption, console, opened, progress_bars, table
 from db.errors import ValidationError
-from db.scripts.sample_generator import GenerationResult, GeneratorOptions, generate
+from db.scripts.sample_options import GeneratorOptions
+
+if TYPE_CHECKING:
+    from db.scripts.sample_generator import GenerationResult
 
 DEFAULTS = GeneratorOptions()
 
@@ -39,6 +42,8 @@ def generate_command(
 
     Every generated user's password is db.scripts.sample_generator.SAMPLE_PASSWORD: sample data only.
     """
+    from db.scripts.sample_generator import generate
+
     options = GeneratorOptions(
         rows=rows, users=users, accounts=accounts, users_per_account=users_per_account,
         members_per_account=members_per_account, files_per_account=files_per_account,

@@ -7,6 +7,9 @@ ledger as it is at that instant, then raises ``KeyboardInterrupt`` as usual: the
 out, and the line says what had been committed before the interrupt and what the transaction in progress had done
 that is not kept. A command that knows better what an interrupt left (``restore``: which data the target holds,
 whatever transactions ran) raises ``Interrupted`` with its own line instead.
+
+The listeners are added when a command opens its database (``follow_engines``, called by ``common.open_database``),
+not when the command line starts: ``--help`` does not import SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -17,12 +20,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, event
-from sqlalchemy.engine import Connection
-
-from db import dialects
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 _KIND = {"INSERT": "added", "REPLACE": "added", "MERGE": "added", "UPDATE": "changed", "DELETE": "removed"}
 _SCHEMA = ("CREATE", "DROP", "ALTER", "TRUNCATE", "RENAME")
@@ -31,6 +32,15 @@ _EVENTS = {  # SQLAlchemy connection event → the Ledger method that handles it
     "rollback": "_on_rollback", "savepoint": "_on_savepoint", "rollback_savepoint": "_on_rollback_savepoint",
     "release_savepoint": "_on_release_savepoint",
 }
+
+
+_WATCHING: list[Ledger] = []  # the ledgers of the command lines running, innermost last
+
+
+def follow_engines() -> None:
+    """Let the running command line's ledger count every engine's transactions from now on (no ledger: nothing)."""
+    if _WATCHING:
+        _WATCHING[-1].listen()
 
 
 class Interrupted(Exception):
@@ -88,15 +98,16 @@ class Ledger:
     explained: str | None = None  # a command's own interrupt line (``Interrupted``), said instead of the counts
     _open: dict[int, _Open] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _listening: bool = False
 
     # --- the events --------------------------------------------------------------------------------------------
 
     def _transaction(self, connection: Connection) -> _Open:
-        return self._open.setdefault(id(connection), _Open(dialects.dialect_of(connection).transactional_ddl))
+        return self._open.setdefault(id(connection), _opened(connection))
 
     def _on_begin(self, connection: Connection) -> None:
         with self._lock:
-            self._open[id(connection)] = _Open(dialects.dialect_of(connection).transactional_ddl)
+            self._open[id(connection)] = _opened(connection)
 
     def _on_execute(self, connection: Connection, cursor: Any, statement: str, *_: Any) -> None:
         words = statement.split(None, 1)
@@ -139,18 +150,34 @@ class Ledger:
 
     @contextmanager
     def watching(self) -> Iterator[Ledger]:
-        """Count every engine's transactions (and record the ledger at a SIGINT) while the block runs."""
-        handlers = [(name, getattr(self, method)) for name, method in _EVENTS.items()]
-        for name, handler in handlers:
-            event.listen(Engine, name, handler)
+        """Record the ledger at a SIGINT while the block runs, and count every engine's transactions from
+        ``follow_engines`` on."""
         previous = self._catch_interrupt()
+        _WATCHING.append(self)
         try:
             yield self
         finally:
-            for name, handler in handlers:
-                event.remove(Engine, name, handler)
+            _WATCHING.remove(self)
+            self._stop_listening()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
+
+    def listen(self) -> None:
+        """Count every engine's transactions (once; ``watching`` stops it)."""
+        from sqlalchemy import Engine, event
+
+        if not self._listening:
+            for name, method in _EVENTS.items():
+                event.listen(Engine, name, getattr(self, method))
+            self._listening = True
+
+    def _stop_listening(self) -> None:
+        if self._listening:
+            from sqlalchemy import Engine, event
+
+            for name, method in _EVENTS.items():
+                event.remove(Engine, name, getattr(self, method))
+            self._listening = False
 
     def _catch_interrupt(self) -> Any:
         if threading.current_thread() is not threading.main_thread():
@@ -192,3 +219,9 @@ class Ledger:
         else:
             lost = "no transaction with changes was in progress"
         return f"{kept}; {lost}"
+
+
+def _opened(connection: Connection) -> _Open:
+    from db import dialects
+
+    return _Open(dialects.dialect_of(connection).transactional_ddl)

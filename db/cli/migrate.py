@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from db.cli.app import app
 from db.cli.common import UrlOption, YesOption, confirm_or_abort, console, opened, table
-from db.scripts import migrate_db
-from db.scripts.migrate_db import MigrateResult
+
+if TYPE_CHECKING:
+    from db.scripts.migrate_db import MigrateResult
 
 migrate = typer.Typer(help="Schema migrations (Alembic): upgrade, downgrade, current, history, check, revision.",
                       no_args_is_help=True)
@@ -24,6 +25,8 @@ def upgrade(
     url: UrlOption = None,
 ) -> None:
     """Migrate the schema up to REVISION (default: the newest)."""
+    from db.scripts import migrate_db
+
     migrate_db.check_revision(revision)
     with opened(url) as database:
         _show(migrate_db.upgrade(database, revision), "upgraded")
@@ -41,6 +44,8 @@ def downgrade(
     """Migrate the schema down to REVISION. The tables a downgrade drops lose their rows: it asks first."""
     if revision.startswith("-") and not re.fullmatch(r"-\d+", revision):
         raise typer.BadParameter(f"no such option: {revision}")
+    from db.scripts import migrate_db
+
     migrate_db.check_revision(revision)
     with opened(url) as database:
         target = database.url.render_as_string(hide_password=True)
@@ -51,6 +56,8 @@ def downgrade(
 @migrate.command("current")
 def current(url: UrlOption = None) -> None:
     """Show the revision the database is at, and the newest one."""
+    from db.scripts import migrate_db
+
     with opened(url) as database:
         state = migrate_db.status(database)
     mark = "[green](head)[/green]" if state.at_head else f"[yellow](the head is {state.head})[/yellow]"
@@ -60,6 +67,8 @@ def current(url: UrlOption = None) -> None:
 @migrate.command("history")
 def history(url: UrlOption = None) -> None:
     """List the revisions, newest first, marking the database's."""
+    from db.scripts import migrate_db
+
     with opened(url) as database:
         revisions = migrate_db.history(database)
     rows = [(("→ " if r.is_current else "  ") + r.revision, r.down_revision or "", r.message.splitlines()[0])
@@ -70,6 +79,8 @@ def history(url: UrlOption = None) -> None:
 @migrate.command("check")
 def check(url: UrlOption = None) -> None:
     """Fail unless the database is at head and its schema matches the models (no drift)."""
+    from db.scripts import migrate_db
+
     with opened(url) as database:
         migrate_db.check(database)
     console().print("[green]✓[/green] at head, and the schema matches the models")
@@ -83,6 +94,8 @@ def revision(
     directory: Annotated[Path | None, typer.Option("--dir", help="Where to write it (a version location).")] = None,
 ) -> None:
     """Write a new revision file: the operations that bring the database (at head) to the models."""
+    from db.scripts import migrate_db
+
     with opened(url) as database:
         path = migrate_db.new_revision(database, message, autogenerate=not empty, directory=directory)
     if path is None:

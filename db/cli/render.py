@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from db.cli.common import human_bytes, table
-from db.scripts.status_db import Overview
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from db.scripts.status_db import Overview
 
 BAR = "█"
 PARTS = " ▏▎▍▌▋▊▉"  # eighths of a block, for smooth bar ends
@@ -17,6 +21,8 @@ PARTS = " ▏▎▍▌▋▊▉"  # eighths of a block, for smooth bar ends
 
 def bar_chart(title: str, points: Sequence[tuple[str, int]], *, width: int = 40) -> Table:
     """A horizontal bar chart: one row per label, the bar scaled to the largest value, the value at the end."""
+    from rich.table import Table
+
     chart = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 1))
     chart.add_column("label", style="dim")
     chart.add_column("bar", style="cyan", no_wrap=True)

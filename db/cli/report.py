@@ -5,17 +5,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from db.cli.app import app
 from db.cli.common import UrlOption, console, opened, table
-from db.cli.render import bar_chart
 from db.errors import ValidationError
-from db.scripts.report_db import PERIODIC, available, run_report
-from db.services.report_catalogue import ReportResult
-from db.services.reports import ReportService
+
+if TYPE_CHECKING:
+    from db.services.report_catalogue import ReportResult
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 36_500  # a century: any longer range is a typo
@@ -59,6 +58,8 @@ def report(
     listing: Annotated[bool, typer.Option("--list", help="List the reports and their parameters.")] = False,
 ) -> None:
     """Run a report; per-period reports also draw a chart. Example: report signups --days 90 --bucket week."""
+    from db.scripts.report_db import run_report
+
     if listing or name is None:
         _list_reports()
         return
@@ -72,6 +73,8 @@ def report(
 def _parameters(name: str, given: dict[str, Any], start: dt.datetime | None, end: dt.datetime | None,
                 days: int | None) -> dict[str, Any]:
     """What the user gave, plus a default range for reports that take one; an option the report lacks is an error."""
+    from db.services.reports import ReportService
+
     takes = ReportService.report(name).parameters  # ValidationError naming the reports, for an unknown name
     parameters = {key: value for key, value in given.items() if value is not None}
     if "start" in takes:
@@ -91,11 +94,16 @@ def _days_before(end: dt.datetime, days: int) -> dt.datetime:
 
 
 def _list_reports() -> None:
+    from db.scripts.report_db import available
+
     rows = [(report.name, ", ".join(report.parameters) or "-", report.description) for report in available()]
     console().print(table("Reports", ["name", "parameters", "description"], rows))
 
 
 def _show(result: ReportResult[Any], output: Format) -> None:
+    from db.cli.render import bar_chart
+    from db.scripts.report_db import PERIODIC
+
     out = console()
     if output is Format.csv:
         out.print(result.to_csv(), end="", markup=False, soft_wrap=True)

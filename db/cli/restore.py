@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from db.backup.manifest import Manifest
-from db.backup.reader import Limits
-from db.backup.restore import RestoreStatus
 from db.backup.sizes import MAX_EXPANSION_RATIO
 from db.cli.app import app
 from db.cli.common import (
@@ -24,7 +21,10 @@ from db.cli.common import (
     table,
 )
 from db.cli.ledger import Interrupted
-from db.scripts.restore_db import RestoreResult, restore, verify_backup
+
+if TYPE_CHECKING:
+    from db.backup.manifest import Manifest
+    from db.scripts.restore_db import RestoreResult
 
 
 def _ask(question: str) -> bool:
@@ -52,6 +52,10 @@ def restore_command(
 
     The old data stays until the new data is complete and verified, then it is replaced in one step: an
     interrupted restore leaves the old data or the new, never a mix, and says which."""
+    from db.backup.reader import Limits
+    from db.backup.restore import RestoreStatus
+    from db.scripts.restore_db import restore, verify_backup
+
     limits = Limits(max_ratio=max_expansion_ratio)
     if verify_only:
         with progress_bars() as progress:

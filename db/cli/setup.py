@@ -11,10 +11,6 @@ from db.cli.common import StorageOption, UrlOption, console, opened, progress_ba
 from db.cli.create import describe_creation
 from db.cli.fill import show_reference, show_sample
 from db.cli.render import show_overview
-from db.scripts.create_db import create_database
-from db.scripts.fill_reference import AdminCredentials, administrators, fill_reference
-from db.scripts.fill_sample import fill_history, fill_sample
-from db.scripts.status_db import overview
 
 
 @app.command("setup")
@@ -29,6 +25,11 @@ def setup(
     """Everything a new database needs, then its overview: create and migrate, reference data, an administrator
     from DBLAYER_ADMIN_EMAIL / DBLAYER_ADMIN_PASSWORD if set, and with --sample the demo data. Never asks
     anything: safe in scripts and CI. Running it again changes nothing."""
+    from db.scripts.create_db import create_database
+    from db.scripts.fill_reference import AdminCredentials, administrators, fill_reference
+    from db.scripts.fill_sample import fill_history, fill_sample
+    from db.scripts.status_db import overview
+
     out = console()
     with opened(url, storage) as database:
         out.print(describe_creation(create_database(database)))
@@ -46,5 +47,7 @@ def setup(
 @app.command("status")
 def status(url: UrlOption = None) -> None:
     """The database at a glance: revision, row counts, sign-ups, storage per account, audit chain."""
+    from db.scripts.status_db import overview
+
     with opened(url) as database:
         show_overview(console(), overview(database))

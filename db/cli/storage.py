@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from db.cli.app import app
 from db.cli.common import StorageOption, UrlOption, YesOption, console, opened, table
-from db.scripts.bind_storage import bind, describe
-from db.storage_binding import StorageBinding
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from db.storage_binding import StorageBinding
 
 
 @app.command("storage")
@@ -23,6 +25,8 @@ def storage_command(
     yes: YesOption = False,
 ) -> None:
     """Show which database the file storage root serves: each root serves one database, named by its identity."""
+    from db.scripts.bind_storage import bind, describe
+
     out = console()
     with opened(url, storage) as database:
         if not bind_it:
