@@ -5,6 +5,11 @@ Exit codes: 0 success; 1 an expected failure (a bad URL, an unreachable server, 
 interrupt (Ctrl-C), with one line saying what had been committed and what was rolled back (or, for a restore, which
 data the target holds). A failure is one line on
 stderr, never a traceback (``DBLAYER_DEBUG=1`` shows it).
+
+Settings come, first to last: an option after the command (``status --url X``), the same option before it
+(``--url X status``), the environment, a ``.env`` file in the working directory, the default. The options before
+the command and the ``.env`` file act through the environment variables, for the run only: ``main`` puts the
+environment back as it was.
 """
 
 from __future__ import annotations
@@ -12,19 +17,22 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
 
 import typer
 
-from db.cli.common import describe_failure, error_console, expected_failures
+from db.cli.common import STORAGE_ENV, URL_ENV, describe_failure, error_console, expected_failures
 from db.cli.ledger import Interrupted, Ledger
 
 app = typer.Typer(
     name="db",
     help="Create, fill, migrate, back up, restore, clean and check the database, verify its audit chain, and read "
     "its reports.\n\n"
-    "The database is --url, else DATABASE_URL, else the SQLite file db/data/app.db.",
+    "The database is --url (before or after the command), else DATABASE_URL, else the SQLite file db/data/app.db. "
+    "A .env file in the working directory sets environment variables that are not set already.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -39,6 +47,35 @@ COMMAND_MODULES = (
 # Environment variables the commands read as text: checked like the arguments (the password is never shown).
 TEXT_ENVIRONMENT = ("DATABASE_URL", "DBLAYER_STORAGE_ROOT", "DBLAYER_ADMIN_EMAIL", "DBLAYER_ADMIN_PASSWORD")
 INTERRUPTED = 130
+DISTRIBUTION = "db-layer"
+DOTENV = ".env"
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"{DISTRIBUTION} {version(DISTRIBUTION)}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options_before_the_command(
+    url: Annotated[str | None, typer.Option(
+        "--url", metavar="URL", help=f"The database for the command, as its own --url (which wins) or {URL_ENV}.",
+    )] = None,
+    storage: Annotated[Path | None, typer.Option(
+        "--storage", file_okay=False, help=f"Directory of the file blobs, as the command's --storage or {STORAGE_ENV}.",
+    )] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_show_version, help="Print the version and exit.",
+    )] = False,
+) -> None:
+    """The connection options also go before the command: python -m db --url URL status."""
+    if url is not None:
+        os.environ[URL_ENV] = url
+    if storage is not None:
+        os.environ[STORAGE_ENV] = str(storage)
 
 
 def _register() -> None:
@@ -50,6 +87,12 @@ def main(argv: Sequence[str] | None = None, *, prog_name: str = "python -m db") 
     """Run the command line; return the exit code (see the module docstring)."""
     _register()
     args = list(argv) if argv is not None else sys.argv[1:]
+    with environment_restored():
+        load_dotenv()
+        return _main(args, prog_name)
+
+
+def _main(args: list[str], prog_name: str) -> int:
     refused = not_utf8(args)
     if refused:
         say(refused)
@@ -104,6 +147,29 @@ def _usage(usage: typer.TyperException) -> int:
     hint = f" (see {context.command_path} --help)" if context is not None else ""
     say(f"{usage.format_message()}{hint}")
     return usage.exit_code
+
+
+def load_dotenv(path: Path | None = None) -> None:
+    """Set the variables of ``.env`` in the working directory (or ``path``) that the environment does not have."""
+    path = path or Path.cwd() / DOTENV
+    if path.is_file():
+        import dotenv
+
+        dotenv.load_dotenv(path, override=False)
+
+
+@contextmanager
+def environment_restored() -> Iterator[None]:
+    """Put ``os.environ`` back as it was when the block ends (a caller of ``main`` keeps its environment)."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(before):
+            del os.environ[name]
+        for name, value in before.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
 
 
 def say(message: str, *, label: str = "error") -> None:

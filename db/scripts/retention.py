@@ -65,3 +65,9 @@ class RetentionPolicy:
                 raise ValidationError(f"{name} must be a non-negative timedelta or None", field=name)
             if age is not None and age > MAX_AGE:
                 raise ValidationError(f"{name}: {_TOO_LONG}", field=name, rule="range")
+
+
+if __name__ == "__main__":
+    from db.cli import run_library
+
+    run_library(__spec__.name if __spec__ else __name__)

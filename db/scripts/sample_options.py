@@ -29,3 +29,9 @@ class GeneratorOptions:
     write_blobs: bool = True
     start: dt.datetime = DEFAULT_START
     days: int = 730
+
+
+if __name__ == "__main__":
+    from db.cli import run_library
+
+    run_library(__spec__.name if __spec__ else __name__)

@@ -194,7 +194,7 @@ def test_downgrade_minus_one_from_a_real_command_line(created: str) -> None:
 # --- every script module runs like its command ----------------------------------------------------------------
 
 SCRIPTS = sorted(module.name for module in pkgutil.iter_modules(db.scripts.__path__))
-LIBRARIES = {"progress"}
+LIBRARIES = {"progress", "retention", "sample_options"}
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
