@@ -92,9 +92,8 @@ class PostgreSQL(Dialect):
 
     # --- SQL -------------------------------------------------------------------------------------------------
 
-    def upsert(self, table: Table, values: Mapping[str, Any], match: Sequence[str],
-               updates: Mapping[str, Any]) -> Insert:
-        return on_conflict_upsert(postgresql.insert(table).values(dict(values)), match, updates)
+    def upsert_statement(self, table: Table, match: Sequence[str], updates: Mapping[str, Any]) -> Insert:
+        return on_conflict_upsert(postgresql.insert(table), match, updates)
 
     def nulls_smallest(self, column: ColumnElement[Any], *, descending: bool) -> ColumnElement[Any]:
         """PostgreSQL treats NULL as the largest, so it is told explicitly, and only for nullable columns: ``NULLS

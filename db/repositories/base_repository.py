@@ -17,7 +17,21 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast, overload
 
-from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    false,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy import exists as sql_exists
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -26,6 +40,7 @@ from db import audit, dialects
 from db.errors import Conflict, DatabaseError, StaleVersion, ValidationError
 from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
+from db.repositories import values as value_rules
 from db.repositories.bulk import BulkInserter, batched, collector_paused
 from db.repositories.rules import Listing, Page, RepositoryRules, build_policy, get_or_create
 from db.settings import Settings
@@ -380,22 +395,94 @@ class BaseRepository(WriteRepository[ModelT]):
                 audit.record_upsert(self.session, instance, audit.redact(self.model, fields))
         return instance  # type: ignore[no-any-return]
 
+    @overload
+    def upsert_many(self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str],
+                    returning: Literal[False] = False) -> int: ...
+    @overload
+    def upsert_many(self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str],
+                    returning: Literal[True]) -> list[ModelT]: ...
+
+    @translated
+    def upsert_many(
+        self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str], returning: bool = False
+    ) -> int | list[ModelT]:
+        """``upsert`` for any iterable of mappings (a generator too), in batches of one statement each; all or
+        nothing.
+
+        Each row is inserted, or updates the row whose ``match`` fields are equal, exactly as ``upsert`` would;
+        values are checked and converted as ``create_many`` does. Returns the number of rows given, or with
+        ``returning=True`` the rows written, in input order.
+        """
+        key = self._unique_key(match)
+        table = self.model.__table__
+        audited = audit.is_audited(self.model)
+        read_back = returning or audited or self._dialect.upsert_skips_other_key_clashes
+        self.session.flush()
+        count, ids = 0, []
+        with self.session.begin_nested():
+            # The connection is taken inside the savepoint: that is what makes SQLAlchemy emit SAVEPOINT.
+            inserter = BulkInserter(
+                table, self.session.connection(), self.entity, protected=self._protected(),
+                statement_for=lambda keys: self._dialect.upsert_statement(table, key, self._upsert_updates(keys, key)),
+            )
+            for batch in batched(self._upsert_rows(rows, key), self.batch_size):
+                count += inserter.insert(batch)
+                if not read_back:
+                    continue
+                batch_ids = self._written_ids(batch, key, inserter)
+                if audited:  # one entry per batch, listing its ids
+                    audit.record_bulk(self.session, self.entity, "upsert_many", [str(i) for i in batch_ids], {})
+                if returning:
+                    ids += batch_ids
+        self._expire_loaded()  # instances loaded before hold the old values
+        return self._load_in_order(ids) if returning else count
+
+    def _upsert_rows(self, rows: Iterable[Mapping[str, Any]], key: Sequence[str]) -> Iterable[Mapping[str, Any]]:
+        """The rows as ``create_many`` takes them (the ``_prepared`` hook applied), each giving every ``key`` field."""
+        prepare = type(self)._prepared is not WriteRepository._prepared
+        for given in rows:
+            row = self._prepared(given) if prepare else given
+            if isinstance(row, Mapping):
+                missing = [name for name in key if name not in row]
+                if missing:
+                    raise ValidationError(f"{self.entity}.{missing[0]} is required to upsert", field=missing[0])
+            yield row
+
+    def _written_ids(self, batch: Sequence[Mapping[str, Any]], key: Sequence[str], inserter: BulkInserter) -> list[Any]:
+        """The ids of the rows a batch wrote, in its order; ``Conflict`` if one was not written (MariaDB: it clashed
+        on a unique key other than ``key``, and the guarded update left the row as it was)."""
+        columns = [self._column(name) for name in key]
+        stored = value_rules.stored
+        wanted = [tuple(stored(self.entity, column, row[column.key]) for column in columns) for row in batch]
+        distinct = list(dict.fromkeys(wanted))
+        found = select(self._pk, *columns).where(
+            columns[0].in_([k[0] for k in distinct]) if len(columns) == 1 else tuple_(*columns).in_(distinct)
+        )
+        if "updated_at" in self.model.__table__.c and not any("updated_at" in row for row in batch):
+            found = found.where(self._column("updated_at") == inserter.instant())  # written by this call
+        by_key = {tuple(row[1:]): row[0] for row in self.session.execute(self._dialect.latest_committed(found))}
+        if len(by_key) < len(distinct):
+            message = f"{self.entity}: upsert clashed on a unique key other than {list(key)}"
+            raise Conflict(message, entity=self.entity)
+        return [by_key[k] for k in wanted]
+
     def _written_by(self, instance: Any, row: Mapping[str, Any]) -> bool:
         """Whether the upsert just wrote ``instance``: its ``updated_at`` is this statement's instant."""
         if "updated_at" not in self.model.__table__.c:
             return True  # nothing to tell by; such models rely on the database's own unique checks
         return bool(instance.updated_at == row["updated_at"])
 
-    def _upsert_updates(self, fields: Mapping[str, Any], match: Sequence[str]) -> dict[str, Any]:
+    def _upsert_updates(self, fields: Iterable[str], match: Sequence[str]) -> dict[str, Any]:
         table = self.model.__table__
         keep = {*match, self._pk.key, "created_at", "version", "deleted_at"}
         updates: dict[str, Any] = {key: dialects.EXCLUDED for key in fields if key not in keep}
         if "updated_at" in table.c:
             updates["updated_at"] = dialects.EXCLUDED
+        # Bound-free expressions: the row's values are a statement's only parameters (``upsert_statement``).
         if self._versioned:
-            updates["version"] = table.c.version + 1
+            updates["version"] = table.c.version + literal_column("1")
         if self._soft:
-            updates["deleted_at"] = None
+            updates["deleted_at"] = null()
         return updates
 
     def _with_defaults(self, fields: dict[str, Any]) -> dict[str, Any]:
