@@ -336,6 +336,58 @@ class InMemoryRepository(RepositoryRules[ModelT]):
             changes.apply()
         return self._load(row)
 
+    @overload
+    def upsert_many(self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str],
+                    returning: Literal[False] = False) -> int: ...
+    @overload
+    def upsert_many(self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str],
+                    returning: Literal[True]) -> list[ModelT]: ...
+
+    def upsert_many(
+        self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str], returning: bool = False
+    ) -> int | list[ModelT]:
+        """``upsert`` for any iterable of mappings, in batches checked as ``create_many``'s are; all or nothing."""
+        key = self._unique_key(match)
+        statement: dict[str, Any] = {STATEMENT_DEFAULT: utcnow()}  # one instant per call, as in SQL
+        written: list[Key] = []
+        with self.store.lock:
+            holders = {tuple(row[name] for name in key): row for row in self._rows().values()}
+            pending: dict[Key, Row] = {}  # the rows this call writes, by primary key, last write of each
+            fresh: list[Row] = []  # the rows it inserts (a primary key given twice is the insert's Conflict)
+            for batch in batched(rows, self.batch_size):
+                for raw in batch:
+                    row, new = self._upserted_row(raw, key, statement, holders)
+                    primary = key_of(self._table, row)
+                    if new:
+                        fresh.append(row)
+                    holders[tuple(row[name] for name in key)] = pending[primary] = row
+                    written.append(primary)
+            changes = Changes(self.store, self.entity)
+            inserted = {key_of(self._table, row) for row in fresh}
+            for row in fresh:
+                changes.insert(self._table, pending[key_of(self._table, row)])  # its last write
+            for primary, row in pending.items():
+                if primary not in inserted:
+                    changes.update(self._table, primary, row)
+            changes.check()
+            changes.apply()
+            stored = self._rows()
+            return [self._load(stored[primary]) for primary in written] if returning else len(written)
+
+    def _upserted_row(self, raw: Any, match: Sequence[str], statement: dict[str, Any],
+                      holders: Mapping[tuple[Any, ...], Row]) -> tuple[Row, bool]:
+        """The row ``raw`` leaves and whether it is new: the holder of its ``match`` values updated as ``upsert``
+        would, or a new row."""
+        if isinstance(raw, Mapping):
+            missing = [name for name in match if name not in raw]
+            if missing:
+                raise ValidationError(f"{self.entity}.{missing[0]} is required to upsert", field=missing[0])
+        row = self._bulk_row(raw, statement)
+        existing = holders.get(tuple(row[name] for name in match))
+        if existing is None or any(row[name] is None for name in match):
+            return row, True
+        return {**existing, **self._upsert_updates(raw, match, row, existing)}, False
+
     def _holder(self, match: Sequence[str], row: Row) -> Row | None:
         """The stored row (deleted or not) that holds ``row``'s values of the unique key ``match``."""
         wanted = [row[key] for key in match]
