@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from db import BaseRepository, Conflict, Database, InvalidFilter, UnitOfWork, ValidationError
+from db.repositories.account_repository import AccountRepository
 from tests.integration import workers
 from tests.integration.test_concurrency import PROCESSES, committed, run_together
 from tests.models import Note
@@ -144,3 +145,12 @@ def test_concurrent_upsert_many_of_the_same_keys_end_with_one_row_per_key(commit
     assert len(gadgets) == keys
     assert sorted(str(g.id) for g in gadgets) == sorted(results[0])
 
+
+
+def test_an_accounts_rows_are_checked_as_create_many_checks_them(uow: UnitOfWork) -> None:
+    accounts = uow.repository(AccountRepository)
+    accounts.upsert_many([{"name": "A", "slug": "a"}], match=["slug"])
+    with pytest.raises(ValidationError):
+        accounts.upsert_many([{"name": "A2", "slug": "a"}, {"name": "B", "slug": "b", "plan": "no such plan"}],
+                             match=["slug"])
+    assert [(a.slug, a.name) for a in accounts.list()] == [("a", "A")]
