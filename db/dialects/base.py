@@ -64,6 +64,9 @@ class Dialect:
     """Whether connections are pooled with this layer's pool settings (a server) or not (an embedded file)."""
     maintenance_database: ClassVar[str] = ""
     """The server database a missing database is created from."""
+    failed_statement_aborts_transaction: ClassVar[bool] = False
+    """Whether a statement that fails (a unique violation) leaves the transaction unusable until a rollback, so
+    that a write which may fail needs a savepoint around it; otherwise only the failed statement is undone."""
     upsert_returns_rows: ClassVar[bool] = True
     """Whether an upsert can give back the row it wrote (``RETURNING``) rather than be followed by a read."""
     upsert_skips_other_key_clashes: ClassVar[bool] = False

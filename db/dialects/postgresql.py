@@ -37,6 +37,7 @@ class PostgreSQL(Dialect):
     default_driver = "psycopg"
     driver_modules = ("psycopg",)
     maintenance_database = "postgres"
+    failed_statement_aborts_transaction = True  # "current transaction is aborted" until ROLLBACK (TO SAVEPOINT)
     location_name = "postgresql"
     default_port = 5432
     stores_aware_datetimes = True

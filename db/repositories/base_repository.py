@@ -12,6 +12,7 @@ errors only; bad filters, sort keys, cursors and values are refused before any S
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,6 +22,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    bindparam,
     delete,
     false,
     func,
@@ -377,15 +379,19 @@ class BaseRepository(WriteRepository[ModelT]):
         """
         match, fields = self._upsert_input(values, match)
         row = self._with_defaults(fields)
-        updates = self._upsert_updates(fields, match)
-        statement = self._dialect.upsert(self.model.__table__, row, match,
-                                        updates)
+        dialect = self._dialect
+        statement = self._upsert_shape(dialect, match, tuple(row))
+        parameters = {_PARAMETER + key: value for key, value in row.items()}
         self.session.flush()
-        with self.session.begin_nested():
-            self.session.execute(statement)
-            # A locking read sees the row this statement wrote even under MariaDB's REPEATABLE READ snapshot.
-            found = select(self.model).where(*(self._column(k) == row[k] for k in match)).with_for_update(read=True)
-            instance = self.session.scalars(found.execution_options(populate_existing=True)).one_or_none()
+        with self._undone_on_failure(dialect):
+            if dialect.upsert_returns_rows:
+                written = self.session.scalars(statement, parameters, execution_options=_REFRESHING)
+                instance = written.one_or_none()
+            else:
+                self.session.execute(statement, parameters)
+                # A locking read sees the row this statement wrote even under MariaDB's REPEATABLE READ snapshot.
+                found = select(self.model).where(*(self._column(k) == row[k] for k in match))
+                instance = self.session.scalars(found.with_for_update(read=True), execution_options=_REFRESHING).first()
             if instance is None or not self._written_by(instance, row):
                 # MariaDB: the insert clashed on a unique key other than ``match``, and the guarded update
                 # changed nothing. SQLite and PostgreSQL raise a unique violation (Conflict) themselves.
@@ -466,6 +472,31 @@ class BaseRepository(WriteRepository[ModelT]):
             raise Conflict(message, entity=self.entity)
         return [by_key[k] for k in wanted]
 
+    def _undone_on_failure(self, dialect: dialects.Dialect) -> contextlib.AbstractContextManager[Any]:
+        """A savepoint where a failed statement would spoil the transaction or a write follows the statement (the
+        audit entry); elsewhere the engine itself undoes just the failed statement, and a savepoint costs two."""
+        if dialect.failed_statement_aborts_transaction or audit.is_audited(self.model):
+            return self.session.begin_nested()
+        return contextlib.nullcontext()
+
+    def _upsert_shape(self, dialect: dialects.Dialect, match: tuple[str, ...], keys: tuple[str, ...]) -> Any:
+        """The upsert of one row with these keys, built once per (model, engine, match, keys): its values are
+        bound parameters (``_PARAMETER`` + key), and it returns the row where the engine can."""
+        shape = (self.model, dialect, match, keys)
+        statement = _UPSERT_SHAPES.get(shape)
+        if statement is None:
+            table = self.model.__table__
+            statement = dialect.upsert_statement(table, match, self._upsert_updates(keys, match))
+            statement = statement.values({key: bindparam(_PARAMETER + key) for key in keys})
+            if dialect.upsert_returns_rows:
+                statement = select(self.model).from_statement(statement.returning(*table.c))
+            if len(_UPSERT_SHAPES) >= _UPSERT_SHAPES_KEPT:
+                _UPSERT_SHAPES.pop(next(iter(_UPSERT_SHAPES)))  # the least recently used
+        else:
+            del _UPSERT_SHAPES[shape]
+        _UPSERT_SHAPES[shape] = statement
+        return statement
+
     def _written_by(self, instance: Any, row: Mapping[str, Any]) -> bool:
         """Whether the upsert just wrote ``instance``: its ``updated_at`` is this statement's instant."""
         if "updated_at" not in self.model.__table__.c:
@@ -508,6 +539,12 @@ class BaseRepository(WriteRepository[ModelT]):
         """
         return get_or_create(self, defaults, match)
 
+
+
+_PARAMETER = "upsert_"  # a bound parameter may not take a column's own name in VALUES
+_REFRESHING = {"populate_existing": True}  # an instance already loaded takes the values just written
+_UPSERT_SHAPES: dict[tuple[Any, ...], Any] = {}  # least recently used first
+_UPSERT_SHAPES_KEPT = 512
 
 
 def _rowcount(result: Any) -> int:

@@ -238,14 +238,19 @@ class RepositoryRules(Generic[ModelT]):
             raise InvalidFilter(f"{self.entity}: upsert must match on a unique key, not {sorted(wanted)!r}")
         return tuple(match)
 
-    def _unique_keys(self) -> set[frozenset[str]]:
-        table = self.model.__table__
-        keys = {frozenset(column.key for column in table.primary_key.columns)}
-        keys |= {frozenset(c.key for c in constraint.columns) for constraint in table.constraints
-                 if constraint.__class__.__name__ == "UniqueConstraint"}
-        keys |= {frozenset(c.key for c in index.columns) for index in table.indexes if index.unique}
-        keys |= {frozenset({column.key}) for column in table.columns if column.unique}
-        return keys
+    def _unique_keys(self) -> frozenset[frozenset[str]]:
+        return _unique_keys_of(self._table)
+
+
+@functools.lru_cache(maxsize=1024)
+def _unique_keys_of(table: Any) -> frozenset[frozenset[str]]:
+    """Every unique key of ``table`` (its primary key included), each as its column names: computed once."""
+    keys = {frozenset(column.key for column in table.primary_key.columns)}
+    keys |= {frozenset(c.key for c in constraint.columns) for constraint in table.constraints
+             if constraint.__class__.__name__ == "UniqueConstraint"}
+    keys |= {frozenset(c.key for c in index.columns) for index in table.indexes if index.unique}
+    keys |= {frozenset({column.key}) for column in table.columns if column.unique}
+    return frozenset(keys)
 
 
 class Creating(Protocol[ModelT_co]):
