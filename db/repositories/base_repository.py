@@ -329,10 +329,10 @@ class WriteRepository(ReadRepository[ModelT]):
             audit.record_bulk(self.session, self.entity, action, chunk, fields)
         return count
 
-    def _expire_loaded(self) -> None:
+    def _expire_loaded(self, attributes: Sequence[str] | None = None) -> None:
         for instance in list(self.session.identity_map.values()):
             if isinstance(instance, self.model):
-                self.session.expire(instance)
+                self.session.expire(instance, attributes)
 
     # --- delete ----------------------------------------------------------------------------------------------
 
@@ -440,7 +440,8 @@ class BaseRepository(WriteRepository[ModelT]):
                     audit.record_bulk(self.session, self.entity, "upsert_many", [str(i) for i in batch_ids], {})
                 if returning:
                     ids += batch_ids
-        self._expire_loaded()  # instances loaded before hold the old values
+        # Instances loaded before hold the old values of what an upsert changes (never the key or created_at).
+        self._expire_loaded([c.key for c in table.columns if c.key not in {*key, self._pk.key, "created_at"}])
         return self._load_in_order(ids) if returning else count
 
     def _upsert_rows(self, rows: Iterable[Mapping[str, Any]], key: Sequence[str]) -> Iterable[Mapping[str, Any]]:
