@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast, overload
@@ -44,7 +45,7 @@ from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
 from db.repositories import values as value_rules
 from db.repositories.bulk import BulkInserter, batched, collector_paused
-from db.repositories.rules import Listing, Page, RepositoryRules, build_policy, get_or_create
+from db.repositories.rules import Listing, Page, RepositoryRules, build_policy, check_upsert_key, get_or_create
 from db.settings import Settings
 
 ModelT = TypeVar("ModelT")
@@ -450,9 +451,7 @@ class BaseRepository(WriteRepository[ModelT]):
         for given in rows:
             row = self._prepared(given) if prepare else given
             if isinstance(row, Mapping):
-                missing = [name for name in key if name not in row]
-                if missing:
-                    raise ValidationError(f"{self.entity}.{missing[0]} is required to upsert", field=missing[0])
+                check_upsert_key(self.entity, row, key)
             yield row
 
     def _written_ids(self, batch: Sequence[Mapping[str, Any]], key: Sequence[str], inserter: BulkInserter) -> list[Any]:
@@ -484,18 +483,18 @@ class BaseRepository(WriteRepository[ModelT]):
         """The upsert of one row with these keys, built once per (model, engine, match, keys): its values are
         bound parameters (``_PARAMETER`` + key), and it returns the row where the engine can."""
         shape = (self.model, dialect, match, keys)
-        statement = _UPSERT_SHAPES.get(shape)
+        with _UPSERT_SHAPES_LOCK:
+            statement = _UPSERT_SHAPES.pop(shape, None)
         if statement is None:
             table = self.model.__table__
             statement = dialect.upsert_statement(table, match, self._upsert_updates(keys, match))
             statement = statement.values({key: bindparam(_PARAMETER + key) for key in keys})
             if dialect.upsert_returns_rows:
                 statement = select(self.model).from_statement(statement.returning(*table.c))
-            if len(_UPSERT_SHAPES) >= _UPSERT_SHAPES_KEPT:
+        with _UPSERT_SHAPES_LOCK:
+            while len(_UPSERT_SHAPES) >= _UPSERT_SHAPES_KEPT:
                 _UPSERT_SHAPES.pop(next(iter(_UPSERT_SHAPES)))  # the least recently used
-        else:
-            del _UPSERT_SHAPES[shape]
-        _UPSERT_SHAPES[shape] = statement
+            _UPSERT_SHAPES[shape] = statement
         return statement
 
     def _written_by(self, instance: Any, row: Mapping[str, Any]) -> bool:
@@ -546,6 +545,7 @@ _PARAMETER = "upsert_"  # a bound parameter may not take a column's own name in 
 _REFRESHING = {"populate_existing": True}  # an instance already loaded takes the values just written
 _UPSERT_SHAPES: dict[tuple[Any, ...], Any] = {}  # least recently used first
 _UPSERT_SHAPES_KEPT = 512
+_UPSERT_SHAPES_LOCK = threading.Lock()
 
 
 def _rowcount(result: Any) -> int:

@@ -253,6 +253,13 @@ def _unique_keys_of(table: Any) -> frozenset[frozenset[str]]:
     return frozenset(keys)
 
 
+def check_upsert_key(entity: str, row: Mapping[str, Any], key: Sequence[str]) -> None:
+    """A row of ``upsert_many`` gives a value for every field of its ``match`` key: NULL matches no row."""
+    for name in key:
+        if row.get(name) is None:
+            raise ValidationError(f"{entity}.{name} is required to upsert", field=name, rule="required")
+
+
 class Creating(Protocol[ModelT_co]):
     """What ``get_or_create`` needs of a repository (the SQL one and the in-memory fake)."""
 

@@ -44,7 +44,7 @@ from db.errors import DatabaseError, StaleVersion, ValidationError
 from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
 from db.repositories.bulk import batched
-from db.repositories.rules import Listing, RepositoryRules, get_or_create
+from db.repositories.rules import Listing, RepositoryRules, check_upsert_key, get_or_create
 from db.testing.memory_store import (
     Changes,
     InMemoryStore,
@@ -379,12 +379,10 @@ class InMemoryRepository(RepositoryRules[ModelT]):
         """The row ``raw`` leaves and whether it is new: the holder of its ``match`` values updated as ``upsert``
         would, or a new row."""
         if isinstance(raw, Mapping):
-            missing = [name for name in match if name not in raw]
-            if missing:
-                raise ValidationError(f"{self.entity}.{missing[0]} is required to upsert", field=missing[0])
+            check_upsert_key(self.entity, raw, match)
         row = self._bulk_row(raw, statement)
         existing = holders.get(tuple(row[name] for name in match))
-        if existing is None or any(row[name] is None for name in match):
+        if existing is None:
             return row, True
         return {**existing, **self._upsert_updates(raw, match, row, existing)}, False
 

@@ -78,7 +78,7 @@ def test_a_soft_deleted_row_is_brought_back(uow: UnitOfWork) -> None:
 
 
 @pytest.mark.parametrize("bad", [{"name": "b", "quantity": "many"}, {"name": "b", "no_such_field": 1},
-                                 {"name": "b", "version": 3}, {"quantity": 1}, "not a mapping"])
+                                 {"name": "b", "version": 3}, {"quantity": 1}, {"name": None}, "not a mapping"])
 def test_a_bad_row_writes_nothing(uow: UnitOfWork, bad: Any) -> None:
     widgets(uow).create(name="kept", quantity=1)
     rows = [*({"name": f"r{n}"} for n in range(9)), {"name": "kept", "quantity": 2}, bad]
