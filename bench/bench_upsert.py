@@ -15,6 +15,10 @@ untimed, as are pre-built rows and parameter tuples and opening the raw connecti
 2.  SQLite: ``upsert(row, match=["name"])`` for each of ``--singles`` rows in one unit of work vs sqlite3's
     ``execute`` of that statement row by row in one transaction. Target ≤ 3x.
 3.  and 4.: the same two on PostgreSQL, the baseline psycopg's ``executemany`` / ``execute`` (same targets).
+1g, 2g (SQLite), 3g, 4g (PostgreSQL): ``get_or_create(name=…, defaults=…)`` for each of ``--singles`` names (half
+    exist, half are made) in one unit of work vs advanced-alchemy's ``get_or_upsert(match_fields=["name"],
+    upsert=False)`` (not race-safe: no savepoint) and vs the race-safe idiom written by hand with SQLAlchemy (a
+    read, then the insert in a savepoint). Target: no slower than either (≤ 1x).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from typing import Any
 
 import psycopg
 import uuid_utils
+from advanced_alchemy.base import UUIDv7AuditBase
+from advanced_alchemy.repository import SQLAlchemySyncRepository
 from bench_foundation import (
     DEFAULT_PG_URL,
     BenchBase,
@@ -41,9 +47,10 @@ from bench_foundation import (
     text_table,
     versions,
 )
-from sqlalchemy import Engine, String, text
+from sqlalchemy import BigInteger, Engine, String, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from db import Database
 from db.models.base import Timestamps, UUIDPrimaryKey, Versioned, new_id
@@ -66,6 +73,20 @@ class UpsertItem(UUIDPrimaryKey, Timestamps, Versioned, BenchBase):
 
 class UpsertItemRepository(BaseRepository[UpsertItem]):
     model = UpsertItem
+
+
+class AAUpsertItem(UUIDv7AuditBase):
+    """advanced-alchemy's equivalent, unique on ``name`` too."""
+
+    __tablename__ = "aa_bench_upsert_item"
+
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    price: Mapped[float]
+
+
+class AAUpsertItemRepository(SQLAlchemySyncRepository[AAUpsertItem]):
+    model_type = AAUpsertItem
 
 
 def upsert_sql(placeholder: str) -> str:
@@ -94,11 +115,38 @@ class Bench:
         self.single_data = item_rows(singles, salt=1)
 
     def reset(self) -> None:
-        table = UpsertItem.__table__
-        table.drop(self.engine, checkfirst=True)
-        table.create(self.engine)
+        for table in (UpsertItem.__table__, AAUpsertItem.__table__):
+            table.drop(self.engine, checkfirst=True)
+            table.create(self.engine)
+        existing = item_rows(max(self.rows, self.singles))[::2]
         with self.database.unit_of_work() as uow:
-            uow.repository(UpsertItemRepository).create_many(item_rows(max(self.rows, self.singles))[::2])
+            uow.repository(UpsertItemRepository).create_many(existing)
+            uow.session.add_all(AAUpsertItem(**row) for row in existing[: self.singles])
+
+    def ours_get_or_create(self) -> float:
+        with stopwatch() as elapsed, self.database.unit_of_work() as uow:
+            repository = uow.repository(UpsertItemRepository)
+            for row in self.single_data:
+                repository.get_or_create(name=row["name"], defaults={"quantity": row["quantity"],
+                                                                     "price": row["price"]})
+        return elapsed[0]
+
+    def aa_get_or_upsert(self) -> float:
+        """advanced-alchemy's ``get_or_upsert(upsert=False)``: a read, then add and flush (no savepoint)."""
+        with stopwatch() as elapsed, self.database.sessions() as session:
+            repository = AAUpsertItemRepository(session=session)
+            for row in self.single_data:
+                repository.get_or_upsert(match_fields=["name"], upsert=False, **row)
+            session.commit()
+        return elapsed[0]
+
+    def sqlalchemy_get_or_create(self) -> float:
+        """The race-safe idiom by hand: a read, then the insert inside a savepoint, reading again if it lost."""
+        with stopwatch() as elapsed, self.database.sessions() as session:
+            for row in self.single_data:
+                hand_get_or_create(session, row)
+            session.commit()
+        return elapsed[0]
 
     def tuples(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         raise NotImplementedError
@@ -135,6 +183,12 @@ class Bench:
                                "upsert", f"{driver} execute", limit=3),
                         self.repeats, self.ours_single, lambda: self.raw(self.single_data, many=False),
                         setup=self.reset),
+            interleaved(Result(f"{first}g", f"{label} get_or_create x{self.singles:,} vs advanced-alchemy",
+                               "get_or_create", "get_or_upsert(upsert=False)", limit=1),
+                        self.repeats, self.ours_get_or_create, self.aa_get_or_upsert, setup=self.reset),
+            interleaved(Result(f"{second}g", f"{label} get_or_create x{self.singles:,} vs SQLAlchemy by hand",
+                               "get_or_create", "select, savepoint insert", limit=1),
+                        self.repeats, self.ours_get_or_create, self.sqlalchemy_get_or_create, setup=self.reset),
         ]
 
 
@@ -191,6 +245,20 @@ class PostgresBench(Bench):
         return elapsed[0]
 
 
+def hand_get_or_create(session: Session, row: dict[str, Any]) -> tuple[UpsertItem, bool]:
+    statement = select(UpsertItem).where(UpsertItem.name == row["name"])
+    found = session.scalars(statement).first()
+    if found is not None:
+        return found, False
+    try:
+        with session.begin_nested():
+            item = UpsertItem(**row)
+            session.add(item)
+        return item, True
+    except IntegrityError:
+        return session.scalars(statement.with_for_update(read=True)).one(), False
+
+
 def run_all(target: Any, sql: str, tuples: list[tuple[Any, ...]], *, many: bool) -> None:
     if many:
         target.executemany(sql, tuples)
@@ -243,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pg_version = getattr(bench, "server_version", pg_version)
             finally:
                 UpsertItem.__table__.drop(bench.engine, checkfirst=True)
+                AAUpsertItem.__table__.drop(bench.engine, checkfirst=True)
                 bench.database.dispose()
     info = versions(pg_version)
     print()
