@@ -479,15 +479,18 @@ class BaseRepository(WriteRepository[ModelT]):
             return self.session.begin_nested()
         return contextlib.nullcontext()
 
-    def _upsert_shape(self, dialect: dialects.Dialect, match: tuple[str, ...], keys: tuple[str, ...]) -> Any:
-        """The upsert of one row with these keys, built once per (model, engine, match, keys): its values are
-        bound parameters (``_PARAMETER`` + key), and it returns the row where the engine can."""
-        shape = (self.model, dialect, match, keys)
+    def _upsert_shape(
+        self, dialect: dialects.Dialect, match: tuple[str, ...], keys: tuple[str, ...], *, update: bool = True
+    ) -> Any:
+        """The upsert of one row with these keys, built once per (model, engine, match, keys, update): its values
+        are bound parameters (``_PARAMETER`` + key), and it returns the row where the engine can. Without
+        ``update``, a row already holding ``match`` is left alone (and none is returned)."""
+        shape = (self.model, dialect, match, keys, update)
         with _UPSERT_SHAPES_LOCK:
             statement = _UPSERT_SHAPES.pop(shape, None)
         if statement is None:
             table = self.model.__table__
-            statement = dialect.upsert_statement(table, match, self._upsert_updates(keys, match))
+            statement = dialect.upsert_statement(table, match, self._upsert_updates(keys, match) if update else {})
             statement = statement.values({key: bindparam(_PARAMETER + key) for key in keys})
             if dialect.upsert_returns_rows:
                 statement = select(self.model).from_statement(statement.returning(*table.c))
@@ -538,6 +541,27 @@ class BaseRepository(WriteRepository[ModelT]):
         version even under MariaDB's REPEATABLE READ).
         """
         return get_or_create(self, defaults, match)
+
+    def _made_unless_held(self, match: Mapping[str, Any], defaults: Mapping[str, Any]) -> ModelT | None:
+        """The new row of ``get_or_create``, or None when another holds ``match``'s unique key.
+
+        Where it can, one ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (no ORM flush, and a savepoint only where a
+        failed statement spoils the transaction); else ``create``, whose unique violation says the key is held.
+        """
+        dialect = self._dialect
+        key = tuple(match)
+        plain = type(self).create is WriteRepository.create and not audit.is_audited(self.model)
+        if not (plain and dialect.upsert_returns_rows and frozenset(key) in self._unique_keys()):
+            return self.create(**match, **defaults)
+        fields = {**match, **defaults}
+        self._check_writable(fields, allow_pk=True)
+        self._check_required(fields)
+        row = self._with_defaults(self._converted(fields))
+        statement = self._upsert_shape(dialect, key, tuple(row), update=False)
+        self.session.flush()
+        with self._undone_on_failure(dialect):
+            made = self.session.scalars(statement, {_PARAMETER + k: v for k, v in row.items()})
+            return made.one_or_none()
 
 
 

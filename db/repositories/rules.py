@@ -265,7 +265,7 @@ class Creating(Protocol[ModelT_co]):
 
     @property
     def entity(self) -> str: ...
-    def create(self, **fields: Any) -> ModelT_co: ...
+    def _made_unless_held(self, match: Mapping[str, Any], defaults: Mapping[str, Any]) -> ModelT_co | None: ...
     def _find(self, match: Mapping[str, Any], *, locking: bool) -> ModelT_co | None: ...
     def _coerced(self, match: Mapping[str, Any]) -> dict[str, Any]: ...
     def _check_writable(self, fields: Mapping[str, Any], *, allow_pk: bool) -> None: ...
@@ -283,15 +283,20 @@ def get_or_create(
     found = repository._find(match, locking=False)
     if found is not None:
         return found, False
+    clash: Conflict | None = None
     try:
-        return repository.create(**match, **(defaults or {})), True
+        made = repository._made_unless_held(match, defaults or {})
     except Conflict as error:
         if isinstance(error, StaleVersion):
             raise
-        found = repository._find(match, locking=True)
-        if found is None:
-            raise
-        return found, False
+        made, clash = None, error
+    if made is not None:
+        return made, True
+    found = repository._find(match, locking=True)  # the row of the caller that won the race
+    if found is None:
+        raise clash or Conflict(f"{repository.entity}: a hidden (soft-deleted) row holds this key",
+                                entity=repository.entity)
+    return found, False
 
 
 def _check_defaults(entity: str, defaults: Any, match: Mapping[str, Any]) -> None:

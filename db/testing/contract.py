@@ -597,5 +597,15 @@ class RepositoryContract:
         assert getattr(found, pk) == getattr(made, pk) and values_of(found, rest) == rest
         assert repository.count() == 1
 
+    def test_get_or_create_over_a_soft_deleted_holder_of_the_key_is_a_conflict(self, repository: Any) -> None:
+        shape, key = shape_of(repository), self.unique_key(repository)
+        if not shape.soft:
+            pytest.skip(f"{shape.entity} has no soft delete")
+        repository.delete(repository.create(**self.valid_fields(0)))
+        match = {k: self.valid_fields(0)[k] for k in key}
+        with pytest.raises(Conflict):
+            repository.get_or_create(**match, defaults={k: v for k, v in self.valid_fields(0).items() if k not in key})
+        assert repository.count() == 0
+
 
 __all__ = ["RepositoryContract", "Shape", "shape_of", "unique_keys"]

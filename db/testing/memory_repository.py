@@ -411,6 +411,9 @@ class InMemoryRepository(RepositoryRules[ModelT]):
         with self.store.lock:
             return get_or_create(self, defaults, match)
 
+    def _made_unless_held(self, match: Mapping[str, Any], defaults: Mapping[str, Any]) -> ModelT | None:
+        return self.create(**match, **defaults)
+
     def _find(self, match: Mapping[str, Any], *, locking: bool = False) -> ModelT | None:
         """``locking`` is accepted and has nothing to lock: the store's lock is held around get_or_create."""
         wanted = {key: to_stored(self.entity, self._table.c[key], value, compare=True)
