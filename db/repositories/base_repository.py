@@ -16,7 +16,7 @@ import contextlib
 import functools
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast, overload
 
 from sqlalchemy import (
@@ -141,12 +141,10 @@ class ReadRepository(OnSession, RepositoryRules[ModelT]):
         return list(self.session.scalars(statement))
 
     def _find(self, match: Mapping[str, Any], *, locking: bool) -> ModelT | None:
-        statement = select(self.model).where(*(self._column(k) == v for k, v in match.items()))
-        if self._soft:
-            statement = statement.where(self.model.__table__.c.deleted_at.is_(None))
-        if locking:
-            statement = statement.with_for_update(read=True).execution_options(populate_existing=True)
-        return self.session.scalars(statement.limit(1)).first()
+        nulls = tuple(key for key, value in match.items() if value is None)
+        statement = _find_shape(cast(Hashable, self.model), tuple(match), nulls, locking)  # a class hashes by identity
+        parameters = {_PARAMETER + key: value for key, value in match.items() if value is not None}
+        return self.session.scalars(statement, parameters).first()
 
     # --- helpers ---------------------------------------------------------------------------------------------
 
@@ -570,6 +568,21 @@ _REFRESHING = {"populate_existing": True}  # an instance already loaded takes th
 _UPSERT_SHAPES: dict[tuple[Any, ...], Any] = {}  # least recently used first
 _UPSERT_SHAPES_KEPT = 512
 _UPSERT_SHAPES_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=512)
+def _find_shape(model: Any, keys: tuple[str, ...], nulls: tuple[str, ...], locking: bool) -> Select[Any]:
+    """The visible row whose ``keys`` equal bound parameters (``_PARAMETER`` + key) and ``nulls`` are NULL; built
+    once per shape, so that a lookup only binds its values."""
+    table = model.__table__
+    statement = select(model).where(
+        *(table.c[key].is_(None) if key in nulls else table.c[key] == bindparam(_PARAMETER + key) for key in keys)
+    )
+    if "deleted_at" in table.c:
+        statement = statement.where(table.c.deleted_at.is_(None))
+    if locking:
+        statement = statement.with_for_update(read=True).execution_options(populate_existing=True)
+    return statement.limit(1)
 
 
 def _rowcount(result: Any) -> int:
