@@ -80,7 +80,8 @@ class BulkInserter:
         self.table = table
         # The INSERT for a set of keys (an upsert's differs by the columns it updates); plain by default.
         self.statement_for = statement_for or (lambda keys: insert(table))
-        self.rows_per_statement = rows_per_statement  # > 1: multi-row VALUES (positional paramstyles only)
+        # > 1: multi-row VALUES (positional paramstyles, and the plain INSERT only: an upsert's tail would repeat)
+        self.rows_per_statement = rows_per_statement
         self.protected = protected
         self.connection = connection
         self.dialect: Dialect = connection.dialect
