@@ -446,10 +446,12 @@ class BaseRepository(WriteRepository[ModelT]):
     def _upsert_rows(self, rows: Iterable[Mapping[str, Any]], key: Sequence[str]) -> Iterable[Mapping[str, Any]]:
         """The rows as ``create_many`` takes them (the ``_prepared`` hook applied), each giving every ``key`` field."""
         prepare = type(self)._prepared is not WriteRepository._prepared
+        entity = self.entity
         for given in rows:
             row = self._prepared(given) if prepare else given
-            if isinstance(row, Mapping):
-                check_upsert_key(self.entity, row, key)
+            # A plain dict is told apart first: the abstract Mapping check costs more than the rest of this loop.
+            if (type(row) is dict or isinstance(row, Mapping)) and None in [row.get(name) for name in key]:
+                check_upsert_key(entity, row, key)
             yield row
 
     def _written_ids(self, batch: Sequence[Mapping[str, Any]], key: Sequence[str], inserter: BulkInserter) -> list[Any]:
