@@ -64,6 +64,14 @@ class Dialect:
     """Whether connections are pooled with this layer's pool settings (a server) or not (an embedded file)."""
     maintenance_database: ClassVar[str] = ""
     """The server database a missing database is created from."""
+    failed_statement_aborts_transaction: ClassVar[bool] = False
+    """Whether a statement that fails (a unique violation) leaves the transaction unusable until a rollback, so
+    that a write which may fail needs a savepoint around it; otherwise only the failed statement is undone."""
+    upsert_returns_rows: ClassVar[bool] = True
+    """Whether an upsert can give back the row it wrote (``RETURNING``) rather than be followed by a read."""
+    upsert_skips_other_key_clashes: ClassVar[bool] = False
+    """Whether an upsert whose row clashes on a unique key other than its ``match`` silently writes nothing (the
+    caller must then check each row was written) rather than fail with a unique violation."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -224,10 +232,16 @@ class Dialect:
 
     def upsert(self, table: Table, values: Mapping[str, Any], match: Sequence[str],
                updates: Mapping[str, Any]) -> Insert:
-        """``INSERT … ON CONFLICT (match) DO UPDATE``, or the engine's equivalent.
+        """``INSERT … ON CONFLICT (match) DO UPDATE`` of one row's ``values``, or the engine's equivalent.
 
         ``updates`` maps a column to ``EXCLUDED`` (take the value that was to be inserted) or to an expression.
         """
+        return self.upsert_statement(table, match, updates).values(dict(values))
+
+    def upsert_statement(self, table: Table, match: Sequence[str], updates: Mapping[str, Any]) -> Insert:
+        """``upsert`` without its values: compiled once with the columns a batch gives (``column_keys``), then
+        run for many rows at once. Keep ``updates`` free of bound values, so that the only parameters are the
+        row's."""
         raise NotImplementedError
 
     def latest_committed(self, statement: Select[Any]) -> Select[Any]:

@@ -50,6 +50,8 @@ class MariaDB(Dialect):
     transactional_ddl = False
     restore_staging = "database"
     default_driver = "pymysql"
+    upsert_returns_rows = False  # INSERT … RETURNING exists (10.5), but not with ON DUPLICATE KEY UPDATE
+    upsert_skips_other_key_clashes = True  # the guarded assignments of ``upsert_statement``
     driver_modules = ("pymysql",)
     maintenance_database = "mysql"
     location_name = "mariadb"
@@ -130,11 +132,10 @@ class MariaDB(Dialect):
 
     # --- SQL -------------------------------------------------------------------------------------------------
 
-    def upsert(self, table: Table, values: Mapping[str, Any], match: Sequence[str],
-               updates: Mapping[str, Any]) -> Insert:
+    def upsert_statement(self, table: Table, match: Sequence[str], updates: Mapping[str, Any]) -> Insert:
         """Each assignment is guarded so that it only applies when the clash is on ``match``; otherwise the row is
         left as it was and the caller, not finding a row by ``match``, reports a Conflict, as elsewhere."""
-        stmt = mysql.insert(table).values(dict(values))
+        stmt = mysql.insert(table)
         same_key = and_(*(table.c[key] == stmt.inserted[key] for key in match))
         return stmt.on_duplicate_key_update(
             {key: func.if_(same_key, stmt.inserted[key] if value is EXCLUDED else value, table.c[key])

@@ -37,6 +37,7 @@ class PostgreSQL(Dialect):
     default_driver = "psycopg"
     driver_modules = ("psycopg",)
     maintenance_database = "postgres"
+    failed_statement_aborts_transaction = True  # "current transaction is aborted" until ROLLBACK (TO SAVEPOINT)
     location_name = "postgresql"
     default_port = 5432
     stores_aware_datetimes = True
@@ -92,9 +93,8 @@ class PostgreSQL(Dialect):
 
     # --- SQL -------------------------------------------------------------------------------------------------
 
-    def upsert(self, table: Table, values: Mapping[str, Any], match: Sequence[str],
-               updates: Mapping[str, Any]) -> Insert:
-        return on_conflict_upsert(postgresql.insert(table).values(dict(values)), match, updates)
+    def upsert_statement(self, table: Table, match: Sequence[str], updates: Mapping[str, Any]) -> Insert:
+        return on_conflict_upsert(postgresql.insert(table), match, updates)
 
     def nulls_smallest(self, column: ColumnElement[Any], *, descending: bool) -> ColumnElement[Any]:
         """PostgreSQL treats NULL as the largest, so it is told explicitly, and only for nullable columns: ``NULLS

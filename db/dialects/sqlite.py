@@ -52,6 +52,7 @@ class SQLite(Dialect):
     names = ("sqlite",)
     location_name = "sqlite"
     driver_modules = ("sqlite3",)
+    upsert_returns_rows = sqlite3.sqlite_version_info >= (3, 35)  # RETURNING came with 3.35
     pooled = False
     concurrent_writers = False
     typeless_columns = True
@@ -134,9 +135,8 @@ class SQLite(Dialect):
 
     # --- SQL -------------------------------------------------------------------------------------------------
 
-    def upsert(self, table: Table, values: Mapping[str, Any], match: Sequence[str],
-               updates: Mapping[str, Any]) -> Insert:
-        return on_conflict_upsert(sqlite.insert(table).values(dict(values)), match, updates)
+    def upsert_statement(self, table: Table, match: Sequence[str], updates: Mapping[str, Any]) -> Insert:
+        return on_conflict_upsert(sqlite.insert(table), match, updates)
 
     def ascii_insensitive_match(self, column: ColumnElement[Any], op: str, folded: str) -> ColumnElement[bool]:
         """SQLite's lower() folds A-Z only: exactly the rule."""

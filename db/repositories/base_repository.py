@@ -12,12 +12,29 @@ errors only; bad filters, sort keys, cursors and values are refused before any S
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast, overload
 
-from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy import exists as sql_exists
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -26,8 +43,9 @@ from db import audit, dialects
 from db.errors import Conflict, DatabaseError, StaleVersion, ValidationError
 from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
+from db.repositories import values as value_rules
 from db.repositories.bulk import BulkInserter, batched, collector_paused
-from db.repositories.rules import Listing, Page, RepositoryRules, build_policy, get_or_create
+from db.repositories.rules import Listing, Page, RepositoryRules, build_policy, check_upsert_key, get_or_create
 from db.settings import Settings
 
 ModelT = TypeVar("ModelT")
@@ -123,12 +141,10 @@ class ReadRepository(OnSession, RepositoryRules[ModelT]):
         return list(self.session.scalars(statement))
 
     def _find(self, match: Mapping[str, Any], *, locking: bool) -> ModelT | None:
-        statement = select(self.model).where(*(self._column(k) == v for k, v in match.items()))
-        if self._soft:
-            statement = statement.where(self.model.__table__.c.deleted_at.is_(None))
-        if locking:
-            statement = statement.with_for_update(read=True).execution_options(populate_existing=True)
-        return self.session.scalars(statement.limit(1)).first()
+        nulls = tuple(key for key, value in match.items() if value is None)
+        statement = _find_shape(cast(Hashable, self.model), tuple(match), nulls, locking)  # a class hashes by identity
+        parameters = {_PARAMETER + key: value for key, value in match.items() if value is not None}
+        return self.session.scalars(statement, parameters).first()
 
     # --- helpers ---------------------------------------------------------------------------------------------
 
@@ -312,10 +328,10 @@ class WriteRepository(ReadRepository[ModelT]):
             audit.record_bulk(self.session, self.entity, action, chunk, fields)
         return count
 
-    def _expire_loaded(self) -> None:
+    def _expire_loaded(self, attributes: Sequence[str] | None = None) -> None:
         for instance in list(self.session.identity_map.values()):
             if isinstance(instance, self.model):
-                self.session.expire(instance)
+                self.session.expire(instance, attributes)
 
     # --- delete ----------------------------------------------------------------------------------------------
 
@@ -362,15 +378,19 @@ class BaseRepository(WriteRepository[ModelT]):
         """
         match, fields = self._upsert_input(values, match)
         row = self._with_defaults(fields)
-        updates = self._upsert_updates(fields, match)
-        statement = self._dialect.upsert(self.model.__table__, row, match,
-                                        updates)
+        dialect = self._dialect
+        statement = self._upsert_shape(dialect, match, tuple(row))
+        parameters = {_PARAMETER + key: value for key, value in row.items()}
         self.session.flush()
-        with self.session.begin_nested():
-            self.session.execute(statement)
-            # A locking read sees the row this statement wrote even under MariaDB's REPEATABLE READ snapshot.
-            found = select(self.model).where(*(self._column(k) == row[k] for k in match)).with_for_update(read=True)
-            instance = self.session.scalars(found.execution_options(populate_existing=True)).one_or_none()
+        with self._undone_on_failure(dialect):
+            if dialect.upsert_returns_rows:
+                written = self.session.scalars(statement, parameters, execution_options=_REFRESHING)
+                instance = written.one_or_none()
+            else:
+                self.session.execute(statement, parameters)
+                # A locking read sees the row this statement wrote even under MariaDB's REPEATABLE READ snapshot.
+                found = select(self.model).where(*(self._column(k) == row[k] for k in match))
+                instance = self.session.scalars(found.with_for_update(read=True), execution_options=_REFRESHING).first()
             if instance is None or not self._written_by(instance, row):
                 # MariaDB: the insert clashed on a unique key other than ``match``, and the guarded update
                 # changed nothing. SQLite and PostgreSQL raise a unique violation (Conflict) themselves.
@@ -380,22 +400,123 @@ class BaseRepository(WriteRepository[ModelT]):
                 audit.record_upsert(self.session, instance, audit.redact(self.model, fields))
         return instance  # type: ignore[no-any-return]
 
+    @overload
+    def upsert_many(self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str],
+                    returning: Literal[False] = False) -> int: ...
+    @overload
+    def upsert_many(self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str],
+                    returning: Literal[True]) -> list[ModelT]: ...
+
+    @translated
+    def upsert_many(
+        self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str], returning: bool = False
+    ) -> int | list[ModelT]:
+        """``upsert`` for any iterable of mappings (a generator too), in batches of one statement each; all or
+        nothing.
+
+        Each row is inserted, or updates the row whose ``match`` fields are equal, exactly as ``upsert`` would;
+        values are checked and converted as ``create_many`` does. Returns the number of rows given, or with
+        ``returning=True`` the rows written, in input order.
+        """
+        key = self._unique_key(match)
+        table = self.model.__table__
+        audited = audit.is_audited(self.model)
+        read_back = returning or audited or self._dialect.upsert_skips_other_key_clashes
+        self.session.flush()
+        count, ids = 0, []
+        with self.session.begin_nested():
+            # The connection is taken inside the savepoint: that is what makes SQLAlchemy emit SAVEPOINT.
+            inserter = BulkInserter(
+                table, self.session.connection(), self.entity, protected=self._protected(),
+                statement_for=lambda keys: self._dialect.upsert_statement(table, key, self._upsert_updates(keys, key)),
+            )
+            for batch in batched(self._upsert_rows(rows, key), self.batch_size):
+                count += inserter.insert(batch)
+                if not read_back:
+                    continue
+                batch_ids = self._written_ids(batch, key, inserter)
+                if audited:  # one entry per batch, listing its ids
+                    audit.record_bulk(self.session, self.entity, "upsert_many", [str(i) for i in batch_ids], {})
+                if returning:
+                    ids += batch_ids
+        # Instances loaded before hold the old values of what an upsert changes (never the key or created_at).
+        self._expire_loaded([c.key for c in table.columns if c.key not in {*key, self._pk.key, "created_at"}])
+        return self._load_in_order(ids) if returning else count
+
+    def _upsert_rows(self, rows: Iterable[Mapping[str, Any]], key: Sequence[str]) -> Iterable[Mapping[str, Any]]:
+        """The rows as ``create_many`` takes them (the ``_prepared`` hook applied), each giving every ``key`` field."""
+        prepare = type(self)._prepared is not WriteRepository._prepared
+        entity = self.entity
+        for given in rows:
+            row = self._prepared(given) if prepare else given
+            # A plain dict is told apart first: the abstract Mapping check costs more than the rest of this loop.
+            if (type(row) is dict or isinstance(row, Mapping)) and None in [row.get(name) for name in key]:
+                check_upsert_key(entity, row, key)
+            yield row
+
+    def _written_ids(self, batch: Sequence[Mapping[str, Any]], key: Sequence[str], inserter: BulkInserter) -> list[Any]:
+        """The ids of the rows a batch wrote, in its order; ``Conflict`` if one was not written (MariaDB: it clashed
+        on a unique key other than ``key``, and the guarded update left the row as it was)."""
+        columns = [self._column(name) for name in key]
+        stored = value_rules.stored
+        wanted = [tuple(stored(self.entity, column, row[column.key]) for column in columns) for row in batch]
+        distinct = list(dict.fromkeys(wanted))
+        found = select(self._pk, *columns).where(
+            columns[0].in_([k[0] for k in distinct]) if len(columns) == 1 else tuple_(*columns).in_(distinct)
+        )
+        if "updated_at" in self.model.__table__.c and not any("updated_at" in row for row in batch):
+            found = found.where(self._column("updated_at") == inserter.instant())  # written by this call
+        by_key = {tuple(row[1:]): row[0] for row in self.session.execute(self._dialect.latest_committed(found))}
+        if len(by_key) < len(distinct):
+            message = f"{self.entity}: upsert clashed on a unique key other than {list(key)}"
+            raise Conflict(message, entity=self.entity)
+        return [by_key[k] for k in wanted]
+
+    def _undone_on_failure(self, dialect: dialects.Dialect) -> contextlib.AbstractContextManager[Any]:
+        """A savepoint where a failed statement would spoil the transaction or a write follows the statement (the
+        audit entry); elsewhere the engine itself undoes just the failed statement, and a savepoint costs two."""
+        if dialect.failed_statement_aborts_transaction or audit.is_audited(self.model):
+            return self.session.begin_nested()
+        return contextlib.nullcontext()
+
+    def _upsert_shape(
+        self, dialect: dialects.Dialect, match: tuple[str, ...], keys: tuple[str, ...], *, update: bool = True
+    ) -> Any:
+        """The upsert of one row with these keys, built once per (model, engine, match, keys, update): its values
+        are bound parameters (``_PARAMETER`` + key), and it returns the row where the engine can. Without
+        ``update``, a row already holding ``match`` is left alone (and none is returned)."""
+        shape = (self.model, dialect, match, keys, update)
+        with _UPSERT_SHAPES_LOCK:
+            statement = _UPSERT_SHAPES.pop(shape, None)
+        if statement is None:
+            table = self.model.__table__
+            statement = dialect.upsert_statement(table, match, self._upsert_updates(keys, match) if update else {})
+            statement = statement.values({key: bindparam(_PARAMETER + key) for key in keys})
+            if dialect.upsert_returns_rows:
+                statement = select(self.model).from_statement(statement.returning(*table.c))
+        with _UPSERT_SHAPES_LOCK:
+            while len(_UPSERT_SHAPES) >= _UPSERT_SHAPES_KEPT:
+                _UPSERT_SHAPES.pop(next(iter(_UPSERT_SHAPES)))  # the least recently used
+            _UPSERT_SHAPES[shape] = statement
+        return statement
+
     def _written_by(self, instance: Any, row: Mapping[str, Any]) -> bool:
         """Whether the upsert just wrote ``instance``: its ``updated_at`` is this statement's instant."""
         if "updated_at" not in self.model.__table__.c:
             return True  # nothing to tell by; such models rely on the database's own unique checks
         return bool(instance.updated_at == row["updated_at"])
 
-    def _upsert_updates(self, fields: Mapping[str, Any], match: Sequence[str]) -> dict[str, Any]:
+    def _upsert_updates(self, fields: Iterable[str], match: Sequence[str]) -> dict[str, Any]:
         table = self.model.__table__
         keep = {*match, self._pk.key, "created_at", "version", "deleted_at"}
         updates: dict[str, Any] = {key: dialects.EXCLUDED for key in fields if key not in keep}
         if "updated_at" in table.c:
             updates["updated_at"] = dialects.EXCLUDED
+        # Bound-free expressions: the row's values are a statement's only parameters (``upsert_statement``).
         if self._versioned:
-            updates["version"] = table.c.version + 1
+            updates["version"] = table.c.version + literal_column("1")
         if self._soft:
-            updates["deleted_at"] = None
+            updates["deleted_at"] = null()
         return updates
 
     def _with_defaults(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -421,6 +542,49 @@ class BaseRepository(WriteRepository[ModelT]):
         """
         return get_or_create(self, defaults, match)
 
+    def _made_unless_held(self, match: Mapping[str, Any], defaults: Mapping[str, Any]) -> ModelT | None:
+        """The new row of ``get_or_create``, or None when another holds ``match``'s unique key.
+
+        Where it can, one ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (no ORM flush, and a savepoint only where a
+        failed statement spoils the transaction); else ``create``, whose unique violation says the key is held.
+        """
+        dialect = self._dialect
+        key = tuple(match)
+        plain = type(self).create is WriteRepository.create and not audit.is_audited(self.model)
+        if not (plain and dialect.upsert_returns_rows and frozenset(key) in self._unique_keys()):
+            return self.create(**match, **defaults)
+        fields = {**match, **defaults}
+        self._check_writable(fields, allow_pk=True)
+        self._check_required(fields)
+        row = self._with_defaults(self._converted(fields))
+        statement = self._upsert_shape(dialect, key, tuple(row), update=False)
+        self.session.flush()
+        with self._undone_on_failure(dialect):
+            made = self.session.scalars(statement, {_PARAMETER + k: v for k, v in row.items()})
+            return made.one_or_none()
+
+
+
+_PARAMETER = "upsert_"  # a bound parameter may not take a column's own name in VALUES
+_REFRESHING = {"populate_existing": True}  # an instance already loaded takes the values just written
+_UPSERT_SHAPES: dict[tuple[Any, ...], Any] = {}  # least recently used first
+_UPSERT_SHAPES_KEPT = 512
+_UPSERT_SHAPES_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=512)
+def _find_shape(model: Any, keys: tuple[str, ...], nulls: tuple[str, ...], locking: bool) -> Select[Any]:
+    """The visible row whose ``keys`` equal bound parameters (``_PARAMETER`` + key) and ``nulls`` are NULL; built
+    once per shape, so that a lookup only binds its values."""
+    table = model.__table__
+    statement = select(model).where(
+        *(table.c[key].is_(None) if key in nulls else table.c[key] == bindparam(_PARAMETER + key) for key in keys)
+    )
+    if "deleted_at" in table.c:
+        statement = statement.where(table.c.deleted_at.is_(None))
+    if locking:
+        statement = statement.with_for_update(read=True).execution_options(populate_existing=True)
+    return statement.limit(1)
 
 
 def _rowcount(result: Any) -> int:

@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import Any
 
 import uuid_utils
-from sqlalchemy import Column, Connection, Dialect, insert
+from sqlalchemy import Column, Connection, Dialect, Insert, insert
 from sqlalchemy.sql.schema import Table
 
 from db.errors import ValidationError
@@ -75,10 +75,13 @@ class BulkInserter:
 
     def __init__(
         self, table: Table, connection: Connection, entity: str, *, protected: frozenset[str] = frozenset(),
-        rows_per_statement: int = 1,
+        rows_per_statement: int = 1, statement_for: Callable[[tuple[str, ...]], Insert] | None = None,
     ) -> None:
         self.table = table
-        self.rows_per_statement = rows_per_statement  # > 1: multi-row VALUES (positional paramstyles only)
+        # The INSERT for a set of keys (an upsert's differs by the columns it updates); plain by default.
+        self.statement_for = statement_for or (lambda keys: insert(table))
+        # > 1: multi-row VALUES (positional paramstyles, and the plain INSERT only: an upsert's tail would repeat)
+        self.rows_per_statement = rows_per_statement
         self.protected = protected
         self.connection = connection
         self.dialect: Dialect = connection.dialect
@@ -139,7 +142,7 @@ class BulkInserter:
         constant_columns = [key for key in constant_columns if self._has_constant(key)]
         self._check_required(keys, per_row_columns)
         order = [*keys, *per_row_columns, *constant_columns]
-        compiled = insert(self.table).compile(dialect=self.dialect, column_keys=order)
+        compiled = self.statement_for(keys).compile(dialect=self.dialect, column_keys=order)
         pk_key = next((key for key in order if self.columns[key].primary_key), None)
         plan = _Plan(
             sql=compiled.string,
@@ -208,13 +211,18 @@ class BulkInserter:
         return default is not None and (not default.is_callable or bool(self.columns[key].info.get(
             STATEMENT_DEFAULT)))
 
+    def instant(self) -> Any:
+        """The one instant of this call's per-statement defaults (``created_at``, ``updated_at``), in Python's form."""
+        column = next(column for column in self.columns.values() if column.info.get(STATEMENT_DEFAULT))
+        return self._statement_values.setdefault(STATEMENT_DEFAULT, column.default.arg(None))  # type: ignore[union-attr]
+
     def _constant(self, key: str) -> Any:
         """A scalar default, or a per-statement one evaluated once for the whole ``create_many`` call."""
         if key not in self._statement_values:
             default = self.columns[key].default
             if self.columns[key].info.get(STATEMENT_DEFAULT):
                 # One instant for every per-statement column (created_at == updated_at on a new row).
-                value = self._statement_values.setdefault(STATEMENT_DEFAULT, default.arg(None))  # type: ignore[union-attr]
+                value = self.instant()
             else:
                 value = default.arg(None) if default.is_callable else default.arg  # type: ignore[union-attr]
             process = self.columns[key].type._cached_bind_processor(self.dialect)

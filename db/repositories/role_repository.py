@@ -11,8 +11,8 @@ and records the reason; prefer its ``create_role`` / ``delete_role``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal, overload
 
 from sqlalchemy import select
 
@@ -71,6 +71,34 @@ class RoleRepository(BaseRepository[Role]):
         if existing is not None:
             check_not_built_in(existing)
         return super().upsert(values, match=match)
+
+    @overload
+    def upsert_many(self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str],
+                    returning: Literal[False] = False) -> int: ...
+    @overload
+    def upsert_many(self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str],
+                    returning: Literal[True]) -> list[Role]: ...
+
+    def upsert_many(
+        self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str], returning: bool = False
+    ) -> int | list[Role]:
+        keys = [match] if isinstance(match, str) else list(match)
+        held = select(*(self._column(k) for k in keys)).where(Role.built_in.is_(True))
+        built_in = {tuple(found) for found in self.session.execute(held)} if set(keys) <= set(self._table.c.keys()) \
+            else set()
+
+        def guarded(rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+            for row in rows:
+                if isinstance(row, Mapping) and set(keys) <= row.keys():
+                    wanted = self._coerced({k: row[k] for k in keys})
+                    if tuple(wanted[k] for k in keys) in built_in:
+                        raise Conflict("a built-in role changes only with the catalogue (seed_builtin_roles)",
+                                       entity="admin_role")
+                yield row
+
+        written: int | list[Role] = super().upsert_many(  # type: ignore[call-overload]
+            guarded(rows), match=match, returning=returning)
+        return written
 
 
 def check_not_built_in(role: Role) -> None:

@@ -238,14 +238,26 @@ class RepositoryRules(Generic[ModelT]):
             raise InvalidFilter(f"{self.entity}: upsert must match on a unique key, not {sorted(wanted)!r}")
         return tuple(match)
 
-    def _unique_keys(self) -> set[frozenset[str]]:
-        table = self.model.__table__
-        keys = {frozenset(column.key for column in table.primary_key.columns)}
-        keys |= {frozenset(c.key for c in constraint.columns) for constraint in table.constraints
-                 if constraint.__class__.__name__ == "UniqueConstraint"}
-        keys |= {frozenset(c.key for c in index.columns) for index in table.indexes if index.unique}
-        keys |= {frozenset({column.key}) for column in table.columns if column.unique}
-        return keys
+    def _unique_keys(self) -> frozenset[frozenset[str]]:
+        return _unique_keys_of(self._table)
+
+
+@functools.lru_cache(maxsize=1024)
+def _unique_keys_of(table: Any) -> frozenset[frozenset[str]]:
+    """Every unique key of ``table`` (its primary key included), each as its column names: computed once."""
+    keys = {frozenset(column.key for column in table.primary_key.columns)}
+    keys |= {frozenset(c.key for c in constraint.columns) for constraint in table.constraints
+             if constraint.__class__.__name__ == "UniqueConstraint"}
+    keys |= {frozenset(c.key for c in index.columns) for index in table.indexes if index.unique}
+    keys |= {frozenset({column.key}) for column in table.columns if column.unique}
+    return frozenset(keys)
+
+
+def check_upsert_key(entity: str, row: Mapping[str, Any], key: Sequence[str]) -> None:
+    """A row of ``upsert_many`` gives a value for every field of its ``match`` key: NULL matches no row."""
+    for name in key:
+        if row.get(name) is None:
+            raise ValidationError(f"{entity}.{name} is required to upsert", field=name, rule="required")
 
 
 class Creating(Protocol[ModelT_co]):
@@ -253,7 +265,7 @@ class Creating(Protocol[ModelT_co]):
 
     @property
     def entity(self) -> str: ...
-    def create(self, **fields: Any) -> ModelT_co: ...
+    def _made_unless_held(self, match: Mapping[str, Any], defaults: Mapping[str, Any]) -> ModelT_co | None: ...
     def _find(self, match: Mapping[str, Any], *, locking: bool) -> ModelT_co | None: ...
     def _coerced(self, match: Mapping[str, Any]) -> dict[str, Any]: ...
     def _check_writable(self, fields: Mapping[str, Any], *, allow_pk: bool) -> None: ...
@@ -271,15 +283,20 @@ def get_or_create(
     found = repository._find(match, locking=False)
     if found is not None:
         return found, False
+    clash: Conflict | None = None
     try:
-        return repository.create(**match, **(defaults or {})), True
+        made = repository._made_unless_held(match, defaults or {})
     except Conflict as error:
         if isinstance(error, StaleVersion):
             raise
-        found = repository._find(match, locking=True)
-        if found is None:
-            raise
-        return found, False
+        made, clash = None, error
+    if made is not None:
+        return made, True
+    found = repository._find(match, locking=True)  # the row of the caller that won the race
+    if found is None:
+        raise clash or Conflict(f"{repository.entity}: a hidden (soft-deleted) row holds this key",
+                                entity=repository.entity)
+    return found, False
 
 
 def _check_defaults(entity: str, defaults: Any, match: Mapping[str, Any]) -> None:

@@ -543,6 +543,50 @@ class RepositoryContract:
         assert values_of(repository.get_by_id(getattr(first, pk)), self.valid_fields(0)) == self.valid_fields(0)
         assert repository.count() == 1
 
+    def test_upsert_many_inserts_and_updates_in_one_call(self, repository: Any) -> None:
+        shape, key = shape_of(repository), self.unique_key(repository)
+        change = self.change(repository, outside_unique_keys=True)
+        first = repository.create(**self.valid_fields(0))
+        rows = [self.valid_fields(1), {**self.valid_fields(0), **change}, self.valid_fields(2)]
+        assert repository.upsert_many(iter(rows), match=list(key)) == 3
+        assert repository.count() == 3
+        again = repository.get_by_id(getattr(first, shape.pk))
+        assert values_of(again, change) == change
+        assert not shape.versioned or again.version == 2
+        assert not shape.stamped or (again.created_at == first.created_at and again.updated_at >= first.updated_at)
+
+    def test_upsert_many_returning_gives_the_rows_written_in_input_order(self, repository: Any) -> None:
+        pk, key = shape_of(repository).pk, self.unique_key(repository)
+        old = repository.create(**self.valid_fields(3))
+        numbers = [5, 3, 0, 9, 1]
+        written = repository.upsert_many((self.valid_fields(n) for n in numbers), match=list(key), returning=True)
+        assert [values_of(row, self.valid_fields(n)) for row, n in zip(written, numbers, strict=True)] == [
+            self.valid_fields(n) for n in numbers]
+        assert getattr(written[1], pk) == getattr(old, pk)
+
+    def test_upsert_many_brings_back_a_soft_deleted_row(self, repository: Any) -> None:
+        shape, key = shape_of(repository), self.unique_key(repository)
+        if not shape.soft:
+            pytest.skip(f"{shape.entity} has no soft delete")
+        gone = repository.create(**self.valid_fields(0))
+        repository.delete(gone)
+        repository.upsert_many([self.valid_fields(0)], match=list(key))
+        back = repository.get_by_id(getattr(gone, shape.pk))
+        assert back is not None and back.deleted_at is None
+
+    def test_upsert_many_is_all_or_nothing(self, repository: Any) -> None:
+        pk, key = shape_of(repository).pk, self.unique_key(repository)
+        first = repository.create(**self.valid_fields(0))
+        with pytest.raises(ValidationError):
+            repository.upsert_many([*(self.valid_fields(n) for n in range(1, 51)), {NO_SUCH_FIELD: 1}],
+                                   match=list(key))
+        with pytest.raises(Conflict):  # a row clashing on another unique key (its primary key)
+            repository.upsert_many([self.valid_fields(1), {**self.valid_fields(2), pk: getattr(first, pk)}],
+                                   match=list(key))
+        with pytest.raises(InvalidFilter):
+            repository.upsert_many([self.valid_fields(1)], match=[NO_SUCH_FIELD])
+        assert repository.count() == 1
+
     def test_get_or_create_creates_once_then_finds(self, repository: Any) -> None:
         pk, key = shape_of(repository).pk, self.unique_key(repository)
         match = {k: self.valid_fields(0)[k] for k in key}
@@ -552,6 +596,16 @@ class RepositoryContract:
         assert created and not created_again
         assert getattr(found, pk) == getattr(made, pk) and values_of(found, rest) == rest
         assert repository.count() == 1
+
+    def test_get_or_create_over_a_soft_deleted_holder_of_the_key_is_a_conflict(self, repository: Any) -> None:
+        shape, key = shape_of(repository), self.unique_key(repository)
+        if not shape.soft:
+            pytest.skip(f"{shape.entity} has no soft delete")
+        repository.delete(repository.create(**self.valid_fields(0)))
+        match = {k: self.valid_fields(0)[k] for k in key}
+        with pytest.raises(Conflict):
+            repository.get_or_create(**match, defaults={k: v for k, v in self.valid_fields(0).items() if k not in key})
+        assert repository.count() == 0
 
 
 __all__ = ["RepositoryContract", "Shape", "shape_of", "unique_keys"]

@@ -44,7 +44,7 @@ from db.errors import DatabaseError, StaleVersion, ValidationError
 from db.models.base import STATEMENT_DEFAULT, utcnow
 from db.repositories import query_spec as qs
 from db.repositories.bulk import batched
-from db.repositories.rules import Listing, RepositoryRules, get_or_create
+from db.repositories.rules import Listing, RepositoryRules, check_upsert_key, get_or_create
 from db.testing.memory_store import (
     Changes,
     InMemoryStore,
@@ -336,6 +336,56 @@ class InMemoryRepository(RepositoryRules[ModelT]):
             changes.apply()
         return self._load(row)
 
+    @overload
+    def upsert_many(self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str],
+                    returning: Literal[False] = False) -> int: ...
+    @overload
+    def upsert_many(self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str],
+                    returning: Literal[True]) -> list[ModelT]: ...
+
+    def upsert_many(
+        self, rows: Iterable[Mapping[str, Any]], *, match: Sequence[str], returning: bool = False
+    ) -> int | list[ModelT]:
+        """``upsert`` for any iterable of mappings, in batches checked as ``create_many``'s are; all or nothing."""
+        key = self._unique_key(match)
+        statement: dict[str, Any] = {STATEMENT_DEFAULT: utcnow()}  # one instant per call, as in SQL
+        written: list[Key] = []
+        with self.store.lock:
+            holders = {tuple(row[name] for name in key): row for row in self._rows().values()}
+            pending: dict[Key, Row] = {}  # the rows this call writes, by primary key, last write of each
+            fresh: list[Row] = []  # the rows it inserts (a primary key given twice is the insert's Conflict)
+            for batch in batched(rows, self.batch_size):
+                for raw in batch:
+                    row, new = self._upserted_row(raw, key, statement, holders)
+                    primary = key_of(self._table, row)
+                    if new:
+                        fresh.append(row)
+                    holders[tuple(row[name] for name in key)] = pending[primary] = row
+                    written.append(primary)
+            changes = Changes(self.store, self.entity)
+            inserted = {key_of(self._table, row) for row in fresh}
+            for row in fresh:
+                changes.insert(self._table, pending[key_of(self._table, row)])  # its last write
+            for primary, row in pending.items():
+                if primary not in inserted:
+                    changes.update(self._table, primary, row)
+            changes.check()
+            changes.apply()
+            stored = self._rows()
+            return [self._load(stored[primary]) for primary in written] if returning else len(written)
+
+    def _upserted_row(self, raw: Any, match: Sequence[str], statement: dict[str, Any],
+                      holders: Mapping[tuple[Any, ...], Row]) -> tuple[Row, bool]:
+        """The row ``raw`` leaves and whether it is new: the holder of its ``match`` values updated as ``upsert``
+        would, or a new row."""
+        if isinstance(raw, Mapping):
+            check_upsert_key(self.entity, raw, match)
+        row = self._bulk_row(raw, statement)
+        existing = holders.get(tuple(row[name] for name in match))
+        if existing is None:
+            return row, True
+        return {**existing, **self._upsert_updates(raw, match, row, existing)}, False
+
     def _holder(self, match: Sequence[str], row: Row) -> Row | None:
         """The stored row (deleted or not) that holds ``row``'s values of the unique key ``match``."""
         wanted = [row[key] for key in match]
@@ -360,6 +410,9 @@ class InMemoryRepository(RepositoryRules[ModelT]):
         """The visible row matching ``match`` (None matches NULL), or a new one from ``match`` and ``defaults``."""
         with self.store.lock:
             return get_or_create(self, defaults, match)
+
+    def _made_unless_held(self, match: Mapping[str, Any], defaults: Mapping[str, Any]) -> ModelT | None:
+        return self.create(**match, **defaults)
 
     def _find(self, match: Mapping[str, Any], *, locking: bool = False) -> ModelT | None:
         """``locking`` is accepted and has nothing to lock: the store's lock is held around get_or_create."""

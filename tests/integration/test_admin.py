@@ -504,6 +504,7 @@ def test_built_in_roles_change_only_with_the_catalogue(world: World) -> None:
             lambda: roles.update(support, name="helpdesk"),
             lambda: roles.update(support, built_in=False),
             lambda: roles.upsert({"name": "support", "description": "x"}, match=["name"]),
+            lambda: roles.upsert_many([{"name": "extra"}, {"name": "support", "description": "x"}], match=["name"]),
         ):
             with pytest.raises(Conflict):
                 attempt()
@@ -511,9 +512,11 @@ def test_built_in_roles_change_only_with_the_catalogue(world: World) -> None:
             lambda: roles.create(name="fake", built_in=True),
             lambda: roles.create_many([{"name": "fake", "built_in": True}]),
             lambda: roles.upsert({"name": "fake", "built_in": True}, match=["name"]),
+            lambda: roles.upsert_many([{"name": "fake", "built_in": True}], match=["name"]),
         ):
             with pytest.raises(ValidationError):
                 attempt()
+        assert roles.get_or_create(name="extra")[1]  # the refused upsert_many wrote nothing
         assert roles.update_many({"name": "support"}, description="x") == 0
         assert roles.delete_many({"name": "support"}) == 0
         assert uow.admin.role("support") is not None

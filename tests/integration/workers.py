@@ -57,3 +57,18 @@ def upsert(url: str, owner: str, label: str, start: Any) -> str:
     result = database.run_in_transaction(work)
     database.dispose()
     return result
+
+
+def upsert_many(url: str, owner: str, label: str, keys: int, start: Any) -> list[str]:
+    """Upsert ``keys`` gadgets of ``owner`` in one call (the codes every racer shares); returns their ids."""
+    database = Database(url, attempts=20)
+    start.wait(120)
+
+    def work(uow: UnitOfWork) -> list[str]:
+        rows = ({"owner": owner, "code": f"k{n}", "label": label} for n in range(keys))
+        written = uow.repository(GadgetRepository).upsert_many(rows, match=["owner", "code"], returning=True)
+        return [str(gadget.id) for gadget in written]
+
+    result = database.run_in_transaction(work)
+    database.dispose()
+    return result
