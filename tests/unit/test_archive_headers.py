@@ -79,6 +79,7 @@ def test_sparse_members_and_negative_sizes_are_refused(kind: bytes, size: int, r
         verify_archive(bomb)
 
 
+@pytest.mark.slow
 def test_a_flood_of_members_without_a_manifest_is_walked_keeping_none(tmp_path: Path) -> None:
     flood = member_flood(tmp_path / "flood.tar", 20_000)
 
