@@ -120,7 +120,6 @@ class ReadRepository(OnSession, RepositoryRules[ModelT]):
         statement = select(func.count()).select_from(self.model).where(*self._where(filters, include_deleted))
         return int(self.session.scalar(statement) or 0)
 
-
     def _listed(self, listing: Listing, limit: int | None, offset: int) -> list[ModelT]:
         criteria = self._where(listing.filters, listing.include_deleted)
         statement = self._ordered(select(self.model).where(*criteria), listing.keys)
@@ -190,8 +189,6 @@ class ReadRepository(OnSession, RepositoryRules[ModelT]):
             alternatives.append(and_(*equal, _beyond(self._column(key.field), values[position], key.descending)))
         return and_(_at_or_beyond(self._column(keys[0].field), values[0], keys[0].descending), or_(*alternatives))
 
-
-
     # Last in the class: below these lines ``list`` names the method, not the builtin.
     list = translated(RepositoryRules.list)  # written once in RepositoryRules, translated here like the rest
     page = translated(RepositoryRules.page)
@@ -226,8 +223,7 @@ class WriteRepository(ReadRepository[ModelT]):
         if (returning or audit.is_audited(self.model)) and self.model.__table__.autoincrement_column is not None:
             message = "returning=True and auditing need primary keys made in Python (UUIDPrimaryKey)"
             raise ValidationError(f"{self.entity}: {message}")
-        if type(self)._prepared is not WriteRepository._prepared:  # the plain path pays no call per row
-            rows = map(self._prepared, rows)
+        rows = self._prepared_rows(rows)
         self.session.flush()
         count = 0
         audited = audit.is_audited(self.model)
@@ -253,6 +249,12 @@ class WriteRepository(ReadRepository[ModelT]):
     def _prepared(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
         """A row of ``create_many`` as the entity stores it: where a repository checks or derives its fields."""
         return row
+
+    def _prepared_rows(self, rows: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
+        """``rows`` through ``_prepared`` where a repository has one: the plain path pays no call per row."""
+        if type(self)._prepared is WriteRepository._prepared:
+            return rows
+        return map(self._prepared, rows)
 
     def _load_generated(self, hex_ids: list[str]) -> list[ModelT]:
         """Rows whose UUIDv7 ids this call generated (as 32 hex digits), loaded in key ranges, in input order.
@@ -363,7 +365,6 @@ class WriteRepository(ReadRepository[ModelT]):
             return _rowcount(self.session.execute(statement_for(and_(*criteria))))
 
 
-
 class BaseRepository(WriteRepository[ModelT]):
     """The whole generic repository: ``WriteRepository`` plus ``upsert`` and ``get_or_create``."""
 
@@ -445,10 +446,8 @@ class BaseRepository(WriteRepository[ModelT]):
 
     def _upsert_rows(self, rows: Iterable[Mapping[str, Any]], key: Sequence[str]) -> Iterable[Mapping[str, Any]]:
         """The rows as ``create_many`` takes them (the ``_prepared`` hook applied), each giving every ``key`` field."""
-        prepare = type(self)._prepared is not WriteRepository._prepared
         entity = self.entity
-        for given in rows:
-            row = self._prepared(given) if prepare else given
+        for row in self._prepared_rows(rows):
             # A plain dict is told apart first: the abstract Mapping check costs more than the rest of this loop.
             if (type(row) is dict or isinstance(row, Mapping)) and None in [row.get(name) for name in key]:
                 check_upsert_key(entity, row, key)
@@ -562,7 +561,6 @@ class BaseRepository(WriteRepository[ModelT]):
         with self._undone_on_failure(dialect):
             made = self.session.scalars(statement, {_PARAMETER + k: v for k, v in row.items()})
             return made.one_or_none()
-
 
 
 _PARAMETER = "upsert_"  # a bound parameter may not take a column's own name in VALUES
