@@ -86,6 +86,7 @@ class AdminService(Service):
         self._role_permissions = RolePermissionRepository(session)
         self._permissions = PermissionRepository(session)
         self._accounts = AccountRepository(session)
+        self._users = UserService(session)
 
     # --- who may do what ---------------------------------------------------------------------------------------
 
@@ -263,10 +264,6 @@ class AdminService(Service):
         return count
 
     # --- helpers -----------------------------------------------------------------------------------------------
-
-    @property
-    def _users(self) -> UserService:
-        return UserService(self.session)
 
     def _require(self, permission: str) -> None:
         """``PermissionDenied`` unless the actor holds ``permission``."""
