@@ -205,6 +205,9 @@ def inspect_binding(session: Session | Connection, storage: Storage, *, count: b
     if owner is not None or identity is None or not count:
         return binding
     blobs, foreign = _count_blobs(session, storage.keys())
+    owner = storage.owner()  # a writer binds before it places a blob: one counted here may be from a binder since
+    if owner is not None:    # then, whose uncommitted row this session cannot see; the marker decides, not the count
+        return _binding(storage, identity, url, owner)
     return _binding(storage, identity, url, None, foreign_blobs=foreign, blobs=blobs)
 
 
