@@ -14,6 +14,7 @@ not when the command line starts: ``--help`` does not import SQLAlchemy.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -169,6 +170,8 @@ class Ledger:
         if not self._listening:
             for name, method in _EVENTS.items():
                 event.listen(Engine, name, getattr(self, method))
+            for logger in _pool_loggers():
+                logger.addFilter(_not_the_interrupt)
             self._listening = True
 
     def _stop_listening(self) -> None:
@@ -177,6 +180,8 @@ class Ledger:
 
             for name, method in _EVENTS.items():
                 event.remove(Engine, name, getattr(self, method))
+            for logger in _pool_loggers():
+                logger.removeFilter(_not_the_interrupt)
             self._listening = False
 
     def _catch_interrupt(self) -> Any:
@@ -225,3 +230,18 @@ def _opened(connection: Connection) -> _Open:
     from db import dialects
 
     return _Open(dialects.dialect_of(connection).transactional_ddl)
+
+
+def _pool_loggers() -> list[logging.Logger]:
+    """The loggers SQLAlchemy's pools write to (one per pool class, named after it)."""
+    from sqlalchemy.pool import Pool, impl
+
+    pools = [kind for kind in vars(impl).values() if isinstance(kind, type) and issubclass(kind, Pool)]
+    return [logging.getLogger(f"{kind.__module__}.{kind.__name__}") for kind in pools]
+
+
+def _not_the_interrupt(record: logging.LogRecord) -> bool:
+    """Drop the pool's report of the ``KeyboardInterrupt`` that Ctrl-C raised while it reset a returned connection:
+    the pool logs it with a traceback, then re-raises it, and the command line says what the interrupt left. Every
+    other record, a reset that failed for another reason included, passes."""
+    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
