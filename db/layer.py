@@ -9,17 +9,19 @@ than a class lookup at each call site; an application's own repositories are rea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from db import session as core
-from db.repositories.audit_repository import AuditRepository
-from db.services.accounts import AccountService
-from db.services.admin import AdminService
-from db.services.files import FileService
-from db.services.reports import ReportService
-from db.services.users import UserService
+
+if TYPE_CHECKING:  # each service is imported on first use: a command pays only for those it reaches
+    from db.repositories.audit_repository import AuditRepository
+    from db.services.accounts import AccountService
+    from db.services.admin import AdminService
+    from db.services.files import FileService
+    from db.services.reports import ReportService
+    from db.services.users import UserService
 
 
 class UnitOfWork(core.UnitOfWork):
@@ -27,26 +29,38 @@ class UnitOfWork(core.UnitOfWork):
 
     @property
     def users(self) -> UserService:
+        from db.services.users import UserService
+
         return self.repository(UserService)
 
     @property
     def accounts(self) -> AccountService:
+        from db.services.accounts import AccountService
+
         return self.repository(AccountService)
 
     @property
     def admin(self) -> AdminService:
+        from db.services.admin import AdminService
+
         return self.repository(AdminService)
 
     @property
     def audit(self) -> AuditRepository:
+        from db.repositories.audit_repository import AuditRepository
+
         return self.repository(AuditRepository)
 
     @property
     def files(self) -> FileService:
+        from db.services.files import FileService
+
         return self.repository(FileService)
 
     @property
     def reports(self) -> ReportService:
+        from db.services.reports import ReportService
+
         return self.repository(ReportService)
 
 

@@ -1,7 +1,8 @@
 """Everything that differs between SQLite, PostgreSQL and MariaDB lives in this package, and only here.
 
 One class per engine (``sqlite.SQLite``, ``postgresql.PostgreSQL``, ``mariadb.MariaDB``) implements the interface
-of ``base.Dialect``; ``dialect_of(engine_or_connection_or_session)`` finds it. SQL that differs is a construct
+of ``base.Dialect``; ``dialect_of(engine_or_connection_or_session)`` finds it, importing that engine's module on
+first use only. SQL that differs is a construct
 compiled per engine (``sql.time_bucket``); driver errors become ``db.errors`` in ``translation``; the audit log's
 guards are in ``audit_sql``. Code outside this package never asks which engine it runs on.
 """
@@ -15,9 +16,8 @@ from sqlalchemy import exc
 from sqlalchemy.engine import URL, make_url
 
 from db import errors
-from db.dialects import mariadb, postgresql, sqlite  # noqa: F401 - importing an engine's module registers it
 from db.dialects.audit_sql import APPEND_ONLY_TABLES, HEAD_KEPT_TRIGGER, SEQ_GUARD_TRIGGERS
-from db.dialects.base import EXCLUDED, RESTORE_TOKEN, Dialect, dialect_named, dialect_of
+from db.dialects.base import EXCLUDED, RESTORE_TOKEN, Dialect, all_dialects, dialect_named, dialect_of
 from db.dialects.sql import BUCKETS, time_bucket
 from db.dialects.translation import domain_error, is_audit_seq_clash, is_disk_full, is_transient
 
@@ -32,6 +32,7 @@ __all__ = [
     "RESTORE_TOKEN",
     "SEQ_GUARD_TRIGGERS",
     "Dialect",
+    "all_dialects",
     "backend_name",
     "dialect_named",
     "dialect_of",

@@ -9,6 +9,7 @@ with no quirk in that respect; an engine's class overrides what differs and says
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,15 @@ from sqlalchemy.types import NullType, TypeEngine
 from db import errors
 
 _REGISTRY: dict[str, Dialect] = {}
+# The module of each engine, imported on first use: a command on SQLite never pays for the other engines' modules
+# (and the SQLAlchemy dialects they import). Importing a module registers its class under its names.
+ENGINE_MODULES: Mapping[str, str] = {
+    "sqlite": "db.dialects.sqlite",
+    "postgresql": "db.dialects.postgresql",
+    "postgres": "db.dialects.postgresql",
+    "mysql": "db.dialects.mariadb",
+    "mariadb": "db.dialects.mariadb",
+}
 _LOOPBACK = frozenset({"", "localhost", "127.0.0.1", "::1", "[::1]"})
 
 EXCLUDED = object()
@@ -384,11 +394,14 @@ def install_write_tracking(engine: Engine) -> None:
 
 def dialect_named(name: str) -> Dialect:
     """The implementation for a SQLAlchemy dialect name (``sqlite``, ``postgresql``, ``mysql``, ``mariadb``)."""
+    if name not in _REGISTRY and name in ENGINE_MODULES:
+        importlib.import_module(ENGINE_MODULES[name])
     try:
         return _REGISTRY[name]
     except KeyError:
         raise errors.DatabaseUnavailable(
-            f"bad database URL: unsupported engine {name!r} (supported: {', '.join(sorted(_REGISTRY))})") from None
+            f"bad database URL: unsupported engine {name!r} (supported: {', '.join(sorted(ENGINE_MODULES))})"
+        ) from None
 
 
 def dialect_of(bind: Engine | Connection | Session | SQLAlchemyDialect | URL) -> Dialect:
@@ -401,10 +414,16 @@ def dialect_of(bind: Engine | Connection | Session | SQLAlchemyDialect | URL) ->
     return dialect_named(sqlalchemy_dialect.name)
 
 
+def all_dialects() -> list[Dialect]:
+    """Every engine's implementation (importing the engine modules not imported yet)."""
+    return list(dict.fromkeys(dialect_named(name) for name in ENGINE_MODULES))
+
+
 def for_driver_error(original: object) -> Dialect | None:
     """The implementation whose driver raised ``original``, or None if no known driver did."""
     module = type(original).__module__
-    for dialect in dict.fromkeys(_REGISTRY.values()):
-        if module.startswith(dialect.driver_modules):
-            return dialect
+    for dialects in (list(dict.fromkeys(_REGISTRY.values())), all_dialects()):  # the loaded ones first
+        for dialect in dialects:
+            if module.startswith(dialect.driver_modules):
+                return dialect
     return None

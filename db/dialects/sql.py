@@ -12,16 +12,19 @@ evaluate it once per row.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import String, literal_column
+from sqlalchemy import String, exc, literal_column
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, Insert
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from db import errors
-from db.dialects.base import EXCLUDED
+from db.dialects.base import ENGINE_MODULES, EXCLUDED
 
 BUCKETS = ("day", "week", "month")
 
@@ -44,6 +47,16 @@ class TimeBucket(FunctionElement[str]):
     @property
     def column(self) -> ColumnElement[Any]:
         return next(iter(self.clauses))
+
+
+@compiles(TimeBucket)
+def _compile_after_loading_the_engine(element: TimeBucket, compiler: SQLCompiler, **kw: Any) -> str:
+    """Engine modules are imported on first use: load this engine's (which registers its own form), then compile."""
+    module = ENGINE_MODULES.get(compiler.dialect.name)
+    if module is None or kw.get("engine_module_loaded"):
+        raise exc.CompileError(f"time buckets are not written for the engine {compiler.dialect.name!r}")
+    importlib.import_module(module)
+    return compiler.process(element, engine_module_loaded=True, **kw)
 
 
 def time_bucket(column: ColumnElement[Any], unit: str) -> TimeBucket:
